@@ -1,0 +1,312 @@
+//! `Dogear`: what the gateway calls. Each method is one use case; each reaches the actor that
+//! owns the state through [`Placement`], so every protocol shares the same rules.
+
+use crate::auth::{Accounts, AuthSettings, JwtKeys};
+use crate::books::{BookPatch, NewBook};
+use crate::device_actor::{DeviceMsg, SocketHandle, SocketId};
+use crate::error::AppError;
+use crate::library_actor::LibraryMsg;
+use crate::placement::{ActorSettings, Placement};
+use crate::progress::ProgressWrite;
+use crate::user_actor::{Change, ProgressView, UserMsg, WriteOutcome};
+use dogear_storage::{
+    Book, BookId, BookQuery, Device, DeviceId, DeviceKind, Library, LibraryId, LibraryKind,
+    ProgressState, Role, Store, User, UserId,
+};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use tokio::sync::mpsc;
+
+pub struct Dogear {
+    store: Arc<dyn Store>,
+    accounts: Accounts,
+    placement: Placement,
+}
+
+/// The receiving end of a socket's live changes.
+pub struct LiveFeed {
+    pub socket: SocketId,
+    pub rx: mpsc::Receiver<Arc<Change>>,
+    pub overflowed: Arc<AtomicBool>,
+    /// The user's log head when the feed was attached: the `hello` cursor.
+    pub head: u64,
+}
+
+impl Dogear {
+    pub async fn start(
+        store: Arc<dyn Store>,
+        keys: JwtKeys,
+        auth: AuthSettings,
+        actors: ActorSettings,
+    ) -> Result<Dogear, AppError> {
+        let placement = Placement::start(store.clone(), actors).await?;
+        Ok(Dogear {
+            accounts: Accounts::new(store.clone(), keys, auth),
+            store,
+            placement,
+        })
+    }
+
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    pub async fn ready(&self) -> Result<(), AppError> {
+        self.store.ping().await.map_err(AppError::from)
+    }
+
+    /// Stops the actors and closes the store: every acknowledged write is on disk after this.
+    pub async fn shutdown(&self) {
+        self.placement.shutdown().await;
+        if let Err(e) = self.store.close().await {
+            tracing::error!(error = %e, "closing the store");
+        }
+    }
+
+    pub async fn me(&self, user: UserId) -> Result<User, AppError> {
+        self.store
+            .user(user)
+            .await?
+            .ok_or(AppError::Unauthorized("the account no longer exists"))
+    }
+
+    // Devices.
+
+    pub async fn create_device(
+        &self,
+        user: UserId,
+        name: &str,
+        kind: DeviceKind,
+    ) -> Result<Device, AppError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 128 {
+            return Err(AppError::bad("name", "must be 1-128 bytes of text"));
+        }
+        let name = name.to_string();
+        self.placement
+            .call_user(user, |reply| UserMsg::CreateDevice {
+                name: name.clone(),
+                kind,
+                reply,
+            })
+            .await?
+    }
+
+    pub async fn devices(&self, user: UserId) -> Result<Vec<Device>, AppError> {
+        self.placement.call_user(user, UserMsg::ListDevices).await
+    }
+
+    pub async fn delete_device(&self, user: UserId, id: DeviceId) -> Result<(), AppError> {
+        self.placement
+            .call_user(user, |reply| UserMsg::DeleteDevice(id, reply))
+            .await?
+    }
+
+    // Libraries and books.
+
+    pub async fn libraries(&self, user: UserId) -> Result<Vec<(Library, Role)>, AppError> {
+        Ok(self.store.libraries_of(user).await?)
+    }
+
+    pub async fn create_book(
+        &self,
+        user: UserId,
+        library: Option<LibraryId>,
+        new: NewBook,
+    ) -> Result<Book, AppError> {
+        let library = match library {
+            Some(l) => l,
+            None => self
+                .libraries(user)
+                .await?
+                .into_iter()
+                .find(|(l, _)| l.kind == LibraryKind::Personal && l.owner_id == user)
+                .map(|(l, _)| l.id)
+                .ok_or(AppError::NotFound("library"))?,
+        };
+        self.placement
+            .call_library(library, |reply| {
+                LibraryMsg::CreateBook(user, new.clone(), reply)
+            })
+            .await?
+    }
+
+    /// A live book the caller may read, else 404.
+    pub async fn book(&self, user: UserId, id: BookId) -> Result<Book, AppError> {
+        let book = match self.store.book(id).await? {
+            Some(b) if b.deleted_at.is_none() => b,
+            _ => return Err(AppError::NotFound("book")),
+        };
+        let role = self
+            .placement
+            .call_library(book.library_id, |reply| LibraryMsg::Role(user, reply))
+            .await?;
+        role.map(|_| book).ok_or(AppError::NotFound("book"))
+    }
+
+    /// Books of the caller's libraries (or of one of them), ordered by id, after `after`.
+    pub async fn list_books(
+        &self,
+        user: UserId,
+        q: Option<String>,
+        library: Option<LibraryId>,
+        after: Option<BookId>,
+        limit: usize,
+    ) -> Result<(Vec<Book>, Option<BookId>), AppError> {
+        let mut libraries: Vec<LibraryId> = self
+            .libraries(user)
+            .await?
+            .into_iter()
+            .map(|(l, _)| l.id)
+            .collect();
+        if let Some(l) = library {
+            if !libraries.contains(&l) {
+                return Err(AppError::NotFound("library"));
+            }
+            libraries = vec![l];
+        }
+        let q = q.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let mut items = self
+            .store
+            .list_books(&BookQuery {
+                libraries,
+                q,
+                after,
+                limit: limit + 1,
+            })
+            .await?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|b| b.id)
+        } else {
+            None
+        };
+        Ok((items, next))
+    }
+
+    pub async fn update_book(
+        &self,
+        user: UserId,
+        id: BookId,
+        patch: BookPatch,
+    ) -> Result<Book, AppError> {
+        let lib = self.book_library(id).await?;
+        self.placement
+            .call_library(lib, |reply| {
+                LibraryMsg::UpdateBook(user, id, patch.clone(), reply)
+            })
+            .await?
+    }
+
+    pub async fn delete_book(&self, user: UserId, id: BookId) -> Result<(), AppError> {
+        let lib = self.book_library(id).await?;
+        self.placement
+            .call_library(lib, |reply| LibraryMsg::DeleteBook(user, id, reply))
+            .await?
+    }
+
+    async fn book_library(&self, id: BookId) -> Result<LibraryId, AppError> {
+        match self.store.book(id).await? {
+            Some(b) if b.deleted_at.is_none() => Ok(b.library_id),
+            _ => Err(AppError::NotFound("book")),
+        }
+    }
+
+    // Reading progress.
+
+    pub async fn write_progress(
+        &self,
+        user: UserId,
+        write: ProgressWrite,
+        origin: Option<SocketId>,
+    ) -> Result<WriteOutcome, AppError> {
+        self.placement
+            .call_user(user, |reply| UserMsg::Write {
+                write: write.clone(),
+                origin,
+                reply,
+            })
+            .await?
+    }
+
+    pub async fn progress(&self, user: UserId, book: BookId) -> Result<ProgressView, AppError> {
+        self.placement
+            .call_user(user, |reply| UserMsg::Get { book, reply })
+            .await?
+    }
+
+    /// Applied changes after `after` (oldest first) and the cursor to continue from. With no
+    /// cursor: the current state of every book, and the log head as the cursor.
+    pub async fn changes(
+        &self,
+        user: UserId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<(u64, ProgressState)>, u64), AppError> {
+        match after {
+            None => {
+                // Head first: anything written meanwhile is repeated by the feed, never lost.
+                let head = self.store.progress_head(user).await?;
+                let states = self.store.progress_states(user).await?;
+                Ok((states.into_iter().map(|s| (0, s)).collect(), head))
+            }
+            Some(c) => {
+                let items = self.store.progress_changes(user, c, limit).await?;
+                let next = items.last().map_or(c, |(seq, _)| *seq);
+                Ok((items, next))
+            }
+        }
+    }
+
+    pub async fn has_device(&self, user: UserId, device: DeviceId) -> Result<bool, AppError> {
+        self.placement
+            .call_user(user, |reply| UserMsg::HasDevice(device, reply))
+            .await
+    }
+
+    /// Attaches a new socket of `device` to the live feed of the user's changes.
+    pub async fn attach_socket(
+        &self,
+        user: UserId,
+        device: DeviceId,
+    ) -> Result<LiveFeed, AppError> {
+        if !self.has_device(user, device).await? {
+            return Err(AppError::bad("device_id", "is not one of your devices"));
+        }
+        let socket = SocketId::next();
+        let (tx, rx) = mpsc::channel(self.placement.settings().socket_queue.max(1));
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let handle = SocketHandle {
+            id: socket,
+            tx,
+            overflowed: overflowed.clone(),
+        };
+        // Attach once: a retry would need a second sender, and the first attach either
+        // landed (the actor answered) or died with the actor.
+        let dev = self.placement.device(user, device).await?;
+        let attached = dev
+            .call(
+                |reply| DeviceMsg::Attach(handle, reply),
+                Some(std::time::Duration::from_secs(30)),
+            )
+            .await;
+        if !matches!(attached, Ok(ractor::rpc::CallResult::Success(()))) {
+            return Err(AppError::Unavailable("could not attach socket".into()));
+        }
+        // Read after attaching, so no change falls between the cursor and the live feed.
+        let head = self.store.progress_head(user).await?;
+        Ok(LiveFeed {
+            socket,
+            rx,
+            overflowed,
+            head,
+        })
+    }
+
+    pub fn detach_socket(&self, device: DeviceId, socket: SocketId) {
+        let key = crate::placement::device_key(device);
+        if let Some(dev) = self.placement.running::<DeviceMsg>(&key) {
+            let _ = dev.cast(DeviceMsg::Detach(socket));
+        }
+    }
+}

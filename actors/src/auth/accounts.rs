@@ -1,0 +1,294 @@
+//! Registration, login, refresh and logout. Rules for names and passwords live here, not in
+//! the gateway, so every way of creating an account (HTTP, `dogear user add`) obeys them.
+
+use super::passwords;
+use super::ratelimit::RateLimiter;
+use super::tokens::{JwtKeys, random_token, sha256_hex};
+use crate::error::AppError;
+use dogear_storage::{
+    FamilyId, Library, LibraryId, LibraryKind, RefreshToken, RotateOutcome, Store, StoreError,
+    Timestamp, User, UserId,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_secs: i64,
+    pub registration_open: bool,
+    /// Failed logins allowed per username (and, times four, per address) in the window.
+    pub login_max_failures: usize,
+    pub login_window_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            access_ttl_secs: 15 * 60,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            registration_open: true,
+            login_max_failures: 5,
+            login_window_secs: 15 * 60,
+        }
+    }
+}
+
+/// What a successful register, login or refresh hands back.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user_id: UserId,
+    pub username: String,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: i64,
+}
+
+pub struct Accounts {
+    store: Arc<dyn Store>,
+    keys: JwtKeys,
+    settings: AuthSettings,
+    limiter: RateLimiter,
+    /// Per client address, with four times the per-name budget: several people may share one.
+    addr_limiter: RateLimiter,
+    /// Verified against when the username is unknown, so both failures cost the same time.
+    dummy_hash: tokio::sync::OnceCell<String>,
+}
+
+pub fn validate_username(name: &str) -> Result<(), AppError> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'));
+    if !(3..=32).contains(&name.len()) || !ok_chars {
+        return Err(AppError::bad(
+            "username",
+            "must be 3-32 characters of a-z, 0-9, '_', '.', '-'",
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_password(pw: &str) -> Result<(), AppError> {
+    let n = pw.chars().count();
+    if !(8..=1024).contains(&n) {
+        return Err(AppError::bad("password", "must be 8-1024 characters"));
+    }
+    Ok(())
+}
+
+fn validate_email(email: &str) -> Result<(), AppError> {
+    let valid = email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(a, d)| !a.is_empty() && d.contains('.') && !d.starts_with('.'))
+        && !email.chars().any(char::is_whitespace);
+    if !valid {
+        return Err(AppError::bad("email", "must be an email address"));
+    }
+    Ok(())
+}
+
+impl Accounts {
+    pub fn new(store: Arc<dyn Store>, keys: JwtKeys, settings: AuthSettings) -> Accounts {
+        let limiter = RateLimiter::new(
+            settings.login_max_failures,
+            Duration::from_secs(settings.login_window_secs),
+        );
+        let addr_limiter = RateLimiter::new(
+            settings.login_max_failures.saturating_mul(4),
+            Duration::from_secs(settings.login_window_secs),
+        );
+        Accounts {
+            store,
+            keys,
+            settings,
+            limiter,
+            addr_limiter,
+            dummy_hash: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub fn keys(&self) -> &JwtKeys {
+        &self.keys
+    }
+
+    /// Creates a user and their personal library. `via_admin` bypasses closed registration
+    /// (the `dogear user add` command).
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        email: Option<&str>,
+        is_admin: bool,
+        via_admin: bool,
+    ) -> Result<User, AppError> {
+        if !self.settings.registration_open && !via_admin {
+            return Err(AppError::RegistrationClosed);
+        }
+        validate_username(username)?;
+        validate_password(password)?;
+        if let Some(e) = email {
+            validate_email(e)?;
+        }
+        if self.store.user_by_name(username).await?.is_some() {
+            return Err(AppError::UsernameTaken);
+        }
+        let now = Timestamp::now();
+        let user = User {
+            id: UserId::generate(),
+            username: username.to_string(),
+            email: email.map(str::to_string),
+            password_hash: passwords::hash(password.to_string()).await?,
+            is_admin,
+            created_at: now,
+        };
+        let library = Library {
+            id: LibraryId::generate(),
+            name: format!("{username}'s library"),
+            kind: LibraryKind::Personal,
+            owner_id: user.id,
+            created_at: now,
+        };
+        match self.store.create_user(&user, &library).await {
+            Ok(()) => Ok(user),
+            Err(StoreError::Conflict(_)) => Err(AppError::UsernameTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        email: Option<&str>,
+    ) -> Result<Session, AppError> {
+        let user = self
+            .create_user(username, password, email, false, false)
+            .await?;
+        self.new_session(user.id, user.username, FamilyId::generate())
+            .await
+    }
+
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        addr: Option<&str>,
+    ) -> Result<Session, AppError> {
+        let now = Instant::now();
+        let user_key = format!("u:{username}");
+        let addr_key = addr.map(|a| format!("a:{a}"));
+        let limited = self.limiter.check(&user_key, now).or_else(|| {
+            addr_key
+                .as_deref()
+                .and_then(|k| self.addr_limiter.check(k, now))
+        });
+        if let Some(secs) = limited {
+            return Err(AppError::RateLimited {
+                retry_after_secs: secs,
+            });
+        }
+        let user = self.store.user_by_name(username).await?;
+        let ok = match &user {
+            Some(u) => passwords::verify(password.to_string(), u.password_hash.clone()).await,
+            None => {
+                let dummy = self
+                    .dummy_hash
+                    .get_or_try_init(|| passwords::hash("dogear-timing-equaliser".into()))
+                    .await?;
+                passwords::verify(password.to_string(), dummy.clone()).await;
+                false
+            }
+        };
+        match (ok, user) {
+            (true, Some(u)) => {
+                self.limiter.clear(&user_key);
+                self.new_session(u.id, u.username, FamilyId::generate())
+                    .await
+            }
+            _ => {
+                self.limiter.fail(&user_key, now);
+                if let Some(k) = addr_key {
+                    self.addr_limiter.fail(&k, now);
+                }
+                Err(AppError::InvalidCredentials)
+            }
+        }
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Session, AppError> {
+        let now = Timestamp::now();
+        let new_token = random_token()?;
+        let expires_at = now.plus_secs(self.settings.refresh_ttl_secs);
+        match self
+            .store
+            .rotate_refresh_token(
+                &sha256_hex(refresh_token),
+                &sha256_hex(&new_token),
+                now,
+                expires_at,
+            )
+            .await?
+        {
+            RotateOutcome::Rotated { user_id } => {
+                let user = self
+                    .store
+                    .user(user_id)
+                    .await?
+                    .ok_or(AppError::Unauthorized("invalid refresh token"))?;
+                Ok(Session {
+                    user_id,
+                    username: user.username,
+                    access_token: self
+                        .keys
+                        .issue(user_id, now, self.settings.access_ttl_secs)?,
+                    refresh_token: new_token,
+                    expires_in: self.settings.access_ttl_secs,
+                })
+            }
+            RotateOutcome::Reused => Err(AppError::Unauthorized(
+                "refresh token was already used; its session has been revoked",
+            )),
+            RotateOutcome::Invalid => Err(AppError::Unauthorized("invalid refresh token")),
+        }
+    }
+
+    pub async fn logout(&self, refresh_token: &str) -> Result<(), AppError> {
+        self.store
+            .revoke_refresh_family(&sha256_hex(refresh_token))
+            .await?;
+        Ok(())
+    }
+
+    pub fn authenticate(&self, access_token: &str) -> Result<UserId, AppError> {
+        self.keys.verify(access_token)
+    }
+
+    async fn new_session(
+        &self,
+        user_id: UserId,
+        username: String,
+        family: FamilyId,
+    ) -> Result<Session, AppError> {
+        let now = Timestamp::now();
+        let refresh = random_token()?;
+        self.store
+            .insert_refresh_token(&RefreshToken {
+                hash: sha256_hex(&refresh),
+                user_id,
+                family_id: family,
+                created_at: now,
+                expires_at: now.plus_secs(self.settings.refresh_ttl_secs),
+            })
+            .await?;
+        Ok(Session {
+            user_id,
+            username,
+            access_token: self
+                .keys
+                .issue(user_id, now, self.settings.access_ttl_secs)?,
+            refresh_token: refresh,
+            expires_in: self.settings.access_ttl_secs,
+        })
+    }
+}

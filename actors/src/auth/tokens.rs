@@ -1,0 +1,102 @@
+//! Access tokens (JWT, HS256) and refresh tokens (random, stored only as SHA-256).
+
+use crate::error::AppError;
+use base64::Engine;
+use dogear_storage::{Timestamp, UserId};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    iat: i64,
+    exp: i64,
+    typ: String,
+}
+
+/// The signing secret, held once. `Debug` never shows it.
+#[derive(Clone)]
+pub struct JwtKeys {
+    enc: EncodingKey,
+    dec: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtKeys(<redacted>)")
+    }
+}
+
+impl JwtKeys {
+    pub fn from_secret(secret: &[u8]) -> JwtKeys {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        JwtKeys {
+            enc: EncodingKey::from_secret(secret),
+            dec: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    pub fn issue(&self, user: UserId, now: Timestamp, ttl_secs: i64) -> Result<String, AppError> {
+        let iat = now.millis() / 1000;
+        let claims = Claims {
+            sub: user.to_string(),
+            iat,
+            exp: iat + ttl_secs,
+            typ: "access".into(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc)
+            .map_err(|e| AppError::Unavailable(format!("jwt encode: {e}")))
+    }
+
+    /// The user a valid, unexpired access token speaks for.
+    pub fn verify(&self, token: &str) -> Result<UserId, AppError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.dec, &self.validation)
+            .map_err(|_| AppError::Unauthorized("invalid or expired access token"))?;
+        if data.claims.typ != "access" {
+            return Err(AppError::Unauthorized("invalid or expired access token"));
+        }
+        data.claims
+            .sub
+            .parse()
+            .map_err(|_| AppError::Unauthorized("invalid or expired access token"))
+    }
+}
+
+/// 32 random bytes, base64url: a refresh token or a secret.
+pub fn random_token() -> Result<String, AppError> {
+    let mut buf = [0u8; 32];
+    getrandom::fill(&mut buf).map_err(|e| AppError::Unavailable(format!("getrandom: {e}")))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+}
+
+pub fn sha256_hex(s: &str) -> String {
+    let digest = Sha256::digest(s.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_and_expire() {
+        let keys = JwtKeys::from_secret(b"0123456789abcdef0123456789abcdef");
+        let u = UserId::generate();
+        let t = keys.issue(u, Timestamp::now(), 60).unwrap();
+        assert_eq!(keys.verify(&t).unwrap(), u);
+        let old = keys.issue(u, Timestamp::now().plus_secs(-120), 60).unwrap();
+        assert!(keys.verify(&old).is_err(), "expired");
+        let other = JwtKeys::from_secret(b"another secret, another server!!");
+        assert!(other.verify(&t).is_err(), "forged");
+        assert!(keys.verify("not.a.jwt").is_err());
+    }
+}

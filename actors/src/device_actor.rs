@@ -1,0 +1,171 @@
+//! `DeviceActor`: one per device with open sockets. It owns those sockets' outbound queues:
+//! the user's actor hands it every applied change once, and it fans the change out to each
+//! socket of the device without ever waiting on a slow one. A socket whose bounded queue is
+//! full is cut loose (the gateway closes it with 4008) and catches up by cursor.
+
+use crate::placement::Placement;
+use crate::supervisor::ActiveGuard;
+use crate::user_actor::{Change, UserMsg, tick_period};
+use dogear_storage::{DeviceId, UserId};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// Identifies one WebSocket connection on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SocketId(pub u64);
+
+impl SocketId {
+    pub fn next() -> SocketId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        SocketId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// The device actor's side of one socket.
+pub struct SocketHandle {
+    pub id: SocketId,
+    pub tx: mpsc::Sender<Arc<Change>>,
+    /// Set when the socket was dropped for falling behind.
+    pub overflowed: Arc<AtomicBool>,
+}
+
+pub enum DeviceMsg {
+    Attach(SocketHandle, RpcReplyPort<()>),
+    Detach(SocketId),
+    Push(Arc<Change>),
+    /// The user's actor restarted and took this device back; nothing to do but stay alive.
+    Resubscribe,
+    Tick,
+}
+
+pub struct DeviceArgs {
+    pub user: UserId,
+    pub device: DeviceId,
+    pub placement: Placement,
+}
+
+pub struct DeviceState {
+    user: UserId,
+    device: DeviceId,
+    placement: Placement,
+    sockets: Vec<SocketHandle>,
+    subscribed: bool,
+    last_active: Instant,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+    _active: ActiveGuard,
+}
+
+pub struct DeviceActor;
+
+impl Actor for DeviceActor {
+    type Msg = DeviceMsg;
+    type State = DeviceState;
+    type Arguments = DeviceArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<DeviceMsg>,
+        args: DeviceArgs,
+    ) -> Result<DeviceState, ActorProcessingErr> {
+        let idle = args.placement.settings().idle_timeout;
+        let ticker = myself.send_interval(tick_period(idle), || DeviceMsg::Tick);
+        Ok(DeviceState {
+            user: args.user,
+            device: args.device,
+            placement: args.placement,
+            sockets: Vec::new(),
+            subscribed: false,
+            last_active: Instant::now(),
+            ticker: Some(ticker),
+            _active: ActiveGuard::new("device"),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<DeviceMsg>,
+        st: &mut DeviceState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = st.ticker.take() {
+            t.abort();
+        }
+        st.unsubscribe();
+        // Dropping the senders ends every socket's stream: the gateway closes them.
+        st.sockets.clear();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<DeviceMsg>,
+        msg: DeviceMsg,
+        st: &mut DeviceState,
+    ) -> Result<(), ActorProcessingErr> {
+        st.last_active = Instant::now();
+        match msg {
+            DeviceMsg::Attach(socket, reply) => {
+                st.sockets.push(socket);
+                if !st.subscribed {
+                    let user = st.placement.user(st.user).await?;
+                    user.cast(UserMsg::Subscribe(st.device, myself.clone()))?;
+                    st.subscribed = true;
+                }
+                let _ = reply.send(());
+            }
+            DeviceMsg::Detach(id) => {
+                st.sockets.retain(|s| s.id != id);
+                if st.sockets.is_empty() {
+                    st.unsubscribe();
+                }
+            }
+            DeviceMsg::Push(change) => {
+                st.sockets.retain(|s| {
+                    if Some(s.id) == change.origin_socket {
+                        return true;
+                    }
+                    match s.tx.try_send(change.clone()) {
+                        Ok(()) => true,
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            s.overflowed.store(true, Ordering::Release);
+                            metrics::counter!("dogear_ws_overflow_closes_total").increment(1);
+                            false
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => false,
+                    }
+                });
+                if st.sockets.is_empty() {
+                    st.unsubscribe();
+                }
+            }
+            DeviceMsg::Resubscribe => {
+                st.subscribed = true;
+                if st.sockets.is_empty() {
+                    st.unsubscribe();
+                }
+            }
+            DeviceMsg::Tick => {
+                let idle = st.placement.settings().idle_timeout;
+                st.sockets.retain(|s| !s.tx.is_closed());
+                if st.sockets.is_empty() && st.last_active.elapsed() >= idle {
+                    myself.stop(Some("idle".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DeviceState {
+    fn unsubscribe(&mut self) {
+        if self.subscribed {
+            let key = crate::placement::user_key(self.user);
+            if let Some(user) = self.placement.running::<UserMsg>(&key) {
+                let _ = user.cast(UserMsg::Unsubscribe(self.device));
+            }
+            self.subscribed = false;
+        }
+    }
+}

@@ -1,0 +1,52 @@
+use dogear_storage::StoreError;
+use thiserror::Error;
+
+/// Every way a request can fail in the domain. The gateway maps each variant to exactly one
+/// HTTP status and error code (`gateway/src/error.rs`); the strings here are client-safe,
+/// except `Unavailable`'s, which is only logged.
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum AppError {
+    #[error("{field}: {message}")]
+    BadRequest { field: String, message: String },
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("registration is closed on this server")]
+    RegistrationClosed,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("username is already taken")]
+    UsernameTaken,
+    #[error("event_id was already used with a different body")]
+    IdempotencyMismatch,
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error("too many attempts; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("service unavailable")]
+    Unavailable(String),
+}
+
+impl AppError {
+    pub fn bad(field: &str, message: impl Into<String>) -> AppError {
+        AppError::BadRequest {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => AppError::NotFound("record"),
+            StoreError::Conflict(_) | StoreError::VersionConflict { .. } => {
+                AppError::Conflict("the record changed meanwhile; retry")
+            }
+            StoreError::Unavailable(m) | StoreError::Corrupt(m) => AppError::Unavailable(m),
+        }
+    }
+}

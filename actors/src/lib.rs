@@ -1,0 +1,16 @@
+//! Dogear's actors and the domain rules they enforce. The gateway talks to [`Dogear`]; each
+//! use case reaches the actor owning its state through [`placement::Placement`].
+
+pub mod app;
+pub mod auth;
+pub mod books;
+pub mod device_actor;
+pub mod error;
+pub mod library_actor;
+pub mod placement;
+pub mod progress;
+pub mod supervisor;
+pub mod user_actor;
+
+pub use app::{Dogear, LiveFeed};
+pub use error::AppError;

@@ -1,0 +1,189 @@
+//! `LibraryActor`: one per library, owns its membership and serializes changes to its books,
+//! so that two editors' writes to one book are ordered and checked against the roles.
+
+use crate::books::{BookPatch, NewBook};
+use crate::error::AppError;
+use crate::placement::{Placement, user_key};
+use crate::supervisor::ActiveGuard;
+use crate::user_actor::{UserMsg, tick_period};
+use dogear_storage::{Book, BookId, LibraryId, Role, Store, Timestamp, UserId};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub enum LibraryMsg {
+    /// The caller's role, `None` if not a member.
+    Role(UserId, RpcReplyPort<Option<Role>>),
+    CreateBook(UserId, NewBook, RpcReplyPort<Result<Book, AppError>>),
+    UpdateBook(
+        UserId,
+        BookId,
+        BookPatch,
+        RpcReplyPort<Result<Book, AppError>>,
+    ),
+    DeleteBook(UserId, BookId, RpcReplyPort<Result<(), AppError>>),
+    Tick,
+}
+
+pub struct LibraryArgs {
+    pub library: LibraryId,
+    pub placement: Placement,
+}
+
+pub struct LibraryState {
+    library: LibraryId,
+    store: Arc<dyn Store>,
+    placement: Placement,
+    members: HashMap<UserId, Role>,
+    last_active: Instant,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+    _active: ActiveGuard,
+}
+
+pub struct LibraryActor;
+
+impl Actor for LibraryActor {
+    type Msg = LibraryMsg;
+    type State = LibraryState;
+    type Arguments = LibraryArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<LibraryMsg>,
+        args: LibraryArgs,
+    ) -> Result<LibraryState, ActorProcessingErr> {
+        let store = args.placement.store().clone();
+        let members = store
+            .memberships(args.library)
+            .await?
+            .into_iter()
+            .map(|m| (m.user_id, m.role))
+            .collect();
+        let idle = args.placement.settings().idle_timeout;
+        let ticker = myself.send_interval(tick_period(idle), || LibraryMsg::Tick);
+        Ok(LibraryState {
+            library: args.library,
+            store,
+            placement: args.placement,
+            members,
+            last_active: Instant::now(),
+            ticker: Some(ticker),
+            _active: ActiveGuard::new("library"),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<LibraryMsg>,
+        st: &mut LibraryState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = st.ticker.take() {
+            t.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<LibraryMsg>,
+        msg: LibraryMsg,
+        st: &mut LibraryState,
+    ) -> Result<(), ActorProcessingErr> {
+        if !matches!(msg, LibraryMsg::Tick) {
+            st.last_active = Instant::now();
+        }
+        match msg {
+            LibraryMsg::Role(user, reply) => {
+                let _ = reply.send(st.members.get(&user).copied());
+            }
+            LibraryMsg::CreateBook(user, new, reply) => {
+                let _ = reply.send(st.create(user, new).await);
+            }
+            LibraryMsg::UpdateBook(user, id, patch, reply) => {
+                let _ = reply.send(st.update(user, id, patch).await);
+            }
+            LibraryMsg::DeleteBook(user, id, reply) => {
+                let _ = reply.send(st.delete(user, id).await);
+            }
+            LibraryMsg::Tick => {
+                if st.last_active.elapsed() >= st.placement.settings().idle_timeout {
+                    myself.stop(Some("idle".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LibraryState {
+    /// Members may read; owners and editors may write. Outsiders learn nothing (404).
+    fn require_editor(&self, user: UserId, what: &'static str) -> Result<(), AppError> {
+        match self.members.get(&user) {
+            None => Err(AppError::NotFound(what)),
+            Some(r) if !r.can_edit() => Err(AppError::Forbidden(
+                "changing books needs the owner or editor role in this library",
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    async fn create(&mut self, user: UserId, new: NewBook) -> Result<Book, AppError> {
+        self.require_editor(user, "library")?;
+        let new = new.validated()?;
+        let now = Timestamp::now();
+        let book = Book {
+            id: BookId::generate(),
+            library_id: self.library,
+            title: new.title,
+            authors: new.authors,
+            language: new.language,
+            identifiers: new.identifiers,
+            added_at: now,
+            updated_at: now,
+            deleted_at: None,
+            version: 1,
+        };
+        self.store.create_book(&book).await?;
+        Ok(book)
+    }
+
+    async fn live_book(&self, id: BookId) -> Result<Book, AppError> {
+        match self.store.book(id).await? {
+            Some(b) if b.library_id == self.library && b.deleted_at.is_none() => Ok(b),
+            _ => Err(AppError::NotFound("book")),
+        }
+    }
+
+    async fn update(
+        &mut self,
+        user: UserId,
+        id: BookId,
+        patch: BookPatch,
+    ) -> Result<Book, AppError> {
+        self.require_editor(user, "book")?;
+        let current = self.live_book(id).await?;
+        let mut next = patch.apply_to(&current)?;
+        next.version = current.version + 1;
+        next.updated_at = Timestamp::now();
+        self.store.update_book(&next).await?;
+        Ok(next)
+    }
+
+    async fn delete(&mut self, user: UserId, id: BookId) -> Result<(), AppError> {
+        self.require_editor(user, "book")?;
+        let current = self.live_book(id).await?;
+        let now = Timestamp::now();
+        let mut tomb = current.clone();
+        tomb.deleted_at = Some(now);
+        tomb.updated_at = now;
+        tomb.version = current.version + 1;
+        self.store.update_book(&tomb).await?;
+        for member in self.members.keys() {
+            if let Some(u) = self.placement.running::<UserMsg>(&user_key(*member)) {
+                let _ = u.cast(UserMsg::BookRemoved(id));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,39 @@
+//! Reading progress: the write a client makes and the rule that decides whether it moves the
+//! canonical position.
+
+pub mod merge;
+
+use dogear_storage::{BookId, DeviceId, EventId, Locator, Percent, ReadStatus, Timestamp};
+use serde::Serialize;
+
+/// One progress write as every protocol (REST, WebSocket, Kobo, kosync) hands it to the
+/// user's actor.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProgressWrite {
+    pub event_id: EventId,
+    pub book_id: BookId,
+    pub device_id: DeviceId,
+    pub percent: Percent,
+    pub locator: Option<Locator>,
+    /// `None` lets the server infer it from `percent`.
+    pub status: Option<ReadStatus>,
+    pub client_ts: Timestamp,
+    pub rewind: bool,
+}
+
+impl ProgressWrite {
+    /// The status this write stands for: as sent, or `finished` at 100% and `reading` below.
+    pub fn effective_status(&self) -> ReadStatus {
+        self.status.unwrap_or(if self.percent == Percent::FULL {
+            ReadStatus::Finished
+        } else {
+            ReadStatus::Reading
+        })
+    }
+
+    /// The body in a canonical form, to tell a retry (same body) from a reused id.
+    pub fn canonical_body(&self) -> String {
+        // Serialization of plain data cannot fail; an empty body would still compare safely.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}

@@ -1,0 +1,403 @@
+//! `UserActor`: one per user, owns that user's reading progress and devices. Every progress
+//! write of the user, from any protocol, passes through here one at a time, so the merge
+//! rule sees a consistent current state without locks or read-modify-write in SQL. A write
+//! is acknowledged only after the store made it durable.
+
+use crate::device_actor::{DeviceMsg, SocketId};
+use crate::error::AppError;
+use crate::placement::{Placement, device_key};
+use crate::progress::{ProgressWrite, merge};
+use crate::supervisor::ActiveGuard;
+use dogear_storage as st;
+use dogear_storage::{
+    BookId, Device, DeviceId, DeviceKind, DevicePosition, LibraryId, ProgressEvent, ProgressState,
+    Reason, RecordOutcome, Store, StoreError, Timestamp, UserId,
+};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The answer to a progress write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WriteOutcome {
+    pub applied: bool,
+    pub reason: Option<Reason>,
+    pub state: ProgressState,
+    /// The event's position in the user's log (the changes-feed cursor).
+    pub seq: u64,
+}
+
+/// `GET /v1/books/{id}/progress`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProgressView {
+    pub state: Option<ProgressState>,
+    pub devices: Vec<DevicePosition>,
+}
+
+/// An applied change, as pushed live to the user's other sockets.
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub seq: u64,
+    pub state: ProgressState,
+    pub origin_device: DeviceId,
+    /// The socket that made the write (it gets an ack instead of a push).
+    pub origin_socket: Option<SocketId>,
+}
+
+pub enum UserMsg {
+    Write {
+        write: ProgressWrite,
+        origin: Option<SocketId>,
+        reply: RpcReplyPort<Result<WriteOutcome, AppError>>,
+    },
+    Get {
+        book: BookId,
+        reply: RpcReplyPort<Result<ProgressView, AppError>>,
+    },
+    HasDevice(DeviceId, RpcReplyPort<bool>),
+    CreateDevice {
+        name: String,
+        kind: DeviceKind,
+        reply: RpcReplyPort<Result<Device, AppError>>,
+    },
+    ListDevices(RpcReplyPort<Vec<Device>>),
+    DeleteDevice(DeviceId, RpcReplyPort<Result<(), AppError>>),
+    /// A device with open sockets wants this user's live changes.
+    Subscribe(DeviceId, ActorRef<DeviceMsg>),
+    Unsubscribe(DeviceId),
+    /// A book was deleted: forget that it was readable.
+    BookRemoved(BookId),
+    Tick,
+}
+
+pub struct UserArgs {
+    pub user: UserId,
+    pub placement: Placement,
+}
+
+pub struct UserState {
+    user: UserId,
+    store: Arc<dyn Store>,
+    placement: Placement,
+    /// Seq of the user's last logged event; `None` after a failed write until reloaded.
+    head: Option<u64>,
+    states: HashMap<BookId, Option<ProgressState>>,
+    readable: HashSet<BookId>,
+    libraries: HashSet<LibraryId>,
+    devices: HashMap<DeviceId, Device>,
+    subscribers: HashMap<DeviceId, ActorRef<DeviceMsg>>,
+    last_active: Instant,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+    _active: ActiveGuard,
+}
+
+pub struct UserActor;
+
+impl Actor for UserActor {
+    type Msg = UserMsg;
+    type State = UserState;
+    type Arguments = UserArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<UserMsg>,
+        args: UserArgs,
+    ) -> Result<UserState, ActorProcessingErr> {
+        let store = args.placement.store().clone();
+        let head = store.progress_head(args.user).await?;
+        let devices: HashMap<DeviceId, Device> = store
+            .devices(args.user)
+            .await?
+            .into_iter()
+            .map(|d| (d.id, d))
+            .collect();
+        let libraries = store
+            .libraries_of(args.user)
+            .await?
+            .into_iter()
+            .map(|(l, _)| l.id)
+            .collect();
+        // After a crash or idle stop, devices with open sockets are still running: take
+        // them back as subscribers so live pushes continue.
+        let mut subscribers = HashMap::new();
+        for id in devices.keys() {
+            if let Some(dev) = args.placement.running::<DeviceMsg>(&device_key(*id)) {
+                let _ = dev.cast(DeviceMsg::Resubscribe);
+                subscribers.insert(*id, dev);
+            }
+        }
+        let idle = args.placement.settings().idle_timeout;
+        let ticker = myself.send_interval(tick_period(idle), || UserMsg::Tick);
+        Ok(UserState {
+            user: args.user,
+            store,
+            placement: args.placement,
+            head: Some(head),
+            states: HashMap::new(),
+            readable: HashSet::new(),
+            libraries,
+            devices,
+            subscribers,
+            last_active: Instant::now(),
+            ticker: Some(ticker),
+            _active: ActiveGuard::new("user"),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<UserMsg>,
+        state: &mut UserState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = state.ticker.take() {
+            t.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<UserMsg>,
+        msg: UserMsg,
+        st: &mut UserState,
+    ) -> Result<(), ActorProcessingErr> {
+        if !matches!(msg, UserMsg::Tick) {
+            st.last_active = Instant::now();
+        }
+        match msg {
+            UserMsg::Write {
+                write,
+                origin,
+                reply,
+            } => {
+                let r = st.write(write, origin).await;
+                let _ = reply.send(r);
+            }
+            UserMsg::Get { book, reply } => {
+                let r = st.get(book).await;
+                let _ = reply.send(r);
+            }
+            UserMsg::HasDevice(id, reply) => {
+                let _ = reply.send(st.devices.contains_key(&id));
+            }
+            UserMsg::CreateDevice { name, kind, reply } => {
+                let device = Device {
+                    id: DeviceId::generate(),
+                    user_id: st.user,
+                    name,
+                    kind,
+                    created_at: Timestamp::now(),
+                };
+                let r = match st.store.create_device(&device).await {
+                    Ok(()) => {
+                        st.devices.insert(device.id, device.clone());
+                        Ok(device)
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(r);
+            }
+            UserMsg::ListDevices(reply) => {
+                let mut list: Vec<Device> = st.devices.values().cloned().collect();
+                list.sort_by_key(|d| d.id);
+                let _ = reply.send(list);
+            }
+            UserMsg::DeleteDevice(id, reply) => {
+                let r = match st.store.delete_device(st.user, id).await {
+                    Ok(true) => {
+                        st.devices.remove(&id);
+                        if let Some(dev) = st.subscribers.remove(&id) {
+                            // Its sockets speak for a device that no longer exists.
+                            dev.stop(Some("device deleted".into()));
+                        }
+                        Ok(())
+                    }
+                    Ok(false) => Err(AppError::NotFound("device")),
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(r);
+            }
+            UserMsg::Subscribe(id, dev) => {
+                st.subscribers.insert(id, dev);
+            }
+            UserMsg::Unsubscribe(id) => {
+                st.subscribers.remove(&id);
+            }
+            UserMsg::BookRemoved(book) => {
+                st.readable.remove(&book);
+            }
+            UserMsg::Tick => {
+                let idle = st.placement.settings().idle_timeout;
+                if st.subscribers.is_empty() && st.last_active.elapsed() >= idle {
+                    myself.stop(Some("idle".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Idle actors are noticed within a quarter of the timeout.
+pub(crate) fn tick_period(idle: std::time::Duration) -> std::time::Duration {
+    (idle / 4).clamp(
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_secs(60),
+    )
+}
+
+impl UserState {
+    async fn head(&mut self) -> Result<u64, AppError> {
+        match self.head {
+            Some(h) => Ok(h),
+            None => {
+                let h = self.store.progress_head(self.user).await?;
+                self.head = Some(h);
+                Ok(h)
+            }
+        }
+    }
+
+    async fn current(&mut self, book: BookId) -> Result<Option<ProgressState>, AppError> {
+        if let Some(s) = self.states.get(&book) {
+            return Ok(s.clone());
+        }
+        let s = self.store.progress_state(self.user, book).await?;
+        self.states.insert(book, s.clone());
+        Ok(s)
+    }
+
+    /// 404 unless the book is live in one of the user's libraries.
+    async fn check_book(&mut self, book: BookId) -> Result<(), AppError> {
+        if self.readable.contains(&book) {
+            return Ok(());
+        }
+        let Some(b) = self.store.book(book).await? else {
+            return Err(AppError::NotFound("book"));
+        };
+        if b.deleted_at.is_some() {
+            return Err(AppError::NotFound("book"));
+        }
+        if !self.libraries.contains(&b.library_id) {
+            // Memberships may have changed since activation.
+            self.libraries = self
+                .store
+                .libraries_of(self.user)
+                .await?
+                .into_iter()
+                .map(|(l, _)| l.id)
+                .collect();
+            if !self.libraries.contains(&b.library_id) {
+                return Err(AppError::NotFound("book"));
+            }
+        }
+        self.readable.insert(book);
+        Ok(())
+    }
+
+    async fn get(&mut self, book: BookId) -> Result<ProgressView, AppError> {
+        self.check_book(book).await?;
+        Ok(ProgressView {
+            state: self.current(book).await?,
+            devices: self.store.device_positions(self.user, book).await?,
+        })
+    }
+
+    async fn write(
+        &mut self,
+        w: ProgressWrite,
+        origin: Option<SocketId>,
+    ) -> Result<WriteOutcome, AppError> {
+        if !self.devices.contains_key(&w.device_id) {
+            return Err(AppError::bad("device_id", "is not one of your devices"));
+        }
+        self.check_book(w.book_id).await?;
+        let body = w.canonical_body();
+        for _ in 0..3 {
+            let head = self.head().await?;
+            let current = self.current(w.book_id).await?;
+            let now = Timestamp::now();
+            let (applied, reason, after) = match (merge::decide(current.as_ref(), &w), current) {
+                (merge::Decision::Skip(r), Some(cur)) => (false, Some(r), cur),
+                (_, cur) => (true, None, merge::apply(cur.as_ref(), &w, now)),
+            };
+            let record = st::ProgressWrite {
+                user_id: self.user,
+                expected_seq: head,
+                event: ProgressEvent {
+                    seq: head + 1,
+                    event_id: w.event_id,
+                    book_id: w.book_id,
+                    device_id: w.device_id,
+                    body: body.clone(),
+                    applied,
+                    reason,
+                    state: after.clone(),
+                    received_at: now,
+                },
+                position: DevicePosition {
+                    device_id: w.device_id,
+                    book_id: w.book_id,
+                    percent: w.percent,
+                    locator: w.locator.clone(),
+                    client_ts: w.client_ts,
+                },
+            };
+            match self.store.record_progress(&record).await {
+                Ok(RecordOutcome::Recorded) => {
+                    self.head = Some(head + 1);
+                    let outcome = reason.map_or("applied", |r| r.as_str());
+                    metrics::counter!("dogear_progress_writes_total", "outcome" => outcome)
+                        .increment(1);
+                    if applied {
+                        self.states.insert(w.book_id, Some(after.clone()));
+                        self.broadcast(Change {
+                            seq: head + 1,
+                            state: after.clone(),
+                            origin_device: w.device_id,
+                            origin_socket: origin,
+                        });
+                    }
+                    return Ok(WriteOutcome {
+                        applied,
+                        reason,
+                        state: after,
+                        seq: head + 1,
+                    });
+                }
+                Ok(RecordOutcome::Duplicate(first)) => {
+                    if first.body != body {
+                        return Err(AppError::IdempotencyMismatch);
+                    }
+                    metrics::counter!("dogear_progress_writes_total", "outcome" => "duplicate")
+                        .increment(1);
+                    let state = self.current(w.book_id).await?.unwrap_or(first.state);
+                    return Ok(WriteOutcome {
+                        applied: first.applied,
+                        reason: Some(Reason::Duplicate),
+                        state,
+                        seq: first.seq,
+                    });
+                }
+                Err(StoreError::VersionConflict { .. }) => {
+                    // Someone else wrote this user's log (a previous owner): reload, retry.
+                    self.head = None;
+                    self.states.remove(&w.book_id);
+                }
+                Err(e) => {
+                    // Unknown whether it landed: reload before the next write.
+                    self.head = None;
+                    self.states.remove(&w.book_id);
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(AppError::Unavailable("progress log kept moving".into()))
+    }
+
+    fn broadcast(&mut self, change: Change) {
+        let change = Arc::new(change);
+        self.subscribers
+            .retain(|_, dev| dev.cast(DeviceMsg::Push(change.clone())).is_ok());
+    }
+}

@@ -1,0 +1,110 @@
+//! The request as every REST handler sees it, and the few ways a response is built.
+
+use crate::error::ApiError;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use warp::Reply;
+use warp::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::reply::Response;
+
+pub struct Req {
+    pub method: Method,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub remote: Option<SocketAddr>,
+}
+
+impl Req {
+    /// The body as `T`; errors name the offending field (`percent: must be between ...`).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.is_empty() {
+            return Err(ApiError::field("body", "expected a JSON object"));
+        }
+        let mut de = serde_json::Deserializer::from_slice(&self.body);
+        let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                "body".to_string()
+            } else {
+                path
+            };
+            ApiError::bad_request(format!("{field}: {}", clean(e.inner())))
+        })?;
+        de.end()
+            .map_err(|e| ApiError::bad_request(format!("body: {}", clean(&e))))?;
+        Ok(value)
+    }
+
+    pub fn q(&self, key: &str) -> Option<&str> {
+        self.query.get(key).map(String::as_str)
+    }
+
+    /// `?limit=N`: default 50, 1 to 500.
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        match self.q("limit") {
+            None => Ok(50),
+            Some(s) => s
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=500).contains(n))
+                .ok_or_else(|| ApiError::field("limit", "must be an integer from 1 to 500")),
+        }
+    }
+
+    pub fn bearer(&self) -> Option<&str> {
+        bearer(&self.headers)
+    }
+}
+
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers
+        .get(warp::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+pub fn parse_query(raw: &str) -> Result<HashMap<String, String>, ApiError> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(raw)
+        .map(|pairs| pairs.into_iter().collect())
+        .map_err(|_| ApiError::field("query", "is not valid URL encoding"))
+}
+
+/// serde_json's message without its "at line 1 column 7" tail.
+fn clean(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.find(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+pub fn json(status: StatusCode, v: &Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    let mut r = body.into_response();
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+pub fn empty(status: StatusCode) -> Response {
+    let mut r = Vec::<u8>::new().into_response();
+    *r.status_mut() = status;
+    r
+}
+
+pub fn error(e: &ApiError) -> Response {
+    let mut r = json(e.status, &e.body());
+    if let Some(secs) = e.retry_after {
+        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r
+}

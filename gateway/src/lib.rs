@@ -1,0 +1,208 @@
+//! Dogear's gateway: warp routes that turn HTTP and WebSocket traffic into calls on
+//! [`dogear_actors::Dogear`]. One module per protocol; no business rules here.
+
+pub mod error;
+pub mod http;
+mod ops;
+pub mod rest;
+pub mod wire;
+pub mod ws;
+
+use bytes::{Buf, Bytes, BytesMut};
+use dogear_actors::Dogear;
+use error::ApiError;
+use futures_util::{Stream, StreamExt};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderMap, HeaderValue, Method};
+use warp::reply::Response;
+
+#[derive(Clone, Debug)]
+pub struct GatewaySettings {
+    /// Largest JSON body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Server pings idle sockets this often; a socket silent for three periods is closed.
+    pub ws_ping_interval: Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            max_body_bytes: 1 << 20,
+            ws_ping_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What every handler may reach.
+pub struct Ctx {
+    pub app: Arc<Dogear>,
+    pub metrics: PrometheusHandle,
+    pub settings: GatewaySettings,
+    /// Flips to `true` when the node shuts down: sockets close with 1001.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Registers the metrics the API contract lists, so they appear before first use.
+pub fn describe_metrics() {
+    metrics::gauge!("dogear_ws_connections").set(0.0);
+    for kind in ["user", "device", "library"] {
+        metrics::gauge!("dogear_actors_active", "kind" => kind).increment(0.0);
+    }
+    for outcome in ["applied", "behind", "duplicate", "stale"] {
+        metrics::counter!("dogear_progress_writes_total", "outcome" => outcome).increment(0);
+    }
+}
+
+pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
+    let with_ctx = {
+        let ctx = ctx.clone();
+        warp::any().map(move || ctx.clone())
+    };
+    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    let sync = warp::path!("v1" / "sync")
+        .and(warp::get())
+        .and(warp::ws())
+        .and(raw_query.clone())
+        .and(warp::header::headers_cloned())
+        .and(with_ctx.clone())
+        .then(|socket, q: String, headers, ctx| async move {
+            ws::upgrade(ctx, socket, q, headers).await
+        });
+    let any = warp::method()
+        .and(warp::path::full())
+        .and(raw_query)
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
+        .and(warp::body::stream())
+        .and(with_ctx)
+        .then(handle);
+    sync.or(any).unify().boxed()
+}
+
+async fn handle<S, B>(
+    method: Method,
+    path: warp::path::FullPath,
+    raw_query: String,
+    headers: HeaderMap,
+    remote: Option<SocketAddr>,
+    body: S,
+    ctx: Arc<Ctx>,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+    B: Buf,
+{
+    let started = Instant::now();
+    let request_id = request_id(&headers);
+    let span =
+        tracing::info_span!("http", id = %request_id, method = %method, path = %path.as_str());
+    let path = path.as_str().to_string();
+    let (route, mut resp) = async {
+        let body = match read_body(body, ctx.settings.max_body_bytes).await {
+            Ok(b) => b,
+            Err(e) => {
+                // The rest of the body is left unread: the connection cannot be reused.
+                let mut r = http::error(&e);
+                r.headers_mut().insert(
+                    warp::http::header::CONNECTION,
+                    HeaderValue::from_static("close"),
+                );
+                return ("unmatched", r);
+            }
+        };
+        let query = match http::parse_query(&raw_query) {
+            Ok(q) => q,
+            Err(e) => return ("unmatched", http::error(&e)),
+        };
+        let req = http::Req {
+            method: method.clone(),
+            path,
+            query,
+            headers,
+            body,
+            remote,
+        };
+        rest::dispatch(&ctx, req).await
+    }
+    .instrument(span.clone())
+    .await;
+    let status = resp.status().as_u16();
+    record(route, &method, status, started);
+    span.in_scope(|| {
+        tracing::debug!(
+            status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "done"
+        )
+    });
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+pub(crate) fn record(route: &'static str, method: &Method, status: u16, started: Instant) {
+    let labels = [
+        ("route", route.to_string()),
+        ("method", method.as_str().to_string()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("dogear_http_requests_total", &labels).increment(1);
+    metrics::histogram!("dogear_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// The caller's `X-Request-Id` if it is short and printable, else a fresh one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// Collects the body, refusing (413) as soon as it grows past `max`.
+async fn read_body<S, B>(mut body: S, max: usize) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|_| ApiError::bad_request("body: could not be read"))?;
+        if buf.len() + chunk.remaining() > max {
+            return Err(ApiError::new(
+                warp::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("body: larger than {max} bytes"),
+            ));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            buf.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests end.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ctx: Arc<Ctx>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    warp::serve(routes(ctx))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}

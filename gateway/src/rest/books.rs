@@ -1,0 +1,119 @@
+//! `/v1/libraries` and `/v1/books` (the metadata-only core; files arrive with imports).
+
+use crate::error::ApiError;
+use crate::http::{self, Req};
+use crate::{Ctx, wire};
+use dogear_actors::books::{BookPatch, NewBook};
+use dogear_storage::{BookId, LibraryId, UserId};
+use serde::{Deserialize, Deserializer};
+use serde_json::json;
+use std::collections::BTreeMap;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+#[derive(Deserialize)]
+struct CreateBody {
+    title: String,
+    #[serde(default)]
+    authors: Vec<String>,
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    identifiers: BTreeMap<String, String>,
+    #[serde(default)]
+    library_id: Option<LibraryId>,
+}
+
+/// Distinguishes a field left out (`None`) from one set to null (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    authors: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    language: Option<Option<String>>,
+    #[serde(default)]
+    identifiers: Option<BTreeMap<String, String>>,
+}
+
+pub async fn libraries(ctx: &Ctx, user: UserId) -> Result<Response, ApiError> {
+    let libs = ctx.app.libraries(user).await?;
+    let items: Vec<_> = libs.iter().map(|(l, r)| wire::library(l, *r)).collect();
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": null}),
+    ))
+}
+
+pub async fn create(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiError> {
+    let b: CreateBody = req.json()?;
+    let new = NewBook {
+        title: b.title,
+        authors: b.authors,
+        language: b.language,
+        identifiers: b.identifiers,
+    };
+    let book = ctx.app.create_book(user, b.library_id, new).await?;
+    Ok(http::json(StatusCode::CREATED, &wire::book(&book)))
+}
+
+pub async fn list(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiError> {
+    let limit = req.limit()?;
+    let after = req
+        .q("cursor")
+        .filter(|s| !s.is_empty())
+        .map(|c| {
+            c.parse::<BookId>()
+                .map_err(|_| ApiError::field("cursor", "is not a valid cursor"))
+        })
+        .transpose()?;
+    let library = req
+        .q("library_id")
+        .filter(|s| !s.is_empty())
+        .map(|c| {
+            c.parse::<LibraryId>()
+                .map_err(|_| ApiError::field("library_id", "must be a library id"))
+        })
+        .transpose()?;
+    let q = req.q("q").map(str::to_string);
+    let (books, next) = ctx.app.list_books(user, q, library, after, limit).await?;
+    let items: Vec<_> = books.iter().map(wire::book).collect();
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": next.map(|n| n.to_string())}),
+    ))
+}
+
+pub async fn get(ctx: &Ctx, user: UserId, id: BookId) -> Result<Response, ApiError> {
+    let book = ctx.app.book(user, id).await?;
+    Ok(http::json(StatusCode::OK, &wire::book(&book)))
+}
+
+pub async fn patch(ctx: &Ctx, user: UserId, id: BookId, req: Req) -> Result<Response, ApiError> {
+    // Hide the book's existence from outsiders before looking at their body.
+    ctx.app.book(user, id).await?;
+    let b: PatchBody = req.json()?;
+    let patch = BookPatch {
+        title: b.title,
+        authors: b.authors,
+        language: b.language,
+        identifiers: b.identifiers,
+    };
+    let book = ctx.app.update_book(user, id, patch).await?;
+    Ok(http::json(StatusCode::OK, &wire::book(&book)))
+}
+
+pub async fn delete(ctx: &Ctx, user: UserId, id: BookId) -> Result<Response, ApiError> {
+    ctx.app.delete_book(user, id).await?;
+    Ok(http::empty(StatusCode::NO_CONTENT))
+}

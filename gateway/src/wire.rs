@@ -1,0 +1,115 @@
+//! The JSON shapes of `../shared/api/v1.md`, and their conversions from domain records.
+//! Field names here are the contract: add fields, never rename or drop them.
+
+use dogear_actors::progress::ProgressWrite;
+use dogear_actors::user_actor::{ProgressView, WriteOutcome};
+use dogear_storage::{
+    Book, Device, DevicePosition, EventId, Library, Locator, Percent, ProgressState, ReadStatus,
+    Role, Timestamp, User,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub fn user_brief(u_id: &dogear_storage::UserId, username: &str) -> Value {
+    json!({"id": u_id, "username": username})
+}
+
+pub fn me(u: &User) -> Value {
+    json!({"id": u.id, "username": u.username, "email": u.email, "created_at": u.created_at})
+}
+
+pub fn device(d: &Device) -> Value {
+    json!({"id": d.id, "name": d.name, "kind": d.kind, "created_at": d.created_at})
+}
+
+pub fn library(l: &Library, role: Role) -> Value {
+    json!({"id": l.id, "name": l.name, "kind": l.kind, "role": role, "created_at": l.created_at})
+}
+
+pub fn book(b: &Book) -> Value {
+    json!({
+        "id": b.id,
+        "library_id": b.library_id,
+        "title": b.title,
+        "authors": b.authors,
+        "language": b.language,
+        "identifiers": b.identifiers,
+        "formats": [],
+        "added_at": b.added_at,
+        "updated_at": b.updated_at,
+        "version": b.version,
+    })
+}
+
+pub fn state(s: &ProgressState) -> Value {
+    json!({
+        "book_id": s.book_id,
+        "percent": s.percent,
+        "locator": s.locator,
+        "status": s.status,
+        "device_id": s.device_id,
+        "client_ts": s.client_ts,
+        "updated_at": s.updated_at,
+        "version": s.version,
+    })
+}
+
+pub fn write_outcome(o: &WriteOutcome) -> Value {
+    let mut v = json!({"applied": o.applied, "state": state(&o.state)});
+    if let Some(r) = o.reason {
+        v["reason"] = json!(r);
+    }
+    v
+}
+
+fn position(p: &DevicePosition) -> Value {
+    json!({"device_id": p.device_id, "percent": p.percent, "locator": p.locator, "client_ts": p.client_ts})
+}
+
+pub fn progress_view(v: &ProgressView) -> Value {
+    json!({
+        "state": v.state.as_ref().map(state),
+        "devices": v.devices.iter().map(position).collect::<Vec<_>>(),
+    })
+}
+
+/// The body of `POST /v1/books/{id}/progress`, and (with `book_id`) of a WebSocket
+/// `progress` frame.
+#[derive(Deserialize)]
+pub struct ProgressBody {
+    pub event_id: EventId,
+    pub device_id: dogear_storage::DeviceId,
+    pub percent: Percent,
+    #[serde(default)]
+    pub locator: Option<Locator>,
+    #[serde(default)]
+    pub status: Option<ReadStatus>,
+    pub client_ts: Timestamp,
+    #[serde(default)]
+    pub rewind: Option<bool>,
+}
+
+impl ProgressBody {
+    pub fn into_write(self, book_id: dogear_storage::BookId) -> ProgressWrite {
+        ProgressWrite {
+            event_id: self.event_id,
+            book_id,
+            device_id: self.device_id,
+            percent: self.percent,
+            locator: self.locator,
+            status: self.status,
+            client_ts: self.client_ts,
+            rewind: self.rewind.unwrap_or(false),
+        }
+    }
+}
+
+/// A changes-feed cursor: opaque to clients, the log seq to us.
+pub fn cursor(seq: u64) -> String {
+    seq.to_string()
+}
+
+pub fn parse_cursor(field: &str, s: &str) -> Result<u64, crate::error::ApiError> {
+    s.parse::<u64>()
+        .map_err(|_| crate::error::ApiError::field(field, "is not a valid cursor"))
+}

@@ -1,0 +1,365 @@
+//! `GET /v1/sync`: the WebSocket protocol (hello, progress/ack, live progress, resume, error).
+//! A socket's live changes come from its device actor through a bounded queue; when that
+//! queue overflows the actor lets go and we close with 4008 so the client resumes by cursor.
+
+use crate::Ctx;
+use crate::error::ApiError;
+use crate::http::{self, bearer};
+use crate::wire::{self, ProgressBody};
+use dogear_actors::device_actor::SocketId;
+use dogear_actors::user_actor::Change;
+use dogear_storage::{BookId, DeviceId, UserId};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use warp::Reply;
+use warp::http::{HeaderMap, Method};
+use warp::reply::Response;
+use warp::ws::{Message, WebSocket, Ws};
+
+/// Close code for a client that could not keep up.
+pub const CLOSE_TOO_SLOW: u16 = 4008;
+/// A frame the client does not take within this long ends the connection.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const MAX_FRAME: usize = 64 * 1024;
+
+pub async fn upgrade(ctx: Arc<Ctx>, ws: Ws, raw_query: String, headers: HeaderMap) -> Response {
+    let started = Instant::now();
+    let result = authorize(&ctx, &raw_query, &headers).await;
+    let resp = match result {
+        Ok((user, device)) => {
+            let ctx2 = ctx.clone();
+            ws.max_message_size(MAX_FRAME)
+                .max_frame_size(MAX_FRAME)
+                .on_upgrade(move |socket| session(ctx2, user, device, socket))
+                .into_response()
+        }
+        Err(e) => http::error(&e),
+    };
+    crate::record("/v1/sync", &Method::GET, resp.status().as_u16(), started);
+    resp
+}
+
+async fn authorize(
+    ctx: &Ctx,
+    raw_query: &str,
+    headers: &HeaderMap,
+) -> Result<(UserId, DeviceId), ApiError> {
+    let q = http::parse_query(raw_query)?;
+    let token = bearer(headers)
+        .or_else(|| q.get("access_token").map(String::as_str))
+        .ok_or_else(|| {
+            ApiError::unauthorized("Authorization: missing bearer token or access_token")
+        })?;
+    let user = ctx.app.accounts().authenticate(token)?;
+    let device: DeviceId = q
+        .get("device_id")
+        .ok_or_else(|| ApiError::field("device_id", "is required"))?
+        .parse()
+        .map_err(|_| ApiError::field("device_id", "must be a device id"))?;
+    if !ctx.app.has_device(user, device).await? {
+        return Err(ApiError::field("device_id", "is not one of your devices"));
+    }
+    Ok((user, device))
+}
+
+#[derive(Deserialize)]
+struct Frame {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// A `progress` frame is the POST body plus `book_id`; parsed in two passes (not with
+/// `serde(flatten)`) so that errors keep naming the field.
+#[derive(Deserialize)]
+struct FrameBook {
+    book_id: BookId,
+}
+
+#[derive(Deserialize)]
+struct ResumeFrame {
+    cursor: String,
+}
+
+struct Session {
+    ctx: Arc<Ctx>,
+    user: UserId,
+    device: DeviceId,
+    socket: SocketId,
+    /// Highest log seq this socket has been sent; live changes at or below it are repeats.
+    sent: u64,
+}
+
+async fn session(ctx: Arc<Ctx>, user: UserId, device: DeviceId, ws: WebSocket) {
+    use tracing::Instrument;
+    let span = tracing::info_span!("ws", %user, %device);
+    run_session(ctx, user, device, ws).instrument(span).await
+}
+
+async fn run_session(ctx: Arc<Ctx>, user: UserId, device: DeviceId, ws: WebSocket) {
+    let (tx, mut rx) = ws.split();
+    let mut tx = TimedSink(tx);
+    let feed = match ctx.app.attach_socket(user, device).await {
+        Ok(f) => f,
+        Err(e) => {
+            let e = ApiError::from(e);
+            let _ = tx
+                .send(Message::text(error_frame(e.code, &e.message, None)))
+                .await;
+            let _ = tx.send(Message::close_with(1011u16, "unavailable")).await;
+            return;
+        }
+    };
+    metrics::gauge!("dogear_ws_connections").increment(1.0);
+    tracing::debug!(socket = feed.socket.0, head = feed.head, "socket attached");
+    let mut s = Session {
+        ctx: ctx.clone(),
+        user,
+        device,
+        socket: feed.socket,
+        sent: feed.head,
+    };
+    let mut live = feed.rx;
+    let overflowed = feed.overflowed;
+    let mut shutdown = ctx.shutdown.clone();
+    let period = ctx.settings.ws_ping_interval;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut last_heard = Instant::now();
+
+    let hello = json!({"type": "hello", "cursor": wire::cursor(feed.head)}).to_string();
+    let mut close: Option<(u16, &'static str)> = None;
+    if tx.send(Message::text(hello)).await.is_err() {
+        close = Some((1011, "send failed"));
+    }
+    while close.is_none() {
+        tokio::select! {
+            frame = rx.next() => {
+                last_heard = Instant::now();
+                match frame {
+                    None | Some(Err(_)) => break,
+                    Some(Ok(msg)) if msg.is_close() => break,
+                    Some(Ok(msg)) if msg.is_text() => {
+                        let text = msg.to_str().unwrap_or_default().to_string();
+                        for out in s.on_text(&text).await {
+                            if tx.send(Message::text(out)).await.is_err() {
+                                close = Some((1011, "send failed"));
+                                break;
+                            }
+                        }
+                    }
+                    Some(Ok(msg)) if msg.is_binary() => {
+                        let f = error_frame("bad_request", "frames must be JSON text", None);
+                        if tx.send(Message::text(f)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(_)) => {} // ping/pong: warp answers pings itself
+                }
+            }
+            change = live.recv() => {
+                match change {
+                    Some(c) => {
+                        if let Some(out) = s.push(&c)
+                            && tx.send(Message::text(out)).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                    None if overflowed.load(Ordering::Acquire) => {
+                        close = Some((CLOSE_TOO_SLOW, "too slow; resume by cursor"));
+                    }
+                    None => close = Some((1012, "device session ended; reconnect")),
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > period * 3 {
+                    close = Some((1001, "no answer to pings"));
+                } else if tx.send(Message::ping(Vec::<u8>::new())).await.is_err() {
+                    break;
+                }
+            }
+            _ = shutdown.changed() => close = Some((1001, "server shutting down")),
+        }
+    }
+    if let Some((code, reason)) = close {
+        let _ = tx.send(Message::close_with(code, reason)).await;
+    }
+    let _ = tx.close().await;
+    ctx.app.detach_socket(device, s.socket);
+    metrics::gauge!("dogear_ws_connections").decrement(1.0);
+}
+
+/// The socket's sending half, with a deadline on every send.
+struct TimedSink(futures_util::stream::SplitSink<WebSocket, Message>);
+
+impl TimedSink {
+    async fn send(&mut self, m: Message) -> Result<(), ()> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.0.send(m)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+    async fn close(&mut self) -> Result<(), ()> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.0.close()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+}
+
+fn error_frame(code: &str, message: &str, event_id: Option<&Value>) -> String {
+    let mut v = json!({"type": "error", "code": code, "message": message});
+    if let Some(id) = event_id {
+        v["event_id"] = id.clone();
+    }
+    v.to_string()
+}
+
+/// Parses the frame's text as `T`; errors name the field, as the REST API's do.
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "frame".to_string()
+        } else {
+            path
+        };
+        let msg = e.inner().to_string();
+        let msg = msg
+            .split(" at line ")
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        ApiError::bad_request(format!("{field}: {msg}"))
+    })
+}
+
+impl Session {
+    /// Answers one text frame with the frames to send back, in order.
+    async fn on_text(&mut self, text: &str) -> Vec<String> {
+        let value: Value = match serde_json::from_str(text) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                return vec![error_frame(
+                    "bad_request",
+                    "frame: expected a JSON object",
+                    None,
+                )];
+            }
+        };
+        let kind = match parse::<Frame>(text) {
+            Ok(f) => f.kind,
+            Err(_) => {
+                return vec![error_frame(
+                    "bad_request",
+                    "type: missing or not a string",
+                    None,
+                )];
+            }
+        };
+        match kind.as_str() {
+            "progress" => vec![self.on_progress(text, &value).await],
+            "resume" => match parse::<ResumeFrame>(text)
+                .and_then(|r| wire::parse_cursor("cursor", &r.cursor))
+            {
+                Ok(c) => self.resume(c).await,
+                Err(e) => vec![error_frame(e.code, &e.message, None)],
+            },
+            "ping" => vec![json!({"type": "pong"}).to_string()],
+            other => vec![error_frame(
+                "bad_request",
+                &format!("type: unknown frame type {other:?}"),
+                None,
+            )],
+        }
+    }
+
+    async fn on_progress(&mut self, text: &str, value: &Value) -> String {
+        let event_id = value.get("event_id").cloned();
+        let parsed = parse::<FrameBook>(text)
+            .and_then(|b| parse::<ProgressBody>(text).map(|body| body.into_write(b.book_id)));
+        let write = match parsed {
+            Ok(w) => w,
+            Err(e) => return error_frame(e.code, &e.message, event_id.as_ref()),
+        };
+        match self
+            .ctx
+            .app
+            .write_progress(self.user, write, Some(self.socket))
+            .await
+        {
+            Ok(o) => {
+                let mut ack = wire::write_outcome(&o);
+                ack["type"] = json!("ack");
+                ack["event_id"] = event_id.unwrap_or(Value::Null);
+                ack.to_string()
+            }
+            Err(e) => {
+                let e = ApiError::from(e);
+                error_frame(e.code, &e.message, event_id.as_ref())
+            }
+        }
+    }
+
+    /// Every applied change after `cursor`, oldest first; live changes then continue.
+    async fn resume(&mut self, cursor: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut after = cursor;
+        loop {
+            match self.ctx.app.changes(self.user, Some(after), 500).await {
+                Ok((items, next)) => {
+                    if items.is_empty() {
+                        break;
+                    }
+                    for (seq, state) in &items {
+                        out.push(progress_frame(*seq, state, state.device_id));
+                    }
+                    after = next;
+                }
+                Err(e) => {
+                    let e = ApiError::from(e);
+                    out.push(error_frame(e.code, &e.message, None));
+                    return out;
+                }
+            }
+        }
+        // From here on, only live changes newer than what the backlog held are news.
+        self.sent = self.sent.max(after);
+        tracing::debug!(device = %self.device, from = cursor, to = after, "resumed");
+        out
+    }
+
+    fn push(&mut self, c: &Change) -> Option<String> {
+        if c.seq <= self.sent {
+            return None;
+        }
+        self.sent = c.seq;
+        Some(progress_frame(c.seq, &c.state, c.origin_device))
+    }
+}
+
+fn progress_frame(seq: u64, state: &dogear_storage::ProgressState, origin: DeviceId) -> String {
+    json!({
+        "type": "progress",
+        "state": wire::state(state),
+        "origin_device_id": origin,
+        "cursor": wire::cursor(seq),
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_errors_name_the_field() {
+        let t = r#"{"type":"progress","book_id":"7afc9d30-2ec6-455a-a869-2885150e22e2","event_id":"7afc9d30-2ec6-455a-a869-2885150e22e2","device_id":"7afc9d30-2ec6-455a-a869-2885150e22e2","percent":140,"client_ts":"2026-01-01T00:00:00Z"}"#;
+        let e = parse::<ProgressBody>(t).err().unwrap();
+        assert!(e.message.starts_with("percent:"), "{}", e.message);
+    }
+}

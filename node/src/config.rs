@@ -1,0 +1,401 @@
+//! Configuration: built-in defaults, then the TOML file, then `DOGEAR_*` environment
+//! variables, then command-line flags. Every problem is reported as one line naming the key.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: Server,
+    pub storage: Storage,
+    pub auth: Auth,
+    pub actors: Actors,
+    pub log: Log,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub ws_ping_interval_secs: u64,
+    /// Seconds to let in-flight requests finish at shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1 << 20,
+            ws_ping_interval_secs: 30,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    Full,
+    Normal,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    pub backend: Backend,
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    pub max_batch: usize,
+    pub readers: usize,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            backend: Backend::Sqlite,
+            data_dir: PathBuf::from("./data"),
+            durability: Durability::Full,
+            max_batch: 512,
+            readers: 4,
+        }
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_days: i64,
+    pub registration: Registration,
+    pub login_max_failures: usize,
+    pub login_window_secs: u64,
+    /// HS256 secret for access tokens. Unset: a random one is kept in `data_dir/jwt.secret`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<String>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("access_ttl_secs", &self.access_ttl_secs)
+            .field("refresh_ttl_days", &self.refresh_ttl_days)
+            .field("registration", &self.registration)
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    Open,
+    Closed,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            access_ttl_secs: 15 * 60,
+            refresh_ttl_days: 30,
+            registration: Registration::Open,
+            login_max_failures: 5,
+            login_window_secs: 15 * 60,
+            jwt_secret: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Actors {
+    pub idle_timeout_secs: u64,
+    pub socket_queue: usize,
+}
+
+impl Default for Actors {
+    fn default() -> Self {
+        Actors {
+            idle_timeout_secs: 600,
+            socket_queue: 256,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// A tracing filter: `info`, `dogear=debug,warp=info`, ... (`RUST_LOG` wins if set).
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: "info".into(),
+        }
+    }
+}
+
+/// Flags given on the command line; `None` keeps what the file and environment said.
+#[derive(Default)]
+pub struct Overrides {
+    pub data: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+}
+
+/// Loads the configuration. `Err` is one line for the operator.
+pub fn load(
+    file: Option<&Path>,
+    env: &[(String, String)],
+    flags: &Overrides,
+) -> Result<Config, String> {
+    let mut table = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+            text.parse::<toml::Table>().map_err(|e| {
+                let line = e
+                    .span()
+                    .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+                    .unwrap_or(1);
+                format!(
+                    "config {} line {line}: {}",
+                    path.display(),
+                    e.message().trim()
+                )
+            })?
+        }
+        None => toml::Table::new(),
+    };
+    let defaults = toml::Table::try_from(Config::default()).map_err(|e| e.to_string())?;
+    for (name, value) in env {
+        let Some(key) = env_key(name) else { continue };
+        set_path(&mut table, &defaults, &key, value)
+            .map_err(|e| format!("environment {name}: {e}"))?;
+    }
+    let source = file.map_or("defaults".to_string(), |p| p.display().to_string());
+    let mut cfg: Config = serde_path_to_error::deserialize(table).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner().message().trim().to_string();
+        if path == "." {
+            format!("config {source}: {inner}")
+        } else {
+            format!("config {source}: key `{path}`: {inner}")
+        }
+    })?;
+    if let Some(d) = &flags.data {
+        cfg.storage.data_dir = d.clone();
+    }
+    if let Some(l) = flags.listen {
+        cfg.server.listen = l;
+    }
+    validate(&cfg)?;
+    Ok(cfg)
+}
+
+fn validate(cfg: &Config) -> Result<(), String> {
+    let checks: [(bool, &str, &str); 6] = [
+        (
+            cfg.auth.access_ttl_secs > 0,
+            "auth.access_ttl_secs",
+            "must be positive",
+        ),
+        (
+            cfg.auth.refresh_ttl_days > 0,
+            "auth.refresh_ttl_days",
+            "must be positive",
+        ),
+        (
+            cfg.actors.idle_timeout_secs > 0,
+            "actors.idle_timeout_secs",
+            "must be positive",
+        ),
+        (
+            cfg.actors.socket_queue > 0,
+            "actors.socket_queue",
+            "must be positive",
+        ),
+        (
+            cfg.storage.max_batch > 0,
+            "storage.max_batch",
+            "must be positive",
+        ),
+        (
+            cfg.server.ws_ping_interval_secs > 0,
+            "server.ws_ping_interval_secs",
+            "must be positive",
+        ),
+    ];
+    for (ok, key, msg) in checks {
+        if !ok {
+            return Err(format!("config: key `{key}`: {msg}"));
+        }
+    }
+    if let Some(s) = &cfg.auth.jwt_secret
+        && s.len() < 32
+    {
+        return Err("config: key `auth.jwt_secret`: must be at least 32 characters".into());
+    }
+    Ok(())
+}
+
+/// `DOGEAR_LISTEN` and `DOGEAR_DATA` are shorthands; `DOGEAR_SECTION__KEY` sets any key.
+fn env_key(name: &str) -> Option<Vec<String>> {
+    let rest = name.strip_prefix("DOGEAR_")?;
+    match rest {
+        "LISTEN" => Some(vec!["server".into(), "listen".into()]),
+        "DATA" => Some(vec!["storage".into(), "data_dir".into()]),
+        "CONFIG" | "LOG" | "BIN" => None,
+        _ if rest.contains("__") => {
+            Some(rest.split("__").map(|p| p.to_ascii_lowercase()).collect())
+        }
+        _ => None,
+    }
+}
+
+/// Sets `key` to `raw`, typed like the default at that key (strings stay strings).
+fn set_path(
+    table: &mut toml::Table,
+    defaults: &toml::Table,
+    key: &[String],
+    raw: &str,
+) -> Result<(), String> {
+    let (last, parents) = key.split_last().ok_or("empty key")?;
+    let mut t = table;
+    let mut d = Some(defaults);
+    for p in parents {
+        d = d.and_then(|d| d.get(p)).and_then(|v| v.as_table());
+        let entry = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{p}` is not a section"))?;
+    }
+    let value = match d.and_then(|d| d.get(last)) {
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(
+            raw.parse()
+                .map_err(|_| format!("`{}` must be an integer", key.join(".")))?,
+        ),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
+            raw.parse()
+                .map_err(|_| format!("`{}` must be true or false", key.join(".")))?,
+        ),
+        Some(toml::Value::Float(_)) => toml::Value::Float(
+            raw.parse()
+                .map_err(|_| format!("`{}` must be a number", key.join(".")))?,
+        ),
+        _ => toml::Value::String(raw.to_string()),
+    };
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile_dir::Dir, PathBuf) {
+        let dir = tempfile_dir::Dir::new();
+        let p = dir.0.join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        (dir, p)
+    }
+
+    /// A tiny temp dir so the node crate needs no test dependency.
+    mod tempfile_dir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                let p = std::env::temp_dir().join(format!("dogear-cfg-{}", uuid_like()));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        fn uuid_like() -> String {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            format!("{}-{}", std::process::id(), t.as_nanos())
+        }
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let (_d, p) =
+            write("[server]\nlisten = \"127.0.0.1:9000\"\n[actors]\nidle_timeout_secs = 5\n");
+        let env = vec![
+            (
+                "DOGEAR_ACTORS__IDLE_TIMEOUT_SECS".to_string(),
+                "7".to_string(),
+            ),
+            ("DOGEAR_DATA".to_string(), "/tmp/x".to_string()),
+            (
+                "DOGEAR_AUTH__JWT_SECRET".to_string(),
+                "12345678901234567890123456789012".to_string(),
+            ),
+        ];
+        let cfg = load(Some(&p), &env, &Overrides::default()).unwrap();
+        assert_eq!(cfg.server.listen.port(), 9000);
+        assert_eq!(cfg.actors.idle_timeout_secs, 7);
+        assert_eq!(cfg.storage.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(
+            cfg.auth.jwt_secret.as_deref(),
+            Some("12345678901234567890123456789012")
+        );
+        let flags = Overrides {
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            data: None,
+        };
+        assert_eq!(
+            load(Some(&p), &env, &flags).unwrap().server.listen.port(),
+            1
+        );
+    }
+
+    #[test]
+    fn errors_are_one_line_naming_the_key() {
+        let (_d, p) = write("[server]\nlisten = \"nowhere\"\n");
+        let e = load(Some(&p), &[], &Overrides::default()).unwrap_err();
+        assert!(e.contains("server.listen"), "{e}");
+        let (_d, p) = write("[server]\nlisen = \"127.0.0.1:1\"\n");
+        let e = load(Some(&p), &[], &Overrides::default()).unwrap_err();
+        assert!(e.contains("server") && e.contains("lisen"), "{e}");
+        let (_d, p) = write("[server\nlisten = 1\n");
+        let e = load(Some(&p), &[], &Overrides::default()).unwrap_err();
+        assert!(e.contains("line 1"), "{e}");
+        let env = vec![(
+            "DOGEAR_ACTORS__SOCKET_QUEUE".to_string(),
+            "many".to_string(),
+        )];
+        let e = load(None, &env, &Overrides::default()).unwrap_err();
+        assert!(
+            e.contains("DOGEAR_ACTORS__SOCKET_QUEUE") && e.contains("actors.socket_queue"),
+            "{e}"
+        );
+        for e in [e] {
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+        let (_d, p) = write("[auth]\naccess_ttl_secs = 0\n");
+        let e = load(Some(&p), &[], &Overrides::default()).unwrap_err();
+        assert!(e.contains("auth.access_ttl_secs"), "{e}");
+    }
+}

@@ -1,0 +1,123 @@
+//! `dogear`: the command line. `serve` runs a node; `user add` creates accounts.
+
+mod config;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Dogear keeps readers' place in their books across every device they own.
+#[derive(Parser)]
+#[command(name = "dogear", version, about, long_about = None)]
+struct Cli {
+    /// TOML configuration file (see cluster.toml). Also DOGEAR_CONFIG.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (SQLite database, secrets). Overrides storage.data_dir.
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node: HTTP API, WebSocket sync and metrics.
+    Serve {
+        /// Address to listen on. Overrides server.listen.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create an account with its personal library.
+    Add {
+        /// Username: 3-32 of a-z, 0-9, '_', '.', '-'.
+        name: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Email address.
+        #[arg(long)]
+        email: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config_path = cli
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("DOGEAR_CONFIG").map(PathBuf::from));
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("DOGEAR_"))
+        .collect();
+    let listen = match &cli.command {
+        Command::Serve { listen } => *listen,
+        _ => None,
+    };
+    let flags = config::Overrides {
+        data: cli.data.clone(),
+        listen,
+    };
+    let cfg = match config::load(config_path.as_deref(), &env, &flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dogear: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    serve::init_tracing(&cfg);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dogear: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { .. } => serve::serve(cfg).await,
+            Command::User {
+                action:
+                    UserAction::Add {
+                        name,
+                        admin,
+                        password_stdin: _,
+                        email,
+                    },
+            } => {
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .map_err(|e| format!("reading the password from stdin: {e}"))?;
+                let password = line.trim_end_matches(['\n', '\r']);
+                serve::add_user(cfg, &name, password, email.as_deref(), admin).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dogear: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

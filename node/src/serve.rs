@@ -1,0 +1,216 @@
+//! Wiring: storage, actors and gateway started in order and stopped in reverse.
+
+use crate::config::{Config, Durability, Registration};
+use base64::Engine;
+use dogear_actors::Dogear;
+use dogear_actors::auth::{AuthSettings, JwtKeys};
+use dogear_actors::placement::ActorSettings;
+use dogear_gateway::{Ctx, GatewaySettings};
+use dogear_storage::Store;
+use dogear_storage::sqlite::{self, SqliteOptions, SqliteStore};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn init_tracing(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, String> {
+    let dir = &cfg.storage.data_dir;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+    let opts = SqliteOptions {
+        durability: match cfg.storage.durability {
+            Durability::Full => sqlite::Durability::Full,
+            Durability::Normal => sqlite::Durability::Normal,
+        },
+        max_batch: cfg.storage.max_batch,
+        readers: cfg.storage.readers,
+    };
+    let path = dir.join("dogear.db");
+    SqliteStore::open(&path, opts)
+        .map(Arc::new)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+/// The configured secret, or the one kept in the data directory (made on first start).
+fn jwt_keys(cfg: &Config) -> Result<JwtKeys, String> {
+    if let Some(s) = &cfg.auth.jwt_secret {
+        return Ok(JwtKeys::from_secret(s.as_bytes()));
+    }
+    let path = cfg.storage.data_dir.join("jwt.secret");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 32 => Ok(JwtKeys::from_secret(s.trim().as_bytes())),
+        Ok(_) => Err(format!(
+            "{} is too short; delete it to make a new one",
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut buf = [0u8; 48];
+            getrandom::fill(&mut buf).map_err(|e| format!("no randomness: {e}"))?;
+            let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf);
+            write_private(&path, &secret)?;
+            Ok(JwtKeys::from_secret(secret.as_bytes()))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, content: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    f.write_all(content.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn auth_settings(cfg: &Config) -> AuthSettings {
+    AuthSettings {
+        access_ttl_secs: cfg.auth.access_ttl_secs,
+        refresh_ttl_secs: cfg.auth.refresh_ttl_days * 24 * 3600,
+        registration_open: cfg.auth.registration == Registration::Open,
+        login_max_failures: cfg.auth.login_max_failures,
+        login_window_secs: cfg.auth.login_window_secs,
+    }
+}
+
+fn install_metrics() -> Result<PrometheusHandle, String> {
+    let secs = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    let sizes = [
+        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+    ];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &secs)
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full("dogear_storage_batch_size".into()), &sizes)
+        })
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| format!("metrics: {e}"))
+}
+
+/// Lets one process hold many idle sockets: raise the open-file limit to its hard maximum.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+pub async fn serve(cfg: Config) -> Result<(), String> {
+    raise_fd_limit();
+    let metrics = install_metrics()?;
+    dogear_gateway::describe_metrics();
+    let store = open_store(&cfg)?;
+    let keys = jwt_keys(&cfg)?;
+    let actors = ActorSettings {
+        idle_timeout: Duration::from_secs(cfg.actors.idle_timeout_secs),
+        socket_queue: cfg.actors.socket_queue,
+    };
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let app = Arc::new(
+        Dogear::start(dyn_store, keys, auth_settings(&cfg), actors)
+            .await
+            .map_err(|e| format!("starting actors: {e}"))?,
+    );
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ctx = Arc::new(Ctx {
+        app: app.clone(),
+        metrics,
+        settings: GatewaySettings {
+            max_body_bytes: cfg.server.max_body_bytes,
+            ws_ping_interval: Duration::from_secs(cfg.server.ws_ping_interval_secs),
+        },
+        shutdown: stop_rx,
+    });
+    let data = std::fs::canonicalize(&cfg.storage.data_dir).unwrap_or(cfg.storage.data_dir.clone());
+    println!(
+        "dogear {} listening on http://{addr}; data in {} (sqlite, schema v{}, durability {:?})",
+        env!("CARGO_PKG_VERSION"),
+        data.display(),
+        sqlite::SCHEMA_VERSION,
+        cfg.storage.durability,
+    );
+    let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(dogear_gateway::serve(listener, ctx, async move {
+        let _ = signal_rx.await;
+    }));
+    shutdown_signal().await;
+    tracing::info!("shutting down: closing sockets, finishing requests");
+    let _ = stop_tx.send(true);
+    let _ = signal_tx.send(());
+    let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
+    if tokio::time::timeout(grace, server).await.is_err() {
+        tracing::warn!("requests still running after {grace:?}; stopping anyway");
+    }
+    app.shutdown().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+pub async fn add_user(
+    cfg: Config,
+    name: &str,
+    password: &str,
+    email: Option<&str>,
+    admin: bool,
+) -> Result<(), String> {
+    let store = open_store(&cfg)?;
+    let keys = jwt_keys(&cfg)?;
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let accounts = dogear_actors::auth::Accounts::new(dyn_store, keys, auth_settings(&cfg));
+    let result = accounts
+        .create_user(name, password, email, admin, true)
+        .await;
+    let _ = store.close().await;
+    let user = result.map_err(|e| e.to_string())?;
+    println!(
+        "created user {} ({}){}",
+        user.username,
+        user.id,
+        if admin { " as admin" } else { "" }
+    );
+    Ok(())
+}

@@ -1,0 +1,497 @@
+//! The conformance suite every backend must pass. It speaks only through [`Store`], so a new
+//! backend (PostgreSQL, ScyllaDB) runs it unchanged: call [`run_all`] on a fresh, empty store.
+//! Each check panics with a message naming the rule that was broken.
+
+use crate::error::StoreError;
+use crate::ids::*;
+use crate::records::*;
+use crate::store::{RecordOutcome, RotateOutcome, Store};
+use crate::time::Timestamp;
+use std::collections::BTreeMap;
+
+/// Runs every check against `store`, which must be empty and open. Closes it at the end.
+pub async fn run_all(store: &dyn Store) {
+    users(store).await;
+    refresh_tokens(store).await;
+    devices(store).await;
+    books(store).await;
+    progress(store).await;
+    closing(store).await;
+}
+
+/// A user with a personal library, as registration creates them.
+pub fn new_user(name: &str) -> (User, Library) {
+    let now = Timestamp::now();
+    let user = User {
+        id: UserId::generate(),
+        username: name.to_string(),
+        email: Some(format!("{name}@example.org")),
+        password_hash: "$argon2id$fake".into(),
+        is_admin: false,
+        created_at: now,
+    };
+    let lib = Library {
+        id: LibraryId::generate(),
+        name: format!("{name}'s library"),
+        kind: LibraryKind::Personal,
+        owner_id: user.id,
+        created_at: now,
+    };
+    (user, lib)
+}
+
+fn token(user: UserId, family: FamilyId, hash: &str, ttl_secs: i64) -> RefreshToken {
+    let now = Timestamp::now();
+    RefreshToken {
+        hash: hash.into(),
+        user_id: user,
+        family_id: family,
+        created_at: now,
+        expires_at: now.plus_secs(ttl_secs),
+    }
+}
+
+pub async fn users(s: &dyn Store) {
+    let (u, lib) = new_user("conf_alice");
+    s.create_user(&u, &lib).await.expect("create user");
+    assert_eq!(s.user(u.id).await.unwrap().as_ref(), Some(&u), "user by id");
+    assert_eq!(
+        s.user_by_name("conf_alice").await.unwrap().as_ref(),
+        Some(&u),
+        "user by name"
+    );
+    assert_eq!(
+        s.user_by_name("nobody").await.unwrap(),
+        None,
+        "unknown user"
+    );
+    let (dup, dup_lib) = new_user("conf_alice");
+    match s.create_user(&dup, &dup_lib).await {
+        Err(StoreError::Conflict("username")) => {}
+        other => panic!("duplicate username must be Conflict(username), got {other:?}"),
+    }
+    assert!(
+        s.library(dup_lib.id).await.unwrap().is_none(),
+        "a refused user must leave no library behind"
+    );
+    let libs = s.libraries_of(u.id).await.unwrap();
+    assert_eq!(
+        libs,
+        vec![(lib.clone(), Role::Owner)],
+        "personal library with owner role"
+    );
+    let members = s.memberships(lib.id).await.unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].user_id, u.id);
+}
+
+pub async fn refresh_tokens(s: &dyn Store) {
+    let (u, lib) = new_user("conf_tok");
+    s.create_user(&u, &lib).await.unwrap();
+    let fam = FamilyId::generate();
+    s.insert_refresh_token(&token(u.id, fam, "h1", 60))
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    let r = s
+        .rotate_refresh_token("h1", "h2", now, now.plus_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        RotateOutcome::Rotated { user_id: u.id },
+        "fresh token rotates"
+    );
+    let r = s
+        .rotate_refresh_token("h1", "h3", now, now.plus_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(r, RotateOutcome::Reused, "spent token is reuse");
+    let r = s
+        .rotate_refresh_token("h2", "h4", now, now.plus_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(r, RotateOutcome::Reused, "reuse revokes the whole family");
+    let r = s
+        .rotate_refresh_token("nope", "h5", now, now.plus_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(r, RotateOutcome::Invalid, "unknown token");
+    let fam2 = FamilyId::generate();
+    s.insert_refresh_token(&token(u.id, fam2, "old", -1))
+        .await
+        .unwrap();
+    let r = s
+        .rotate_refresh_token("old", "h6", now, now.plus_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(r, RotateOutcome::Invalid, "expired token");
+    let fam3 = FamilyId::generate();
+    s.insert_refresh_token(&token(u.id, fam3, "live", 60))
+        .await
+        .unwrap();
+    s.revoke_refresh_family("live").await.unwrap();
+    let r = s
+        .rotate_refresh_token("live", "h7", now, now.plus_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        RotateOutcome::Reused,
+        "revoked (logged out) token cannot rotate"
+    );
+}
+
+pub async fn devices(s: &dyn Store) {
+    let (u, lib) = new_user("conf_dev");
+    let (other, other_lib) = new_user("conf_dev_other");
+    s.create_user(&u, &lib).await.unwrap();
+    s.create_user(&other, &other_lib).await.unwrap();
+    let d = Device {
+        id: DeviceId::generate(),
+        user_id: u.id,
+        name: "Kobo Libra".into(),
+        kind: DeviceKind::Kobo,
+        created_at: Timestamp::now(),
+    };
+    s.create_device(&d).await.unwrap();
+    assert_eq!(s.devices(u.id).await.unwrap(), vec![d.clone()]);
+    assert!(
+        s.devices(other.id).await.unwrap().is_empty(),
+        "devices are per user"
+    );
+    assert!(
+        !s.delete_device(other.id, d.id).await.unwrap(),
+        "only the owner deletes"
+    );
+    assert!(s.delete_device(u.id, d.id).await.unwrap());
+    assert!(s.devices(u.id).await.unwrap().is_empty());
+}
+
+fn book(lib: LibraryId, title: &str, author: &str) -> Book {
+    let now = Timestamp::now();
+    Book {
+        id: BookId::generate(),
+        library_id: lib,
+        title: title.into(),
+        authors: vec![author.into()],
+        language: Some("en".into()),
+        identifiers: BTreeMap::from([("isbn".to_string(), "9780000000000".to_string())]),
+        added_at: now,
+        updated_at: now,
+        deleted_at: None,
+        version: 1,
+    }
+}
+
+pub async fn books(s: &dyn Store) {
+    let (u, lib) = new_user("conf_books");
+    let (other, other_lib) = new_user("conf_books_other");
+    s.create_user(&u, &lib).await.unwrap();
+    s.create_user(&other, &other_lib).await.unwrap();
+    let mut all = Vec::new();
+    for (t, a) in [
+        ("Hamlet", "Shakespeare"),
+        ("Macbeth", "Shakespeare"),
+        ("Dubliners", "Joyce"),
+    ] {
+        let b = book(lib.id, t, a);
+        s.create_book(&b).await.unwrap();
+        all.push(b);
+    }
+    s.create_book(&book(other_lib.id, "Hidden", "Other"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.book(all[0].id).await.unwrap().as_ref(),
+        Some(&all[0]),
+        "book round-trips"
+    );
+
+    let q = |q: Option<&str>, after: Option<BookId>, limit| BookQuery {
+        libraries: vec![lib.id],
+        q: q.map(String::from),
+        after,
+        limit,
+    };
+    let listed = s.list_books(&q(None, None, 10)).await.unwrap();
+    assert_eq!(listed.len(), 3, "only the asked libraries' books");
+    let page1 = s.list_books(&q(None, None, 2)).await.unwrap();
+    let page2 = s.list_books(&q(None, Some(page1[1].id), 2)).await.unwrap();
+    assert_eq!(page1.len() + page2.len(), 3, "paging by id covers all");
+    assert!(page2.iter().all(|b| b.id > page1[1].id));
+    let found = s.list_books(&q(Some("shakes"), None, 10)).await.unwrap();
+    assert_eq!(found.len(), 2, "q matches authors case-insensitively");
+    let found = s.list_books(&q(Some("MAC"), None, 10)).await.unwrap();
+    assert_eq!(found.len(), 1, "q matches titles case-insensitively");
+    let found = s.list_books(&q(Some("%"), None, 10)).await.unwrap();
+    assert!(found.is_empty(), "LIKE wildcards in q are literal");
+
+    let mut edited = all[0].clone();
+    edited.title = "Hamlet, Prince of Denmark".into();
+    edited.version = 2;
+    s.update_book(&edited).await.unwrap();
+    assert_eq!(
+        s.book(edited.id).await.unwrap().unwrap().title,
+        edited.title
+    );
+    let mut stale = all[0].clone();
+    stale.version = 2;
+    match s.update_book(&stale).await {
+        Err(StoreError::VersionConflict {
+            expected: 1,
+            found: 2,
+        }) => {}
+        other => panic!("a stale writer must get VersionConflict, got {other:?}"),
+    }
+    let mut gone = edited.clone();
+    gone.deleted_at = Some(Timestamp::now());
+    gone.version = 3;
+    s.update_book(&gone).await.unwrap();
+    assert_eq!(
+        s.list_books(&q(None, None, 10)).await.unwrap().len(),
+        2,
+        "tombstones are not listed"
+    );
+    assert!(
+        s.book(gone.id).await.unwrap().unwrap().deleted_at.is_some(),
+        "tombstone kept"
+    );
+    match s.update_book(&book(lib.id, "Never stored", "x")).await {
+        Err(StoreError::NotFound) | Err(StoreError::VersionConflict { .. }) => {}
+        other => panic!("updating a missing book must fail, got {other:?}"),
+    }
+}
+
+fn state(b: BookId, d: DeviceId, pct: f64, version: u64) -> ProgressState {
+    ProgressState {
+        book_id: b,
+        percent: Percent::new(pct).unwrap(),
+        locator: Locator::new(format!("epubcfi(/6/{pct})")),
+        status: ReadStatus::Reading,
+        device_id: d,
+        client_ts: Timestamp::now(),
+        updated_at: Timestamp::now(),
+        version,
+    }
+}
+
+fn write(user: UserId, seq: u64, applied: bool, st: ProgressState) -> ProgressWrite {
+    let event = ProgressEvent {
+        seq,
+        event_id: EventId::generate(),
+        book_id: st.book_id,
+        device_id: st.device_id,
+        body: format!("body-{seq}"),
+        applied,
+        reason: (!applied).then_some(Reason::Behind),
+        state: st.clone(),
+        received_at: Timestamp::now(),
+    };
+    ProgressWrite {
+        user_id: user,
+        expected_seq: seq - 1,
+        position: DevicePosition {
+            device_id: st.device_id,
+            book_id: st.book_id,
+            percent: st.percent,
+            locator: st.locator.clone(),
+            client_ts: st.client_ts,
+        },
+        event,
+    }
+}
+
+pub async fn progress(s: &dyn Store) {
+    let (u, lib) = new_user("conf_progress");
+    let (other, other_lib) = new_user("conf_progress_other");
+    s.create_user(&u, &lib).await.unwrap();
+    s.create_user(&other, &other_lib).await.unwrap();
+    let b = BookId::generate();
+    let d1 = DeviceId::generate();
+    let d2 = DeviceId::generate();
+    assert_eq!(
+        s.progress_head(u.id).await.unwrap(),
+        0,
+        "empty log has head 0"
+    );
+    assert_eq!(s.progress_state(u.id, b).await.unwrap(), None);
+
+    let w1 = write(u.id, 1, true, state(b, d1, 10.0, 1));
+    assert_eq!(
+        s.record_progress(&w1).await.unwrap(),
+        RecordOutcome::Recorded
+    );
+    assert_eq!(s.progress_head(u.id).await.unwrap(), 1);
+    assert_eq!(
+        s.progress_state(u.id, b).await.unwrap(),
+        Some(w1.event.state.clone())
+    );
+
+    // The same event id again: nothing written, the first event returned.
+    let mut again = w1.clone();
+    again.expected_seq = 1;
+    again.event.seq = 2;
+    match s.record_progress(&again).await.unwrap() {
+        RecordOutcome::Duplicate(e) => {
+            assert_eq!(e.seq, 1);
+            assert_eq!(e.body, w1.event.body);
+            assert!(e.applied);
+        }
+        other => panic!("a repeated event id must be Duplicate, got {other:?}"),
+    }
+    assert_eq!(
+        s.progress_head(u.id).await.unwrap(),
+        1,
+        "duplicate leaves the head"
+    );
+
+    // A stale owner (expects head 0) is refused.
+    let stale = write(u.id, 1, true, state(b, d2, 50.0, 2));
+    match s.record_progress(&stale).await {
+        Err(StoreError::VersionConflict {
+            expected: 0,
+            found: 1,
+        }) => {}
+        other => panic!("a write on an old head must be VersionConflict, got {other:?}"),
+    }
+    // A state version that skips one is refused, and nothing of that write stays.
+    let skip = write(u.id, 2, true, state(b, d2, 50.0, 5));
+    assert!(matches!(
+        s.record_progress(&skip).await,
+        Err(StoreError::VersionConflict { .. })
+    ));
+    assert_eq!(
+        s.progress_head(u.id).await.unwrap(),
+        1,
+        "a refused write leaves no event"
+    );
+
+    // Not applied (behind): logged and the device position kept, the state unchanged.
+    let mut behind = write(u.id, 2, false, w1.event.state.clone());
+    behind.position.device_id = d2;
+    behind.position.percent = Percent::new(3.0).unwrap();
+    assert_eq!(
+        s.record_progress(&behind).await.unwrap(),
+        RecordOutcome::Recorded
+    );
+    assert_eq!(
+        s.progress_state(u.id, b).await.unwrap(),
+        Some(w1.event.state.clone())
+    );
+    let positions = s.device_positions(u.id, b).await.unwrap();
+    assert_eq!(positions.len(), 2, "both devices' last positions are kept");
+    assert!(
+        positions
+            .iter()
+            .any(|p| p.device_id == d2 && p.percent.get() == 3.0)
+    );
+
+    let w3 = write(u.id, 3, true, state(b, d2, 60.0, 2));
+    assert_eq!(
+        s.record_progress(&w3).await.unwrap(),
+        RecordOutcome::Recorded
+    );
+    let b2 = BookId::generate();
+    let w4 = write(u.id, 4, true, state(b2, d1, 1.0, 1));
+    s.record_progress(&w4).await.unwrap();
+
+    let changes = s.progress_changes(u.id, 0, 100).await.unwrap();
+    let seqs: Vec<u64> = changes.iter().map(|(q, _)| *q).collect();
+    assert_eq!(
+        seqs,
+        vec![1, 3, 4],
+        "changes are applied events only, in order"
+    );
+    assert_eq!(changes[1].1, w3.event.state);
+    let after = s.progress_changes(u.id, 3, 100).await.unwrap();
+    assert_eq!(after.len(), 1, "changes after a cursor");
+    assert_eq!(
+        s.progress_changes(u.id, 0, 1).await.unwrap().len(),
+        1,
+        "limit"
+    );
+    assert_eq!(
+        s.progress_states(u.id).await.unwrap().len(),
+        2,
+        "one state per book"
+    );
+    assert!(
+        s.progress_states(other.id).await.unwrap().is_empty(),
+        "progress is per user"
+    );
+    assert!(
+        s.progress_changes(other.id, 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.progress_head(other.id).await.unwrap(), 0);
+    // Event ids are scoped to their user.
+    let mut theirs = w1.clone();
+    theirs.user_id = other.id;
+    theirs.expected_seq = 0;
+    assert_eq!(
+        s.record_progress(&theirs).await.unwrap(),
+        RecordOutcome::Recorded
+    );
+
+    // Many concurrent writers for different users all commit (group commit).
+    let mut users = Vec::new();
+    for i in 0..32 {
+        let (cu, cl) = new_user(&format!("conf_many_{i}"));
+        s.create_user(&cu, &cl).await.unwrap();
+        users.push(cu.id);
+    }
+    let futs = users.iter().map(|&uid| async move {
+        s.record_progress(&write(uid, 1, true, state(b, d1, 5.0, 1)))
+            .await
+    });
+    for r in futures_join_all(futs).await {
+        assert_eq!(r.unwrap(), RecordOutcome::Recorded);
+    }
+    for uid in users {
+        assert_eq!(s.progress_head(uid).await.unwrap(), 1);
+    }
+}
+
+pub async fn closing(s: &dyn Store) {
+    s.ping().await.expect("ping on an open store");
+    s.close().await.expect("close");
+    assert!(s.ping().await.is_err(), "a closed store refuses reads");
+    let (u, lib) = new_user("conf_late");
+    assert!(
+        s.create_user(&u, &lib).await.is_err(),
+        "a closed store refuses writes"
+    );
+}
+
+/// Runs futures concurrently on the current task without a dependency on `futures`.
+async fn futures_join_all<F: std::future::Future>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let handles: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = handles.iter().map(|_| None).collect();
+    let mut handles: Vec<Option<_>> = handles.into_iter().map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, h) in handles.iter_mut().enumerate() {
+            if let Some(f) = h {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        outputs[i] = Some(v);
+                        *h = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}

@@ -1,0 +1,17 @@
+//! Dogear's storage layer: the records every backend stores, the [`Store`] trait the actors
+//! persist through, and its backends. The embedded SQLite backend is the default; any other
+//! backend must pass the same [`conformance`] suite.
+
+pub mod conformance;
+pub mod error;
+pub mod ids;
+pub mod records;
+pub mod sqlite;
+pub mod store;
+pub mod time;
+
+pub use error::StoreError;
+pub use ids::{BookId, DeviceId, EventId, FamilyId, LibraryId, UserId};
+pub use records::*;
+pub use store::{RecordOutcome, RotateOutcome, Store};
+pub use time::Timestamp;

@@ -1,0 +1,121 @@
+//! Schema versions, applied in order on start-up inside one transaction each. Append new
+//! migrations at the end; never edit one that has shipped.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts, devices, libraries, minimal books, progress log and state.
+    r#"
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        email TEXT,
+        password_hash TEXT NOT NULL,
+        is_admin INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE libraries (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        owner_id TEXT NOT NULL REFERENCES users(id),
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE memberships (
+        library_id TEXT NOT NULL REFERENCES libraries(id),
+        user_id TEXT NOT NULL REFERENCES users(id),
+        role TEXT NOT NULL,
+        PRIMARY KEY (library_id, user_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX memberships_by_user ON memberships(user_id);
+    CREATE TABLE refresh_tokens (
+        hash TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id),
+        family_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER,
+        revoked INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE INDEX refresh_tokens_by_family ON refresh_tokens(family_id);
+    CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id),
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX devices_by_user ON devices(user_id);
+    CREATE TABLE books (
+        id TEXT PRIMARY KEY,
+        library_id TEXT NOT NULL REFERENCES libraries(id),
+        title TEXT NOT NULL,
+        authors TEXT NOT NULL,
+        language TEXT,
+        identifiers TEXT NOT NULL,
+        added_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        deleted_at INTEGER,
+        version INTEGER NOT NULL
+    );
+    CREATE INDEX books_by_library ON books(library_id, id);
+    CREATE TABLE progress_heads (
+        user_id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE progress_events (
+        user_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        book_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        applied INTEGER NOT NULL,
+        reason TEXT,
+        state TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (user_id, seq)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX progress_events_by_event_id ON progress_events(user_id, event_id);
+    CREATE TABLE progress_states (
+        user_id TEXT NOT NULL,
+        book_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        PRIMARY KEY (user_id, book_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE device_positions (
+        user_id TEXT NOT NULL,
+        book_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        position TEXT NOT NULL,
+        PRIMARY KEY (user_id, book_id, device_id)
+    ) WITHOUT ROWID;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const LATEST: usize = MIGRATIONS.len();
+
+/// Brings the database up to [`LATEST`]. Refuses a database written by a newer Dogear.
+pub fn migrate(conn: &mut Connection) -> Result<usize, String> {
+    let current: usize = conn
+        .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+        .map_err(|e| e.to_string())? as usize;
+    if current > LATEST {
+        return Err(format!(
+            "the database has schema version {current}, newer than this build's {LATEST}; upgrade dogear"
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        tx.execute_batch(sql)
+            .map_err(|e| format!("migration {}: {e}", i + 1))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())?;
+        tracing::info!(version = i + 1, "applied schema migration");
+    }
+    Ok(LATEST)
+}

@@ -1,0 +1,706 @@
+//! The embedded default backend: one SQLite file in WAL mode, one writer thread with group
+//! commit, a small pool of reader connections.
+
+mod migrations;
+mod rows;
+mod writer;
+
+pub use migrations::LATEST as SCHEMA_VERSION;
+
+use crate::error::StoreError;
+use crate::ids::*;
+use crate::records::*;
+use crate::store::{RecordOutcome, RotateOutcome, Store};
+use crate::time::Timestamp;
+use async_trait::async_trait;
+use rows::*;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+use writer::{Command, FnJob};
+
+/// How hard a commit tries to reach the disk before it is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync on every commit (`synchronous=FULL`): an acknowledged write survives power loss.
+    Full,
+    /// `synchronous=NORMAL`: survives a crash of the process, may lose the last commits on
+    /// power loss. Faster; for throwaway or replicated deployments.
+    Normal,
+}
+
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    pub durability: Durability,
+    /// Most writes committed together in one transaction.
+    pub max_batch: usize,
+    /// Reader connections kept open.
+    pub readers: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            durability: Durability::Full,
+            max_batch: 512,
+            readers: 4,
+        }
+    }
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::Sender<Command>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    max_readers: usize,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"
+    ))?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it to the latest schema.
+    pub fn open(path: &Path, opts: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        let mut conn = Connection::open(path)?;
+        configure(&conn, opts.durability)?;
+        migrations::migrate(&mut conn).map_err(StoreError::Unavailable)?;
+        let (tx, rx) = mpsc::channel(8192);
+        let max_batch = opts.max_batch.max(1);
+        let handle = std::thread::Builder::new()
+            .name("dogear-sqlite-writer".into())
+            .spawn(move || writer::run(conn, rx, max_batch))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let mut readers = Vec::new();
+        for _ in 0..opts.readers.max(1) {
+            readers.push(open_reader(path)?);
+        }
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: tx,
+            readers: Arc::new(Mutex::new(readers)),
+            max_readers: opts.readers.max(1),
+            writer_thread: Mutex::new(Some(handle)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version recorded in the file (SQLite's `user_version`).
+    pub async fn schema_version(&self) -> Result<usize, StoreError> {
+        self.read(|c| {
+            Ok(c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize)
+        })
+        .await
+    }
+
+    async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job = Box::new(FnJob {
+            f: Some(f),
+            result: None,
+            reply,
+        });
+        self.writer
+            .send(Command::Write(job))
+            .await
+            .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
+    }
+
+    async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        if self.writer.is_closed() {
+            return Err(StoreError::Unavailable("store is closed".into()));
+        }
+        let pool = self.readers.clone();
+        let path = self.path.clone();
+        let max = self.max_readers;
+        tokio::task::spawn_blocking(move || {
+            let taken = pool.lock().ok().and_then(|mut p| p.pop());
+            let conn = match taken {
+                Some(c) => c,
+                None => open_reader(&path)?,
+            };
+            let r = f(&conn);
+            if let Ok(mut p) = pool.lock()
+                && p.len() < max
+            {
+                p.push(conn);
+            }
+            r
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+}
+
+fn map_unique(e: rusqlite::Error, what: &'static str) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(what)
+        }
+        other => other.into(),
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .map(|_| ())
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        let (ack, done) = oneshot::channel();
+        if self.writer.send(Command::Shutdown(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+        if let Ok(mut p) = self.readers.lock() {
+            p.clear();
+        }
+        Ok(())
+    }
+
+    async fn create_user(&self, user: &User, personal: &Library) -> Result<(), StoreError> {
+        let user = user.clone();
+        let lib = personal.clone();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO users (id, username, email, password_hash, is_admin, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    user.id.to_string(),
+                    user.username,
+                    user.email,
+                    user.password_hash,
+                    user.is_admin,
+                    user.created_at.millis()
+                ],
+            )
+            .map_err(|e| map_unique(e, "username"))?;
+            c.execute(
+                "INSERT INTO libraries (id, name, kind, owner_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    lib.id.to_string(),
+                    lib.name,
+                    lib.kind.as_str(),
+                    lib.owner_id.to_string(),
+                    lib.created_at.millis()
+                ],
+            )?;
+            c.execute(
+                "INSERT INTO memberships (library_id, user_id, role) VALUES (?1, ?2, 'owner')",
+                params![lib.id.to_string(), user.id.to_string()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"))?
+                .query_row([id.to_string()], user_row)
+                .optional()?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let username = username.to_string();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {USER_COLS} FROM users WHERE username = ?1"
+            ))?
+            .query_row([username], user_row)
+            .optional()?
+            .transpose()
+        })
+        .await
+    }
+
+    async fn insert_refresh_token(&self, t: &RefreshToken) -> Result<(), StoreError> {
+        let t = t.clone();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO refresh_tokens (hash, user_id, family_id, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    t.hash,
+                    t.user_id.to_string(),
+                    t.family_id.to_string(),
+                    t.created_at.millis(),
+                    t.expires_at.millis()
+                ],
+            )
+            .map_err(|e| map_unique(e, "refresh_token"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<RotateOutcome, StoreError> {
+        let old_hash = old_hash.to_string();
+        let new_hash = new_hash.to_string();
+        self.write(move |c| {
+            let row: Option<(String, String, i64, Option<i64>, bool)> = c
+                .query_row(
+                    "SELECT user_id, family_id, expires_at, used_at, revoked FROM refresh_tokens WHERE hash = ?1",
+                    [&old_hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()?;
+            let Some((user_id, family, old_expires_at, used_at, revoked)) = row else {
+                return Ok(RotateOutcome::Invalid);
+            };
+            if used_at.is_some() || revoked {
+                c.execute(
+                    "UPDATE refresh_tokens SET revoked = 1 WHERE family_id = ?1",
+                    [&family],
+                )?;
+                return Ok(RotateOutcome::Reused);
+            }
+            if old_expires_at <= now.millis() {
+                return Ok(RotateOutcome::Invalid);
+            }
+            c.execute(
+                "UPDATE refresh_tokens SET used_at = ?2 WHERE hash = ?1",
+                params![old_hash, now.millis()],
+            )?;
+            c.execute(
+                "INSERT INTO refresh_tokens (hash, user_id, family_id, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![new_hash, user_id, family, now.millis(), expires_at.millis()],
+            )
+            .map_err(|e| map_unique(e, "refresh_token"))?;
+            Ok(RotateOutcome::Rotated {
+                user_id: parse_id(&user_id)?,
+            })
+        })
+        .await
+    }
+
+    async fn revoke_refresh_family(&self, hash: &str) -> Result<(), StoreError> {
+        let hash = hash.to_string();
+        self.write(move |c| {
+            c.execute(
+                "UPDATE refresh_tokens SET revoked = 1 WHERE family_id =
+                   (SELECT family_id FROM refresh_tokens WHERE hash = ?1)",
+                [hash],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_device(&self, d: &Device) -> Result<(), StoreError> {
+        let d = d.clone();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO devices (id, user_id, name, kind, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    d.id.to_string(),
+                    d.user_id.to_string(),
+                    d.name,
+                    d.kind.as_str(),
+                    d.created_at.millis()
+                ],
+            )
+            .map_err(|e| map_unique(e, "device"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn devices(&self, user: UserId) -> Result<Vec<Device>, StoreError> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, user_id, name, kind, created_at FROM devices WHERE user_id = ?1 ORDER BY id",
+            )?;
+            let rows = st.query_map([user.to_string()], device_row)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    async fn delete_device(&self, user: UserId, id: DeviceId) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            let n = c.execute(
+                "DELETE FROM devices WHERE id = ?1 AND user_id = ?2",
+                params![id.to_string(), user.to_string()],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn library(&self, id: LibraryId) -> Result<Option<Library>, StoreError> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {LIBRARY_COLS} FROM libraries WHERE id = ?1"
+            ))?
+            .query_row([id.to_string()], library_row)
+            .optional()?
+            .transpose()
+        })
+        .await
+    }
+
+    async fn memberships(&self, library: LibraryId) -> Result<Vec<Membership>, StoreError> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT library_id, user_id, role FROM memberships WHERE library_id = ?1",
+            )?;
+            let rows = st.query_map([library.to_string()], membership_row)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    async fn libraries_of(&self, user: UserId) -> Result<Vec<(Library, Role)>, StoreError> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {LIBRARY_COLS_L}, m.role FROM memberships m JOIN libraries l ON l.id = m.library_id
+                 WHERE m.user_id = ?1 ORDER BY l.kind DESC, l.id"
+            ))?;
+            let rows = st.query_map([user.to_string()], |r| {
+                let lib = library_row(r)?;
+                let role: String = r.get(5)?;
+                Ok((lib, role))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (lib, role) = row?;
+                let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role}")))?;
+                out.push((lib?, role));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn create_book(&self, b: &Book) -> Result<(), StoreError> {
+        let b = b.clone();
+        let authors = json(&b.authors)?;
+        let identifiers = json(&b.identifiers)?;
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO books (id, library_id, title, authors, language, identifiers, added_at,
+                                    updated_at, deleted_at, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    b.id.to_string(),
+                    b.library_id.to_string(),
+                    b.title,
+                    authors,
+                    b.language,
+                    identifiers,
+                    b.added_at.millis(),
+                    b.updated_at.millis(),
+                    b.deleted_at.map(|t| t.millis()),
+                    b.version as i64
+                ],
+            )
+            .map_err(|e| map_unique(e, "book"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn book(&self, id: BookId) -> Result<Option<Book>, StoreError> {
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {BOOK_COLS} FROM books WHERE id = ?1"))?
+                .query_row([id.to_string()], book_row)
+                .optional()?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn update_book(&self, b: &Book) -> Result<(), StoreError> {
+        let b = b.clone();
+        let authors = json(&b.authors)?;
+        let identifiers = json(&b.identifiers)?;
+        self.write(move |c| {
+            let expected = b.version.saturating_sub(1);
+            let n = c.execute(
+                "UPDATE books SET title = ?2, authors = ?3, language = ?4, identifiers = ?5,
+                        updated_at = ?6, deleted_at = ?7, version = ?8
+                 WHERE id = ?1 AND version = ?9",
+                params![
+                    b.id.to_string(),
+                    b.title,
+                    authors,
+                    b.language,
+                    identifiers,
+                    b.updated_at.millis(),
+                    b.deleted_at.map(|t| t.millis()),
+                    b.version as i64,
+                    expected as i64
+                ],
+            )?;
+            if n == 1 {
+                return Ok(());
+            }
+            let found: Option<i64> = c
+                .query_row(
+                    "SELECT version FROM books WHERE id = ?1",
+                    [b.id.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match found {
+                None => Err(StoreError::NotFound),
+                Some(v) => Err(StoreError::VersionConflict {
+                    expected,
+                    found: v as u64,
+                }),
+            }
+        })
+        .await
+    }
+
+    async fn list_books(&self, q: &BookQuery) -> Result<Vec<Book>, StoreError> {
+        let q = q.clone();
+        self.read(move |c| {
+            if q.libraries.is_empty() {
+                return Ok(Vec::new());
+            }
+            let libs: Vec<String> = q.libraries.iter().map(|l| l.to_string()).collect();
+            let placeholders = (0..libs.len())
+                .map(|i| format!("?{}", i + 4))
+                .collect::<Vec<_>>()
+                .join(",");
+            let sql = format!(
+                "SELECT {BOOK_COLS} FROM books
+                 WHERE deleted_at IS NULL AND id > ?1
+                   AND (?2 IS NULL OR title LIKE ?2 ESCAPE '\\' OR authors LIKE ?2 ESCAPE '\\')
+                   AND library_id IN ({placeholders})
+                 ORDER BY id LIMIT ?3"
+            );
+            let mut st = c.prepare_cached(&sql)?;
+            let after = q.after.map(|a| a.to_string()).unwrap_or_default();
+            let pattern = q.q.as_ref().map(|s| format!("%{}%", escape_like(s)));
+            let mut values: Vec<Box<dyn rusqlite::ToSql>> =
+                vec![Box::new(after), Box::new(pattern), Box::new(q.limit as i64)];
+            for l in libs {
+                values.push(Box::new(l));
+            }
+            let rows = st.query_map(rusqlite::params_from_iter(values.iter()), book_row)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    async fn progress_head(&self, user: UserId) -> Result<u64, StoreError> {
+        self.read(move |c| head(c, user)).await
+    }
+
+    async fn record_progress(&self, w: &ProgressWrite) -> Result<RecordOutcome, StoreError> {
+        let w = w.clone();
+        let state = json(&w.event.state)?;
+        let position = json(&w.position)?;
+        self.write(move |c| {
+            let user = w.user_id.to_string();
+            if let Some(existing) = c
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLS} FROM progress_events WHERE user_id = ?1 AND event_id = ?2"
+                ))?
+                .query_row(params![user, w.event.event_id.to_string()], event_row)
+                .optional()?
+            {
+                return Ok(RecordOutcome::Duplicate(Box::new(existing?)));
+            }
+            let found = head(c, w.user_id)?;
+            if found != w.expected_seq || w.event.seq != found + 1 {
+                return Err(StoreError::VersionConflict { expected: w.expected_seq, found });
+            }
+            let e = &w.event;
+            c.prepare_cached(
+                "INSERT INTO progress_events (user_id, seq, kind, event_id, book_id, device_id, body,
+                                              applied, reason, state, received_at)
+                 VALUES (?1, ?2, 'progress_updated', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                user,
+                e.seq as i64,
+                e.event_id.to_string(),
+                e.book_id.to_string(),
+                e.device_id.to_string(),
+                e.body,
+                e.applied,
+                e.reason.map(|r| r.as_str()),
+                state,
+                e.received_at.millis()
+            ])?;
+            c.prepare_cached(
+                "INSERT INTO progress_heads (user_id, seq) VALUES (?1, ?2)
+                 ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq",
+            )?
+            .execute(params![user, e.seq as i64])?;
+            if e.applied {
+                let n = c
+                    .prepare_cached(
+                        "INSERT INTO progress_states (user_id, book_id, version, state) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (user_id, book_id) DO UPDATE SET version = excluded.version, state = excluded.state
+                         WHERE progress_states.version = excluded.version - 1",
+                    )?
+                    .execute(params![user, e.book_id.to_string(), e.state.version as i64, state])?;
+                if n != 1 {
+                    return Err(StoreError::VersionConflict {
+                        expected: e.state.version.saturating_sub(1),
+                        found: 0,
+                    });
+                }
+            }
+            c.prepare_cached(
+                "INSERT INTO device_positions (user_id, book_id, device_id, position) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_id, book_id, device_id) DO UPDATE SET position = excluded.position",
+            )?
+            .execute(params![
+                user,
+                w.position.book_id.to_string(),
+                w.position.device_id.to_string(),
+                position
+            ])?;
+            Ok(RecordOutcome::Recorded)
+        })
+        .await
+    }
+
+    async fn progress_state(
+        &self,
+        user: UserId,
+        book: BookId,
+    ) -> Result<Option<ProgressState>, StoreError> {
+        self.read(move |c| {
+            let s: Option<String> = c
+                .prepare_cached(
+                    "SELECT state FROM progress_states WHERE user_id = ?1 AND book_id = ?2",
+                )?
+                .query_row(params![user.to_string(), book.to_string()], |r| r.get(0))
+                .optional()?;
+            s.map(|s| from_json(&s)).transpose()
+        })
+        .await
+    }
+
+    async fn progress_states(&self, user: UserId) -> Result<Vec<ProgressState>, StoreError> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT state FROM progress_states WHERE user_id = ?1 ORDER BY book_id",
+            )?;
+            let rows = st.query_map([user.to_string()], |r| r.get::<_, String>(0))?;
+            rows.map(|r| from_json(&r?)).collect()
+        })
+        .await
+    }
+
+    async fn device_positions(
+        &self,
+        user: UserId,
+        book: BookId,
+    ) -> Result<Vec<DevicePosition>, StoreError> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT position FROM device_positions WHERE user_id = ?1 AND book_id = ?2 ORDER BY device_id",
+            )?;
+            let rows = st.query_map(params![user.to_string(), book.to_string()], |r| {
+                r.get::<_, String>(0)
+            })?;
+            rows.map(|r| from_json(&r?)).collect()
+        })
+        .await
+    }
+
+    async fn progress_changes(
+        &self,
+        user: UserId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, ProgressState)>, StoreError> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT seq, state FROM progress_events
+                 WHERE user_id = ?1 AND seq > ?2 AND applied = 1 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = st.query_map(
+                params![user.to_string(), after_seq as i64, limit as i64],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )?;
+            rows.map(|r| {
+                let (seq, s) = r?;
+                Ok((seq as u64, from_json(&s)?))
+            })
+            .collect()
+        })
+        .await
+    }
+}
+
+fn head(c: &Connection, user: UserId) -> Result<u64, StoreError> {
+    let seq: Option<i64> = c
+        .prepare_cached("SELECT seq FROM progress_heads WHERE user_id = ?1")?
+        .query_row([user.to_string()], |r| r.get(0))
+        .optional()?;
+    Ok(seq.unwrap_or(0) as u64)
+}
+
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}

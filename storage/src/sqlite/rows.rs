@@ -1,0 +1,137 @@
+//! Row mappers: one per record. Each returns `Result<Result<T, StoreError>>` so that a row
+//! SQLite could read but we cannot decode is reported as corrupt, not as a SQL error.
+
+use crate::error::StoreError;
+use crate::ids::*;
+use crate::records::*;
+use crate::time::Timestamp;
+use rusqlite::Row;
+use std::str::FromStr;
+
+type RowResult<T> = rusqlite::Result<Result<T, StoreError>>;
+
+pub(super) const USER_COLS: &str = "id, username, email, password_hash, is_admin, created_at";
+pub(super) const LIBRARY_COLS: &str = "id, name, kind, owner_id, created_at";
+pub(super) const LIBRARY_COLS_L: &str = "l.id, l.name, l.kind, l.owner_id, l.created_at";
+pub(super) const BOOK_COLS: &str = "id, library_id, title, authors, language, identifiers, added_at, updated_at, deleted_at, version";
+pub(super) const EVENT_COLS: &str =
+    "seq, event_id, book_id, device_id, body, applied, reason, state, received_at";
+
+pub(super) fn parse_id<T: FromStr>(s: &str) -> Result<T, StoreError> {
+    T::from_str(s).map_err(|_| StoreError::Corrupt(format!("bad id {s:?}")))
+}
+
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_enum<T>(s: &str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
+    parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown value {s:?}")))
+}
+
+pub(super) fn user_row(r: &Row<'_>) -> RowResult<User> {
+    let id: String = r.get(0)?;
+    let created: i64 = r.get(5)?;
+    let (username, email, password_hash, is_admin) = (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+    Ok((|| {
+        Ok(User {
+            id: parse_id(&id)?,
+            username,
+            email,
+            password_hash,
+            is_admin,
+            created_at: Timestamp::from_millis(created),
+        })
+    })())
+}
+
+pub(super) fn device_row(r: &Row<'_>) -> RowResult<Device> {
+    let (id, user, name, kind, created): (String, String, String, String, i64) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+    Ok((|| {
+        Ok(Device {
+            id: parse_id(&id)?,
+            user_id: parse_id(&user)?,
+            name,
+            kind: parse_enum(&kind, DeviceKind::parse)?,
+            created_at: Timestamp::from_millis(created),
+        })
+    })())
+}
+
+pub(super) fn library_row(r: &Row<'_>) -> RowResult<Library> {
+    let (id, name, kind, owner, created): (String, String, String, String, i64) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+    Ok((|| {
+        Ok(Library {
+            id: parse_id(&id)?,
+            name,
+            kind: parse_enum(&kind, LibraryKind::parse)?,
+            owner_id: parse_id(&owner)?,
+            created_at: Timestamp::from_millis(created),
+        })
+    })())
+}
+
+pub(super) fn membership_row(r: &Row<'_>) -> RowResult<Membership> {
+    let (lib, user, role): (String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+    Ok((|| {
+        Ok(Membership {
+            library_id: parse_id(&lib)?,
+            user_id: parse_id(&user)?,
+            role: parse_enum(&role, Role::parse)?,
+        })
+    })())
+}
+
+pub(super) fn book_row(r: &Row<'_>) -> RowResult<Book> {
+    let id: String = r.get(0)?;
+    let lib: String = r.get(1)?;
+    let title: String = r.get(2)?;
+    let authors: String = r.get(3)?;
+    let language: Option<String> = r.get(4)?;
+    let identifiers: String = r.get(5)?;
+    let added: i64 = r.get(6)?;
+    let updated: i64 = r.get(7)?;
+    let deleted: Option<i64> = r.get(8)?;
+    let version: i64 = r.get(9)?;
+    Ok((|| {
+        Ok(Book {
+            id: parse_id(&id)?,
+            library_id: parse_id(&lib)?,
+            title,
+            authors: from_json(&authors)?,
+            language,
+            identifiers: from_json(&identifiers)?,
+            added_at: Timestamp::from_millis(added),
+            updated_at: Timestamp::from_millis(updated),
+            deleted_at: deleted.map(Timestamp::from_millis),
+            version: version as u64,
+        })
+    })())
+}
+
+pub(super) fn event_row(r: &Row<'_>) -> RowResult<ProgressEvent> {
+    let seq: i64 = r.get(0)?;
+    let event_id: String = r.get(1)?;
+    let book: String = r.get(2)?;
+    let device: String = r.get(3)?;
+    let body: String = r.get(4)?;
+    let applied: bool = r.get(5)?;
+    let reason: Option<String> = r.get(6)?;
+    let state: String = r.get(7)?;
+    let received: i64 = r.get(8)?;
+    Ok((|| {
+        Ok(ProgressEvent {
+            seq: seq as u64,
+            event_id: parse_id::<EventId>(&event_id)?,
+            book_id: parse_id(&book)?,
+            device_id: parse_id(&device)?,
+            body,
+            applied,
+            reason: reason.map(|r| parse_enum(&r, Reason::parse)).transpose()?,
+            state: from_json(&state)?,
+            received_at: Timestamp::from_millis(received),
+        })
+    })())
+}

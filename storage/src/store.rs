@@ -1,0 +1,99 @@
+//! The one trait every backend implements. Methods are small and named for what they store;
+//! every write that could race with another owner carries the version it expects.
+
+use crate::error::StoreError;
+use crate::ids::*;
+use crate::records::*;
+use crate::time::Timestamp;
+use async_trait::async_trait;
+
+/// What happened to a progress write at the store.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RecordOutcome {
+    /// Stored and durable.
+    Recorded,
+    /// The user already has an event with this id; nothing was written.
+    Duplicate(Box<ProgressEvent>),
+}
+
+/// What happened when a refresh token was presented for rotation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RotateOutcome {
+    /// The old token is now spent and the new one stored in its family.
+    Rotated { user_id: UserId },
+    /// The token had been used or revoked already: its whole family is now revoked.
+    Reused,
+    /// No such token, or it has expired.
+    Invalid,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Flushes and closes; later calls fail with `Unavailable`.
+    async fn close(&self) -> Result<(), StoreError>;
+
+    // Users and their personal library, created together or not at all.
+    async fn create_user(&self, user: &User, personal: &Library) -> Result<(), StoreError>;
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError>;
+
+    // Refresh tokens.
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<(), StoreError>;
+    /// Spends the token `old_hash` and stores `new_hash` in its family (same user), valid
+    /// until `expires_at`. A spent or revoked token revokes its whole family instead.
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<RotateOutcome, StoreError>;
+    /// Revokes the family of this token; unknown tokens are ignored.
+    async fn revoke_refresh_family(&self, hash: &str) -> Result<(), StoreError>;
+
+    // Devices.
+    async fn create_device(&self, device: &Device) -> Result<(), StoreError>;
+    async fn devices(&self, user: UserId) -> Result<Vec<Device>, StoreError>;
+    /// Deletes the device if it belongs to `user`; `false` if there was none.
+    async fn delete_device(&self, user: UserId, id: DeviceId) -> Result<bool, StoreError>;
+
+    // Libraries.
+    async fn library(&self, id: LibraryId) -> Result<Option<Library>, StoreError>;
+    async fn memberships(&self, library: LibraryId) -> Result<Vec<Membership>, StoreError>;
+    async fn libraries_of(&self, user: UserId) -> Result<Vec<(Library, Role)>, StoreError>;
+
+    // Books.
+    async fn create_book(&self, book: &Book) -> Result<(), StoreError>;
+    /// Also returns tombstones.
+    async fn book(&self, id: BookId) -> Result<Option<Book>, StoreError>;
+    /// Replaces the book if the stored version is `book.version - 1`.
+    async fn update_book(&self, book: &Book) -> Result<(), StoreError>;
+    /// Live books only, ordered by id.
+    async fn list_books(&self, query: &BookQuery) -> Result<Vec<Book>, StoreError>;
+
+    // Reading progress.
+    /// The user's log head: the seq of their last event, 0 if none.
+    async fn progress_head(&self, user: UserId) -> Result<u64, StoreError>;
+    async fn record_progress(&self, write: &ProgressWrite) -> Result<RecordOutcome, StoreError>;
+    async fn progress_state(
+        &self,
+        user: UserId,
+        book: BookId,
+    ) -> Result<Option<ProgressState>, StoreError>;
+    async fn progress_states(&self, user: UserId) -> Result<Vec<ProgressState>, StoreError>;
+    async fn device_positions(
+        &self,
+        user: UserId,
+        book: BookId,
+    ) -> Result<Vec<DevicePosition>, StoreError>;
+    /// Applied events after `after_seq`, oldest first, with their seq.
+    async fn progress_changes(
+        &self,
+        user: UserId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, ProgressState)>, StoreError>;
+}

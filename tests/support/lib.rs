@@ -1,0 +1,427 @@
+//! Helpers for end-to-end tests: start a real `dogear` process on a free loopback port with
+//! its own data directory, and talk to it over real HTTP and WebSocket connections.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+pub use serde_json;
+pub use tokio_tungstenite::tungstenite;
+
+/// The `dogear` binary: `$DOGEAR_BIN`, or `target/<profile>/dogear` beside the test binary.
+pub fn dogear_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("DOGEAR_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/dogear
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("dogear");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p dogear), or set DOGEAR_BIN",
+        bin.display()
+    );
+    bin
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub ws_base: String,
+    pub data: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    env: Vec<(String, String)>,
+}
+
+impl Server {
+    /// A fresh node with a fresh data directory.
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// A fresh node with extra `DOGEAR_*` environment settings.
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut s = Server::spawn(&data, &env);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    fn spawn(data: &Path, env: &[(String, String)]) -> Server {
+        std::fs::create_dir_all(data).expect("data dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.join("server.log"))
+            .expect("log file");
+        let mut cmd = Command::new(dogear_bin());
+        cmd.arg("--data")
+            .arg(data)
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn dogear");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split(';').next().unwrap_or_default().to_string();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "dogear did not start; see {}",
+                    data.join("server.log").display()
+                )
+            });
+        Server {
+            child: Some(child),
+            base: format!("http://{addr}"),
+            ws_base: format!("ws://{addr}"),
+            data: data.to_path_buf(),
+            _tmp: None,
+            env: env.to_vec(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        for _ in 0..300 {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        None
+    }
+
+    /// Starts a new process on the same data directory (after kill9 or terminate).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server first");
+        let mut next = Server::spawn(&self.data, &self.env);
+        self.base = next.base.clone();
+        self.ws_base = next.ws_base.clone();
+        self.child = next.child.take();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn client(&self) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            base: self.base.clone(),
+            token: None,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The answer to a request: status, headers and parsed JSON (Null for an empty body).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    /// Asserts the error shape: `{"error":{"code","message"}}` with this status and code.
+    pub fn assert_error(&self, status: u16, code: &str) -> &str {
+        assert_eq!(self.status, status, "status; body {}", self.body);
+        assert_eq!(self.body["error"]["code"], code, "code; body {}", self.body);
+        self.body["error"]["message"]
+            .as_str()
+            .expect("error message")
+    }
+}
+
+#[derive(Clone)]
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: Option<String>,
+}
+
+impl Api {
+    pub fn with_token(&self, token: &str) -> Api {
+        Api {
+            token: Some(token.to_string()),
+            ..self.clone()
+        }
+    }
+
+    pub async fn send(&self, method: &str, path: &str, body: Option<&str>) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rb = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rb = rb
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let r = rb.send().await.expect("request");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send("GET", path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.send("POST", path, Some(&body.to_string())).await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+        self.send("PATCH", path, Some(&body.to_string())).await
+    }
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send("DELETE", path, None).await
+    }
+}
+
+/// A registered user with one device and one book, ready to write progress.
+pub struct Reader {
+    pub api: Api,
+    pub user_id: String,
+    pub username: String,
+    pub refresh: String,
+    pub device: String,
+    pub book: String,
+}
+
+impl Reader {
+    pub async fn new(server: &Server, name: &str) -> Reader {
+        let anon = server.client();
+        let r = anon
+            .post(
+                "/v1/auth/register",
+                json!({"username": name, "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "register {name}: {}", r.body);
+        let api = anon.with_token(r.body["access_token"].as_str().unwrap());
+        let device = api
+            .post("/v1/devices", json!({"name": "e-reader", "kind": "kobo"}))
+            .await;
+        assert_eq!(device.status, 201, "{}", device.body);
+        let book = api
+            .post(
+                "/v1/books",
+                json!({"title": "Hamlet", "authors": ["William Shakespeare"]}),
+            )
+            .await;
+        assert_eq!(book.status, 201, "{}", book.body);
+        Reader {
+            user_id: r.body["user"]["id"].as_str().unwrap().to_string(),
+            username: name.to_string(),
+            refresh: r.body["refresh_token"].as_str().unwrap().to_string(),
+            device: device.body["id"].as_str().unwrap().to_string(),
+            book: book.body["id"].as_str().unwrap().to_string(),
+            api,
+        }
+    }
+
+    pub async fn add_device(&self, kind: &str) -> String {
+        let d = self
+            .api
+            .post("/v1/devices", json!({"name": kind, "kind": kind}))
+            .await;
+        assert_eq!(d.status, 201, "{}", d.body);
+        d.body["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn add_book(&self, title: &str) -> String {
+        let b = self
+            .api
+            .post("/v1/books", json!({"title": title, "authors": ["Anon"]}))
+            .await;
+        assert_eq!(b.status, 201, "{}", b.body);
+        b.body["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn write(&self, book: &str, body: Value) -> Resp {
+        self.api
+            .post(&format!("/v1/books/{book}/progress"), body)
+            .await
+    }
+
+    pub fn token(&self) -> &str {
+        self.api.token.as_deref().unwrap()
+    }
+}
+
+pub fn event_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A progress body at `percent` from `device`, with the device clock at `ts_ms`.
+pub fn progress(device: &str, percent: f64, ts_ms: i64) -> Value {
+    json!({
+        "event_id": event_id(),
+        "device_id": device,
+        "percent": percent,
+        "locator": format!("epubcfi(/6/4!/4/2[p{percent}])"),
+        "client_ts": ts(ts_ms),
+    })
+}
+
+/// RFC 3339 UTC with milliseconds for `ms` since 2026-01-01.
+pub fn ts(ms: i64) -> String {
+    let base = 1_767_225_600_000i64; // 2026-01-01T00:00:00Z
+    let t = base + ms;
+    let secs = t.div_euclid(1000);
+    let millis = t.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn civil(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+pub type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket client of `/v1/sync`.
+pub struct Socket {
+    pub ws: WsStream,
+}
+
+impl Socket {
+    /// Connects with the bearer header and reads the `hello`; returns it too.
+    pub async fn connect(server: &Server, token: &str, device: &str) -> (Socket, Value) {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("{}/v1/sync?device_id={device}", server.ws_base)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("ws connect");
+        let mut s = Socket { ws };
+        let hello = s.next_json().await.expect("hello");
+        assert_eq!(hello["type"], "hello", "{hello}");
+        (s, hello)
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::text(v.to_string()))
+            .await
+            .expect("ws send");
+    }
+
+    pub async fn send_raw(&mut self, m: Message) {
+        self.ws.send(m).await.expect("ws send");
+    }
+
+    /// The next JSON text frame within 10 s (pings skipped); `None` on close or timeout.
+    pub async fn next_json(&mut self) -> Option<Value> {
+        self.next_json_within(Duration::from_secs(10)).await
+    }
+
+    pub async fn next_json_within(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let m = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()??
+                .ok()?;
+            match m {
+                Message::Text(t) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("json frame"));
+                }
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads until the close frame and returns its code.
+    pub async fn close_code(&mut self, wait: Duration) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(_))) => continue,
+                _ => return None,
+            }
+        }
+    }
+}
