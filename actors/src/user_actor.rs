@@ -312,7 +312,7 @@ impl UserState {
             return Err(AppError::bad("device_id", "is not one of your devices"));
         }
         self.check_book(w.book_id).await?;
-        let body = w.canonical_body();
+        let body = w.fingerprint();
         for _ in 0..3 {
             let head = self.head().await?;
             let current = self.current(w.book_id).await?;

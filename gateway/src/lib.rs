@@ -67,12 +67,12 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
     let sync = warp::path!("v1" / "sync")
         .and(warp::get())
-        .and(warp::ws())
+        .and(warp::ext::optional::<hyper::upgrade::OnUpgrade>())
         .and(raw_query.clone())
         .and(warp::header::headers_cloned())
         .and(with_ctx.clone())
-        .then(|socket, q: String, headers, ctx| async move {
-            ws::upgrade(ctx, socket, q, headers).await
+        .then(|on_upgrade, q: String, headers, ctx| async move {
+            ws::upgrade(ctx, on_upgrade, q, headers).await
         });
     let any = warp::method()
         .and(warp::path::full())

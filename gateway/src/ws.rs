@@ -10,15 +10,25 @@ use dogear_actors::device_actor::SocketId;
 use dogear_actors::user_actor::Change;
 use dogear_storage::{BookId, DeviceId, UserId};
 use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::OnUpgrade;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-use warp::Reply;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use warp::http::header::{
+    CONNECTION, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION,
+    UPGRADE,
+};
 use warp::http::{HeaderMap, Method};
 use warp::reply::Response;
-use warp::ws::{Message, WebSocket, Ws};
+
+type WebSocket = WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
 /// Close code for a client that could not keep up.
 pub const CLOSE_TOO_SLOW: u16 = 4008;
@@ -26,21 +36,91 @@ pub const CLOSE_TOO_SLOW: u16 = 4008;
 const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const MAX_FRAME: usize = 64 * 1024;
 
-pub async fn upgrade(ctx: Arc<Ctx>, ws: Ws, raw_query: String, headers: HeaderMap) -> Response {
+/// Completes the upgrade itself rather than through `warp::ws`, which cannot size
+/// tungstenite's buffers: its default 128 KiB read buffer is zero-filled on the first read,
+/// 128 KiB resident per idle socket. Sockets here carry small JSON frames.
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(4 * MAX_FRAME)
+        .max_message_size(Some(MAX_FRAME))
+        .max_frame_size(Some(MAX_FRAME))
+}
+
+pub async fn upgrade(
+    ctx: Arc<Ctx>,
+    on_upgrade: Option<OnUpgrade>,
+    raw_query: String,
+    headers: HeaderMap,
+) -> Response {
     let started = Instant::now();
-    let result = authorize(&ctx, &raw_query, &headers).await;
-    let resp = match result {
-        Ok((user, device)) => {
+    let resp = match handshake(&ctx, on_upgrade, &raw_query, &headers).await {
+        Ok((user, device, on_upgrade, accept)) => {
             let ctx2 = ctx.clone();
-            ws.max_message_size(MAX_FRAME)
-                .max_frame_size(MAX_FRAME)
-                .on_upgrade(move |socket| session(ctx2, user, device, socket))
-                .into_response()
+            tokio::spawn(async move {
+                match on_upgrade.await {
+                    Ok(upgraded) => {
+                        let io = hyper_util::rt::TokioIo::new(upgraded);
+                        let ws = WebSocketStream::from_raw_socket(
+                            io,
+                            Role::Server,
+                            Some(socket_config()),
+                        )
+                        .await;
+                        session(ctx2, user, device, ws).await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+                }
+            });
+            let mut r = http::empty(warp::http::StatusCode::SWITCHING_PROTOCOLS);
+            let h = r.headers_mut();
+            h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+            if let Ok(v) = HeaderValue::from_str(&accept) {
+                h.insert(SEC_WEBSOCKET_ACCEPT, v);
+            }
+            r
         }
         Err(e) => http::error(&e),
     };
     crate::record("/v1/sync", &Method::GET, resp.status().as_u16(), started);
     resp
+}
+
+/// Checks the upgrade request and the caller; returns what the session needs.
+async fn handshake(
+    ctx: &Ctx,
+    on_upgrade: Option<OnUpgrade>,
+    raw_query: &str,
+    headers: &HeaderMap,
+) -> Result<(UserId, DeviceId, OnUpgrade, String), ApiError> {
+    let has = |name: warp::http::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    let key = headers.get(SEC_WEBSOCKET_KEY);
+    let (Some(on_upgrade), Some(key), true, true) = (
+        on_upgrade,
+        key,
+        has(CONNECTION, "upgrade"),
+        has(UPGRADE, "websocket"),
+    ) else {
+        return Err(ApiError::bad_request(
+            "upgrade: /v1/sync needs a WebSocket upgrade request",
+        ));
+    };
+    if headers
+        .get(SEC_WEBSOCKET_VERSION)
+        .and_then(|v| v.to_str().ok())
+        != Some("13")
+    {
+        return Err(ApiError::field("sec-websocket-version", "must be 13"));
+    }
+    let (user, device) = authorize(ctx, raw_query, headers).await?;
+    Ok((user, device, on_upgrade, derive_accept_key(key.as_bytes())))
 }
 
 async fn authorize(
@@ -109,7 +189,7 @@ async fn run_session(ctx: Arc<Ctx>, user: UserId, device: DeviceId, ws: WebSocke
             let _ = tx
                 .send(Message::text(error_frame(e.code, &e.message, None)))
                 .await;
-            let _ = tx.send(Message::close_with(1011u16, "unavailable")).await;
+            let _ = tx.send(close_frame(1011, "unavailable")).await;
             return;
         }
     };
@@ -140,9 +220,9 @@ async fn run_session(ctx: Arc<Ctx>, user: UserId, device: DeviceId, ws: WebSocke
                 last_heard = Instant::now();
                 match frame {
                     None | Some(Err(_)) => break,
-                    Some(Ok(msg)) if msg.is_close() => break,
-                    Some(Ok(msg)) if msg.is_text() => {
-                        let text = msg.to_str().unwrap_or_default().to_string();
+                    Some(Ok(Message::Close(_))) => break,
+                    Some(Ok(Message::Text(text))) => {
+                        let text = text.as_str().to_string();
                         for out in s.on_text(&text).await {
                             if tx.send(Message::text(out)).await.is_err() {
                                 close = Some((1011, "send failed"));
@@ -150,13 +230,13 @@ async fn run_session(ctx: Arc<Ctx>, user: UserId, device: DeviceId, ws: WebSocke
                             }
                         }
                     }
-                    Some(Ok(msg)) if msg.is_binary() => {
+                    Some(Ok(Message::Binary(_))) => {
                         let f = error_frame("bad_request", "frames must be JSON text", None);
                         if tx.send(Message::text(f)).await.is_err() {
                             break;
                         }
                     }
-                    Some(Ok(_)) => {} // ping/pong: warp answers pings itself
+                    Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
                 }
             }
             change = live.recv() => {
@@ -177,7 +257,7 @@ async fn run_session(ctx: Arc<Ctx>, user: UserId, device: DeviceId, ws: WebSocke
             _ = ping.tick() => {
                 if last_heard.elapsed() > period * 3 {
                     close = Some((1001, "no answer to pings"));
-                } else if tx.send(Message::ping(Vec::<u8>::new())).await.is_err() {
+                } else if tx.send(Message::Ping(Default::default())).await.is_err() {
                     break;
                 }
             }
@@ -185,11 +265,18 @@ async fn run_session(ctx: Arc<Ctx>, user: UserId, device: DeviceId, ws: WebSocke
         }
     }
     if let Some((code, reason)) = close {
-        let _ = tx.send(Message::close_with(code, reason)).await;
+        let _ = tx.send(close_frame(code, reason)).await;
     }
     let _ = tx.close().await;
     ctx.app.detach_socket(device, s.socket);
     metrics::gauge!("dogear_ws_connections").decrement(1.0);
+}
+
+fn close_frame(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: code.into(),
+        reason: reason.into(),
+    }))
 }
 
 /// The socket's sending half, with a deadline on every send.

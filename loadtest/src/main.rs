@@ -1,1 +1,429 @@
-fn main() {}
+//! dogear-loadtest: drives a running dogear node and reports throughput and latency
+//! percentiles, so that progress writes can be compared with the same server's no-op
+//! `GET /health` under the same concurrency, in the same run.
+//!
+//! Only ever point it at a node on this machine (loopback): it sends as fast as it can.
+
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Parser, Clone)]
+#[command(name = "dogear-loadtest", version, about)]
+struct Args {
+    /// Base URL of the node (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Concurrent clients in each phase (one user and device each for writes).
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Seconds each phase runs.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Phases to run, comma-separated: health, http, ws, sockets.
+    #[arg(long, default_value = "health,http,ws,sockets")]
+    phases: String,
+    /// Idle WebSockets to open in the `sockets` phase.
+    #[arg(long, default_value_t = 5000)]
+    sockets: usize,
+    /// The server's pid, to read its resident memory from /proc.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Prefix for the users this run registers (must be new on the server).
+    #[arg(long, default_value = "load")]
+    prefix: String,
+}
+
+struct Stats {
+    name: String,
+    ok: u64,
+    errors: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Stats {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+    fn print(&self) {
+        println!(
+            "| {:<16} | {:>9} | {:>6} | {:>10.0} | {:>7.2} | {:>7.2} | {:>7.2} | {:>8.2} |",
+            self.name,
+            self.ok,
+            self.errors,
+            self.rate(),
+            self.pct(0.50),
+            self.pct(0.95),
+            self.pct(0.99),
+            self.pct(1.0)
+        );
+    }
+}
+
+#[derive(Clone)]
+struct Account {
+    token: String,
+    device: String,
+    book: String,
+}
+
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn check_loopback(url: &str) -> Result<(), String> {
+    let host = url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split(['/', ':']).next())
+        .unwrap_or_default();
+    if host == "localhost" || host.starts_with("127.") || host == "[" || host == "::1" {
+        Ok(())
+    } else {
+        Err(format!(
+            "refusing to load {host}: only loopback targets are allowed"
+        ))
+    }
+}
+
+async fn register(http: &reqwest::Client, base: &str, name: &str) -> Result<Account, String> {
+    let r: Value = http
+        .post(format!("{base}/v1/auth/register"))
+        .json(&json!({"username": name, "password": "load-test-password"}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let token = r["access_token"]
+        .as_str()
+        .ok_or(format!("register {name}: {r}"))?
+        .to_string();
+    let device: Value = http
+        .post(format!("{base}/v1/devices"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "load", "kind": "other"}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let book: Value = http
+        .post(format!("{base}/v1/books"))
+        .bearer_auth(&token)
+        .json(&json!({"title": "Load", "authors": ["Test"]}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Account {
+        token,
+        device: device["id"].as_str().ok_or("device id")?.to_string(),
+        book: book["id"].as_str().ok_or("book id")?.to_string(),
+    })
+}
+
+fn body(a: &Account, step: u64) -> Value {
+    json!({
+        "event_id": uuid::Uuid::new_v4(),
+        "device_id": a.device,
+        "percent": (step % 1_000_000) as f64 / 10_000.0,
+        "locator": format!("epubcfi(/6/4!/4/2/{step})"),
+        "client_ts": "2026-11-23T07:28:28.123Z",
+    })
+}
+
+/// Runs `concurrency` closed-loop workers for `duration`; each call returns success or not.
+async fn phase<F, Fut>(name: &str, concurrency: usize, duration: Duration, make: F) -> Stats
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = (u64, u64, Vec<u64>)> + Send + 'static,
+{
+    let started = Instant::now();
+    let handles: Vec<_> = (0..concurrency).map(|i| tokio::spawn(make(i))).collect();
+    let (mut ok, mut errors, mut lat) = (0, 0, Vec::new());
+    for h in handles {
+        if let Ok((o, e, l)) = h.await {
+            ok += o;
+            errors += e;
+            lat.extend(l);
+        }
+    }
+    lat.sort_unstable();
+    let _ = duration;
+    Stats {
+        name: name.to_string(),
+        ok,
+        errors,
+        elapsed: started.elapsed(),
+        latencies_us: lat,
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let args = Args::parse();
+    check_loopback(&args.url)?;
+    raise_fd_limit();
+    let base = args.url.trim_end_matches('/').to_string();
+    let ws_base = base.replacen("http", "ws", 1);
+    let duration = Duration::from_secs(args.duration);
+    let phases: Vec<&str> = args.phases.split(',').map(str::trim).collect();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    if let Some(pid) = args.pid {
+        println!(
+            "server pid {pid}: idle RSS before load {} KiB",
+            rss_kib(pid).unwrap_or(0)
+        );
+    }
+    let need_accounts = phases
+        .iter()
+        .any(|p| matches!(*p, "http" | "ws" | "sockets"));
+    let mut accounts = Vec::new();
+    if need_accounts {
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..args.concurrency {
+            let (http, base, name) = (http.clone(), base.clone(), format!("{}{i}", args.prefix));
+            tasks.push(tokio::spawn(
+                async move { register(&http, &base, &name).await },
+            ));
+        }
+        for t in tasks {
+            accounts.push(t.await.map_err(|e| e.to_string())??);
+        }
+        println!(
+            "registered {} users in {:.1} s",
+            accounts.len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let accounts = Arc::new(accounts);
+
+    println!();
+    println!(
+        "concurrency {}, {} s per phase",
+        args.concurrency, args.duration
+    );
+    println!();
+    println!(
+        "| phase            |  requests | errors |    req/s   | p50 ms  | p95 ms  | p99 ms  |  max ms  |"
+    );
+    println!(
+        "|------------------|-----------|--------|------------|---------|---------|---------|----------|"
+    );
+    let mut results: Vec<Stats> = Vec::new();
+    for p in &phases {
+        let stats = match *p {
+            "health" => {
+                let (http, base) = (http.clone(), base.clone());
+                phase("GET /health", args.concurrency, duration, move |_| {
+                    let (http, url) = (http.clone(), format!("{base}/health"));
+                    async move {
+                        let (mut ok, mut err, mut lat) = (0, 0, Vec::new());
+                        let end = Instant::now() + duration;
+                        while Instant::now() < end {
+                            let t = Instant::now();
+                            match http.get(&url).send().await {
+                                Ok(r) if r.status().is_success() => {
+                                    if r.bytes().await.is_ok() {
+                                        ok += 1;
+                                        lat.push(t.elapsed().as_micros() as u64);
+                                    } else {
+                                        err += 1;
+                                    }
+                                }
+                                _ => err += 1,
+                            }
+                        }
+                        (ok, err, lat)
+                    }
+                })
+                .await
+            }
+            "http" => {
+                let (http, base, accounts) = (http.clone(), base.clone(), accounts.clone());
+                phase("POST progress", args.concurrency, duration, move |i| {
+                    let (http, a) = (http.clone(), accounts[i].clone());
+                    let url = format!("{base}/v1/books/{}/progress", a.book);
+                    async move {
+                        let (mut ok, mut err, mut lat) = (0, 0, Vec::new());
+                        let end = Instant::now() + duration;
+                        let mut step = 0;
+                        while Instant::now() < end {
+                            step += 1;
+                            let t = Instant::now();
+                            let r = http
+                                .post(&url)
+                                .bearer_auth(&a.token)
+                                .json(&body(&a, step))
+                                .send()
+                                .await;
+                            match r {
+                                Ok(r) if r.status().is_success() => {
+                                    if r.bytes().await.is_ok() {
+                                        ok += 1;
+                                        lat.push(t.elapsed().as_micros() as u64);
+                                    } else {
+                                        err += 1;
+                                    }
+                                }
+                                _ => err += 1,
+                            }
+                        }
+                        (ok, err, lat)
+                    }
+                })
+                .await
+            }
+            "ws" => {
+                let (ws_base, accounts) = (ws_base.clone(), accounts.clone());
+                phase("WS progress", args.concurrency, duration, move |i| {
+                    let a = accounts[i].clone();
+                    let url = format!(
+                        "{ws_base}/v1/sync?device_id={}&access_token={}",
+                        a.device, a.token
+                    );
+                    async move {
+                        let (mut ok, mut err, mut lat) = (0, 0, Vec::new());
+                        let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await else {
+                            return (0, 1, lat);
+                        };
+                        let _hello = ws.next().await;
+                        let end = Instant::now() + duration;
+                        let mut step = 1_000_000 / 2;
+                        while Instant::now() < end {
+                            step += 1;
+                            let mut b = body(&a, step);
+                            b["type"] = json!("progress");
+                            b["book_id"] = json!(a.book);
+                            let t = Instant::now();
+                            if ws.send(Message::text(b.to_string())).await.is_err() {
+                                err += 1;
+                                break;
+                            }
+                            match ws.next().await {
+                                Some(Ok(Message::Text(t2))) if t2.as_str().contains("\"ack\"") => {
+                                    ok += 1;
+                                    lat.push(t.elapsed().as_micros() as u64);
+                                }
+                                _ => err += 1,
+                            }
+                        }
+                        let _ = ws.close(None).await;
+                        (ok, err, lat)
+                    }
+                })
+                .await
+            }
+            "sockets" => {
+                let Some(pid) = args.pid else {
+                    println!("(sockets phase skipped: needs --pid)");
+                    continue;
+                };
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let before = rss_kib(pid).unwrap_or(0);
+                let held = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+                let failed = Arc::new(AtomicU64::new(0));
+                let t = Instant::now();
+                let mut tasks = Vec::new();
+                let per = args.sockets.div_ceil(16);
+                for chunk in 0..16 {
+                    let (held, failed, accounts, ws_base) = (
+                        held.clone(),
+                        failed.clone(),
+                        accounts.clone(),
+                        ws_base.clone(),
+                    );
+                    let n = per.min(args.sockets.saturating_sub(chunk * per));
+                    tasks.push(tokio::spawn(async move {
+                        for k in 0..n {
+                            let a = &accounts[(chunk * per + k) % accounts.len()];
+                            let url = format!(
+                                "{ws_base}/v1/sync?device_id={}&access_token={}",
+                                a.device, a.token
+                            );
+                            match tokio_tungstenite::connect_async(&url).await {
+                                Ok((mut ws, _)) => {
+                                    let _hello = ws.next().await;
+                                    held.lock().await.push(ws);
+                                }
+                                Err(_) => {
+                                    failed.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                    }));
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+                let open = held.lock().await.len();
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let after = rss_kib(pid).unwrap_or(0);
+                println!(
+                    "| idle sockets     | {open:>9} | {:>6} | opened in {:.1} s; RSS {before} -> {after} KiB = {:.1} KiB per socket |",
+                    failed.load(Ordering::Relaxed),
+                    t.elapsed().as_secs_f64(),
+                    (after.saturating_sub(before)) as f64 / open.max(1) as f64
+                );
+                drop(held);
+                continue;
+            }
+            other => return Err(format!("unknown phase {other}")),
+        };
+        stats.print();
+        results.push(stats);
+    }
+    println!();
+    if let Some(h) = results.iter().find(|s| s.name == "GET /health") {
+        for s in results.iter().filter(|s| s.name != "GET /health") {
+            println!(
+                "{} / GET /health throughput: {:.1}%",
+                s.name,
+                100.0 * s.rate() / h.rate()
+            );
+        }
+    }
+    if let Some(pid) = args.pid {
+        println!("server RSS at the end: {} KiB", rss_kib(pid).unwrap_or(0));
+    }
+    Ok(())
+}

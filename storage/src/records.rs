@@ -208,7 +208,8 @@ pub struct ProgressEvent {
     pub event_id: EventId,
     pub book_id: BookId,
     pub device_id: DeviceId,
-    /// The request body in canonical form, to tell a retry from a reuse of the id.
+    /// A fingerprint of the request body (its canonical form, hashed), to tell a retry
+    /// (same body) from a reuse of the id with another body.
     pub body: String,
     pub applied: bool,
     pub reason: Option<Reason>,

@@ -31,9 +31,11 @@ impl ProgressWrite {
         })
     }
 
-    /// The body in a canonical form, to tell a retry (same body) from a reused id.
-    pub fn canonical_body(&self) -> String {
+    /// A fingerprint of the body in canonical form, to tell a retry (same body) from a
+    /// reused id. Stored with every event, so it is kept short: SHA-256, hex.
+    pub fn fingerprint(&self) -> String {
         // Serialization of plain data cannot fail; an empty body would still compare safely.
-        serde_json::to_string(self).unwrap_or_default()
+        let canonical = serde_json::to_string(self).unwrap_or_default();
+        crate::auth::sha256_hex(&canonical)
     }
 }

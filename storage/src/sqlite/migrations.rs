@@ -59,10 +59,6 @@ const MIGRATIONS: &[&str] = &[
         version INTEGER NOT NULL
     );
     CREATE INDEX books_by_library ON books(library_id, id);
-    CREATE TABLE progress_heads (
-        user_id TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL
-    ) WITHOUT ROWID;
     CREATE TABLE progress_events (
         user_id TEXT NOT NULL,
         seq INTEGER NOT NULL,

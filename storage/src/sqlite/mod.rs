@@ -64,7 +64,8 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError
     };
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;
+         PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456;"
     ))?;
     Ok(())
 }
@@ -75,6 +76,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.execute_batch("PRAGMA mmap_size=268435456;")?;
     Ok(conn)
 }
 
@@ -94,6 +96,7 @@ impl SqliteStore {
         for _ in 0..opts.readers.max(1) {
             readers.push(open_reader(path)?);
         }
+
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: tx,
@@ -550,42 +553,44 @@ impl Store for SqliteStore {
         let position = json(&w.position)?;
         self.write(move |c| {
             let user = w.user_id.to_string();
-            if let Some(existing) = c
-                .prepare_cached(&format!(
-                    "SELECT {EVENT_COLS} FROM progress_events WHERE user_id = ?1 AND event_id = ?2"
-                ))?
-                .query_row(params![user, w.event.event_id.to_string()], event_row)
-                .optional()?
-            {
-                return Ok(RecordOutcome::Duplicate(Box::new(existing?)));
+            let e = &w.event;
+            if w.event.seq != w.expected_seq + 1 {
+                return Err(StoreError::VersionConflict { expected: w.expected_seq, found: e.seq });
             }
-            let found = head(c, w.user_id)?;
-            if found != w.expected_seq || w.event.seq != found + 1 {
+            // Seqs are gapless, so the primary key (user_id, seq) refuses a stale owner, and
+            // the unique (user_id, event_id) index refuses a repeat: one statement, no reads.
+            let inserted = c
+                .prepare_cached(
+                    "INSERT INTO progress_events (user_id, seq, kind, event_id, book_id, device_id, body,
+                                                  applied, reason, state, received_at)
+                     VALUES (?1, ?2, 'progress_updated', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![
+                    user,
+                    e.seq as i64,
+                    e.event_id.to_string(),
+                    e.book_id.to_string(),
+                    e.device_id.to_string(),
+                    e.body,
+                    e.applied,
+                    e.reason.map(|r| r.as_str()),
+                    state,
+                    e.received_at.millis()
+                ])?;
+            if inserted == 0 {
+                if let Some(existing) = c
+                    .prepare_cached(&format!(
+                        "SELECT {EVENT_COLS} FROM progress_events WHERE user_id = ?1 AND event_id = ?2"
+                    ))?
+                    .query_row(params![user, e.event_id.to_string()], event_row)
+                    .optional()?
+                {
+                    return Ok(RecordOutcome::Duplicate(Box::new(existing?)));
+                }
+                let found = head(c, w.user_id)?;
                 return Err(StoreError::VersionConflict { expected: w.expected_seq, found });
             }
-            let e = &w.event;
-            c.prepare_cached(
-                "INSERT INTO progress_events (user_id, seq, kind, event_id, book_id, device_id, body,
-                                              applied, reason, state, received_at)
-                 VALUES (?1, ?2, 'progress_updated', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?
-            .execute(params![
-                user,
-                e.seq as i64,
-                e.event_id.to_string(),
-                e.book_id.to_string(),
-                e.device_id.to_string(),
-                e.body,
-                e.applied,
-                e.reason.map(|r| r.as_str()),
-                state,
-                e.received_at.millis()
-            ])?;
-            c.prepare_cached(
-                "INSERT INTO progress_heads (user_id, seq) VALUES (?1, ?2)
-                 ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq",
-            )?
-            .execute(params![user, e.seq as i64])?;
             if e.applied {
                 let n = c
                     .prepare_cached(
@@ -688,9 +693,8 @@ impl Store for SqliteStore {
 
 fn head(c: &Connection, user: UserId) -> Result<u64, StoreError> {
     let seq: Option<i64> = c
-        .prepare_cached("SELECT seq FROM progress_heads WHERE user_id = ?1")?
-        .query_row([user.to_string()], |r| r.get(0))
-        .optional()?;
+        .prepare_cached("SELECT MAX(seq) FROM progress_events WHERE user_id = ?1")?
+        .query_row([user.to_string()], |r| r.get(0))?;
     Ok(seq.unwrap_or(0) as u64)
 }
 

@@ -91,6 +91,11 @@ pub(crate) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, max_bat
     }
 }
 
+/// Runs a statement kept prepared: these run twice per write.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn commit_batch(conn: &mut Connection, batch: &mut Vec<Box<dyn Job>>) {
     let started = Instant::now();
     let size = batch.len();
@@ -103,15 +108,15 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Box<dyn Job>>) {
     }
     let mut ran: Vec<Box<dyn Job>> = Vec::with_capacity(size);
     for mut job in batch.drain(..) {
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        if let Err(e) = exec(conn, "SAVEPOINT job") {
             job.finish(Err(StoreError::Unavailable(e.to_string())));
             continue;
         }
         let ok = job.run(conn);
         let end = if ok {
-            conn.execute_batch("RELEASE job")
+            exec(conn, "RELEASE job")
         } else {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            exec(conn, "ROLLBACK TO job").and_then(|_| exec(conn, "RELEASE job"))
         };
         if let Err(e) = end {
             tracing::error!(error = %e, "savepoint end failed");
