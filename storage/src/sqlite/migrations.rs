@@ -74,19 +74,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, seq)
     ) WITHOUT ROWID;
     CREATE UNIQUE INDEX progress_events_by_event_id ON progress_events(user_id, event_id);
-    CREATE TABLE progress_states (
+    -- One row per user and book: the canonical state and every device's last position
+    -- (a JSON object keyed by device id), so a progress write touches one row here.
+    CREATE TABLE progress_books (
         user_id TEXT NOT NULL,
         book_id TEXT NOT NULL,
         version INTEGER NOT NULL,
         state TEXT NOT NULL,
+        positions TEXT NOT NULL,
         PRIMARY KEY (user_id, book_id)
-    ) WITHOUT ROWID;
-    CREATE TABLE device_positions (
-        user_id TEXT NOT NULL,
-        book_id TEXT NOT NULL,
-        device_id TEXT NOT NULL,
-        position TEXT NOT NULL,
-        PRIMARY KEY (user_id, book_id, device_id)
     ) WITHOUT ROWID;
     "#,
 ];
