@@ -128,12 +128,7 @@ async fn idempotency_by_event_id() {
     me.write(&other, body)
         .await
         .assert_error(409, "idempotency_mismatch");
-    let m = reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = server.metrics().await;
     assert!(
         m.contains("dogear_progress_writes_total{outcome=\"duplicate\"} 2"),
         "{m}"
@@ -295,22 +290,12 @@ async fn idle_actors_stop_and_reload_their_state() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(-1.0)
     };
-    let m = reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = server.metrics().await;
     assert_eq!(active(&m, "user"), 1.0);
     let mut stopped = false;
     for _ in 0..40 {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        let m = reqwest::get(format!("{}/metrics", server.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = server.metrics().await;
         if active(&m, "user") == 0.0 && active(&m, "library") == 0.0 {
             stopped = true;
             break;

@@ -65,12 +65,7 @@ async fn two_devices_see_each_others_writes_live() {
             .is_none()
     );
 
-    let m = reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = server.metrics().await;
     assert!(m.contains("dogear_ws_connections 2"), "{m}");
 }
 
@@ -267,11 +262,6 @@ async fn a_client_that_cannot_keep_up_is_closed_with_4008() {
     again.send(json!({"type": "resume", "cursor": "0"})).await;
     let first = again.next_json().await.unwrap();
     assert_eq!(first["type"], "progress");
-    let m = reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = server.metrics().await;
     assert!(m.contains("dogear_ws_overflow_closes_total 1"), "{m}");
 }

@@ -68,7 +68,7 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
     let sync = warp::path!("v1" / "sync")
         .and(warp::get())
         .and(warp::ext::optional::<hyper::upgrade::OnUpgrade>())
-        .and(raw_query.clone())
+        .and(raw_query)
         .and(warp::header::headers_cloned())
         .and(with_ctx.clone())
         .then(|on_upgrade, q: String, headers, ctx| async move {

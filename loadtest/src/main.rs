@@ -93,11 +93,17 @@ fn raise_fd_limit() {
     }
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+/// Resident memory of `pid` in KiB: `VmRSS` (all) or `RssAnon` (heap and stacks, without
+/// file pages such as SQLite's memory-mapped database, which the kernel can drop).
+fn proc_kib(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    proc_kib(pid, "VmRSS")
 }
 
 fn check_loopback(url: &str) -> Result<(), String> {
@@ -164,6 +170,32 @@ fn body(a: &Account, step: u64) -> Value {
         "locator": format!("epubcfi(/6/4!/4/2/{step})"),
         "client_ts": "2026-11-23T07:28:28.123Z",
     })
+}
+
+/// One closed-loop HTTP client: sends the request `make(step)` builds, waits for the whole
+/// answer, and repeats until `duration` has passed. Returns (ok, errors, latencies in µs).
+async fn http_loop<F>(duration: Duration, make: F) -> (u64, u64, Vec<u64>)
+where
+    F: Fn(u64) -> reqwest::RequestBuilder,
+{
+    let (mut ok, mut err, mut lat) = (0, 0, Vec::new());
+    let end = Instant::now() + duration;
+    let mut step = 0;
+    while Instant::now() < end {
+        step += 1;
+        let t = Instant::now();
+        let done = match make(step).send().await {
+            Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+            _ => false,
+        };
+        if done {
+            ok += 1;
+            lat.push(t.elapsed().as_micros() as u64);
+        } else {
+            err += 1;
+        }
+    }
+    (ok, err, lat)
 }
 
 /// Runs `concurrency` closed-loop workers for `duration`; each call returns success or not.
@@ -256,25 +288,7 @@ async fn main() -> Result<(), String> {
                 let (http, base) = (http.clone(), base.clone());
                 phase("GET /health", args.concurrency, duration, move |_| {
                     let (http, url) = (http.clone(), format!("{base}/health"));
-                    async move {
-                        let (mut ok, mut err, mut lat) = (0, 0, Vec::new());
-                        let end = Instant::now() + duration;
-                        while Instant::now() < end {
-                            let t = Instant::now();
-                            match http.get(&url).send().await {
-                                Ok(r) if r.status().is_success() => {
-                                    if r.bytes().await.is_ok() {
-                                        ok += 1;
-                                        lat.push(t.elapsed().as_micros() as u64);
-                                    } else {
-                                        err += 1;
-                                    }
-                                }
-                                _ => err += 1,
-                            }
-                        }
-                        (ok, err, lat)
-                    }
+                    http_loop(duration, move |_| http.get(&url))
                 })
                 .await
             }
@@ -283,33 +297,9 @@ async fn main() -> Result<(), String> {
                 phase("POST progress", args.concurrency, duration, move |i| {
                     let (http, a) = (http.clone(), accounts[i].clone());
                     let url = format!("{base}/v1/books/{}/progress", a.book);
-                    async move {
-                        let (mut ok, mut err, mut lat) = (0, 0, Vec::new());
-                        let end = Instant::now() + duration;
-                        let mut step = 0;
-                        while Instant::now() < end {
-                            step += 1;
-                            let t = Instant::now();
-                            let r = http
-                                .post(&url)
-                                .bearer_auth(&a.token)
-                                .json(&body(&a, step))
-                                .send()
-                                .await;
-                            match r {
-                                Ok(r) if r.status().is_success() => {
-                                    if r.bytes().await.is_ok() {
-                                        ok += 1;
-                                        lat.push(t.elapsed().as_micros() as u64);
-                                    } else {
-                                        err += 1;
-                                    }
-                                }
-                                _ => err += 1,
-                            }
-                        }
-                        (ok, err, lat)
-                    }
+                    http_loop(duration, move |step| {
+                        http.post(&url).bearer_auth(&a.token).json(&body(&a, step))
+                    })
                 })
                 .await
             }
@@ -359,7 +349,7 @@ async fn main() -> Result<(), String> {
                     continue;
                 };
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                let before = rss_kib(pid).unwrap_or(0);
+                let before = proc_kib(pid, "RssAnon").unwrap_or(0);
                 let held = Arc::new(tokio::sync::Mutex::new(Vec::new()));
                 let failed = Arc::new(AtomicU64::new(0));
                 let t = Instant::now();
@@ -397,9 +387,9 @@ async fn main() -> Result<(), String> {
                 }
                 let open = held.lock().await.len();
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                let after = rss_kib(pid).unwrap_or(0);
+                let after = proc_kib(pid, "RssAnon").unwrap_or(0);
                 println!(
-                    "| idle sockets     | {open:>9} | {:>6} | opened in {:.1} s; RSS {before} -> {after} KiB = {:.1} KiB per socket |",
+                    "| idle sockets     | {open:>9} | {:>6} | opened in {:.1} s; RssAnon {before} -> {after} KiB = {:.1} KiB per socket |",
                     failed.load(Ordering::Relaxed),
                     t.elapsed().as_secs_f64(),
                     (after.saturating_sub(before)) as f64 / open.max(1) as f64
@@ -423,7 +413,11 @@ async fn main() -> Result<(), String> {
         }
     }
     if let Some(pid) = args.pid {
-        println!("server RSS at the end: {} KiB", rss_kib(pid).unwrap_or(0));
+        println!(
+            "server at the end: VmRSS {} KiB, RssAnon {} KiB",
+            rss_kib(pid).unwrap_or(0),
+            proc_kib(pid, "RssAnon").unwrap_or(0)
+        );
     }
     Ok(())
 }

@@ -391,9 +391,7 @@ mod tests {
             e.contains("DOGEAR_ACTORS__SOCKET_QUEUE") && e.contains("actors.socket_queue"),
             "{e}"
         );
-        for e in [e] {
-            assert!(!e.contains('\n'), "one line: {e}");
-        }
+        assert!(!e.contains('\n'), "one line: {e}");
         let (_d, p) = write("[auth]\naccess_ttl_secs = 0\n");
         let e = load(Some(&p), &[], &Overrides::default()).unwrap_err();
         assert!(e.contains("auth.access_ttl_secs"), "{e}");

@@ -139,6 +139,16 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     raise_fd_limit();
     let metrics = install_metrics()?;
     dogear_gateway::describe_metrics();
+    // The recorder keeps every histogram sample until drained; without periodic upkeep a
+    // node nobody scrapes grows without bound.
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     let store = open_store(&cfg)?;
     let keys = jwt_keys(&cfg)?;
     let actors = ActorSettings {

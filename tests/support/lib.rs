@@ -149,6 +149,14 @@ impl Server {
         std::fs::read_to_string(self.data.join("server.log")).unwrap_or_default()
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let r = reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .expect("metrics");
+        r.text().await.expect("metrics body")
+    }
+
     pub fn client(&self) -> Api {
         Api {
             http: reqwest::Client::new(),
