@@ -204,26 +204,6 @@ impl Placement {
         )))
     }
 
-    pub async fn call_device<R, F>(
-        &self,
-        user: UserId,
-        id: DeviceId,
-        build: F,
-    ) -> Result<R, AppError>
-    where
-        R: Send + 'static,
-        F: Fn(RpcReplyPort<R>) -> DeviceMsg,
-    {
-        for _ in 0..CALL_ATTEMPTS {
-            if let Some(r) = call(&self.device(user, id).await?, &build).await? {
-                return Ok(r);
-            }
-        }
-        Err(AppError::Unavailable(format!(
-            "device actor {id} kept stopping"
-        )))
-    }
-
     /// Stops every actor (their state is already durable) and waits for them.
     pub async fn shutdown(&self) {
         if let Ok(s) = self.sups() {

@@ -17,9 +17,6 @@ macro_rules! id_type {
             pub fn generate() -> Self {
                 Self(Uuid::now_v7())
             }
-            pub fn as_uuid(&self) -> &Uuid {
-                &self.0
-            }
         }
 
         impl fmt::Display for $name {

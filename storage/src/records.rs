@@ -62,7 +62,6 @@ macro_rules! wire_enum {
         pub enum $name { $($variant),+ }
 
         impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
             pub fn as_str(&self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
@@ -227,13 +226,6 @@ pub struct ProgressWrite {
     pub expected_seq: u64,
     pub event: ProgressEvent,
     pub position: DevicePosition,
-}
-
-/// A page of a list with an opaque cursor to the next one.
-#[derive(Clone, Debug)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next: Option<String>,
 }
 
 /// What `list_books` should return.

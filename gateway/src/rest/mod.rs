@@ -128,6 +128,7 @@ async fn route_request(
         ("/v1/progress/changes", Method::GET) => {
             progress::changes(ctx, auth(ctx, &req)?, req).await
         }
+        // Upgrades are taken before REST routing; this is a plain GET (or a trailing slash).
         ("/v1/sync", Method::GET) => Err(ApiError::bad_request(
             "upgrade: /v1/sync needs a WebSocket upgrade request",
         )),

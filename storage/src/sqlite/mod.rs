@@ -110,10 +110,6 @@ impl SqliteStore {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The schema version recorded in the file (SQLite's `user_version`).
     pub async fn schema_version(&self) -> Result<usize, StoreError> {
         self.read(|c| {
