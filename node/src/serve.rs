@@ -19,6 +19,7 @@ pub fn init_tracing(cfg: &Config) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -177,11 +178,14 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     });
     let data = std::fs::canonicalize(&cfg.storage.data_dir).unwrap_or(cfg.storage.data_dir.clone());
     println!(
-        "dogear {} listening on http://{addr}; data in {} (sqlite, schema v{}, durability {:?})",
+        "dogear {} listening on http://{addr}; data in {} (sqlite, schema v{}, durability {})",
         env!("CARGO_PKG_VERSION"),
         data.display(),
         sqlite::SCHEMA_VERSION,
-        cfg.storage.durability,
+        match cfg.storage.durability {
+            Durability::Full => "full",
+            Durability::Normal => "normal",
+        },
     );
     let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(dogear_gateway::serve(listener, ctx, async move {
