@@ -5,7 +5,7 @@ use dogear_actors::AppError;
 use dogear_actors::placement::{ActorSettings, Placement, user_key};
 use dogear_actors::progress::ProgressWrite;
 use dogear_actors::user_actor::{UserMsg, WriteOutcome};
-use dogear_storage::conformance::new_user;
+use dogear_storage::conformance::seed_reader;
 use dogear_storage::sqlite::{SqliteOptions, SqliteStore};
 use dogear_storage::*;
 use std::sync::Arc;
@@ -23,30 +23,7 @@ async fn world(name: &str, idle: Duration) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("d.db"), SqliteOptions::default()).unwrap());
-    let (user, lib) = new_user(name);
-    store.create_user(&user, &lib).await.unwrap();
-    let device = Device {
-        id: DeviceId::generate(),
-        user_id: user.id,
-        name: "kobo".into(),
-        kind: DeviceKind::Kobo,
-        created_at: Timestamp::now(),
-    };
-    store.create_device(&device).await.unwrap();
-    let now = Timestamp::now();
-    let book = Book {
-        id: BookId::generate(),
-        library_id: lib.id,
-        title: "Hamlet".into(),
-        authors: vec!["Shakespeare".into()],
-        language: None,
-        identifiers: Default::default(),
-        added_at: now,
-        updated_at: now,
-        deleted_at: None,
-        version: 1,
-    };
-    store.create_book(&book).await.unwrap();
+    let seeded = seed_reader(store.as_ref(), name).await;
     let settings = ActorSettings {
         idle_timeout: idle,
         socket_queue: 8,
@@ -55,9 +32,9 @@ async fn world(name: &str, idle: Duration) -> World {
     World {
         _dir: dir,
         placement,
-        user: user.id,
-        device: device.id,
-        book: book.id,
+        user: seeded.user.id,
+        device: seeded.device.id,
+        book: seeded.book.id,
     }
 }
 

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use dogear_actors::placement::{ActorSettings, Placement, user_key};
 use dogear_actors::progress::ProgressWrite;
 use dogear_actors::user_actor::UserMsg;
-use dogear_storage::conformance::new_user;
+use dogear_storage::conformance::seed_reader;
 use dogear_storage::sqlite::{SqliteOptions, SqliteStore};
 use dogear_storage::*;
 use std::sync::Arc;
@@ -127,30 +127,8 @@ async fn a_panicking_user_actor_is_restarted_with_its_writes() {
         armed: AtomicBool::new(false),
     });
     let store: Arc<dyn Store> = crashy.clone();
-    let (user, lib) = new_user("panicky");
-    store.create_user(&user, &lib).await.unwrap();
-    let device = Device {
-        id: DeviceId::generate(),
-        user_id: user.id,
-        name: "phone".into(),
-        kind: DeviceKind::Mobile,
-        created_at: Timestamp::now(),
-    };
-    store.create_device(&device).await.unwrap();
-    let now = Timestamp::now();
-    let book = Book {
-        id: BookId::generate(),
-        library_id: lib.id,
-        title: "Macbeth".into(),
-        authors: vec![],
-        language: None,
-        identifiers: Default::default(),
-        added_at: now,
-        updated_at: now,
-        deleted_at: None,
-        version: 1,
-    };
-    store.create_book(&book).await.unwrap();
+    let seeded = seed_reader(store.as_ref(), "panicky").await;
+    let (user, device, book) = (seeded.user, seeded.device, seeded.book);
     let placement = Placement::start(store, ActorSettings::default())
         .await
         .unwrap();

@@ -121,44 +121,47 @@ fn check_loopback(url: &str) -> Result<(), String> {
     }
 }
 
+/// POSTs `body` as JSON (with a bearer token when given) and parses the JSON answer.
+async fn post_json(
+    http: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+    body: Value,
+) -> Result<Value, String> {
+    let mut rb = http.post(url).json(&body);
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    let r = rb.send().await.map_err(|e| e.to_string())?;
+    r.json().await.map_err(|e| e.to_string())
+}
+
 async fn register(http: &reqwest::Client, base: &str, name: &str) -> Result<Account, String> {
-    let r: Value = http
-        .post(format!("{base}/v1/auth/register"))
-        .json(&json!({"username": name, "password": "load-test-password"}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let body = json!({"username": name, "password": "load-test-password"});
+    let r = post_json(http, format!("{base}/v1/auth/register"), None, body).await?;
     let token = r["access_token"]
         .as_str()
         .ok_or(format!("register {name}: {r}"))?
         .to_string();
-    let device: Value = http
-        .post(format!("{base}/v1/devices"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "load", "kind": "other"}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    let book: Value = http
-        .post(format!("{base}/v1/books"))
-        .bearer_auth(&token)
-        .json(&json!({"title": "Load", "authors": ["Test"]}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let t = Some(token.as_str());
+    let device = post_json(
+        http,
+        format!("{base}/v1/devices"),
+        t,
+        json!({"name": "load", "kind": "other"}),
+    )
+    .await?;
+    let book = post_json(
+        http,
+        format!("{base}/v1/books"),
+        t,
+        json!({"title": "Load", "authors": ["Test"]}),
+    )
+    .await?;
     Ok(Account {
-        token,
         device: device["id"].as_str().ok_or("device id")?.to_string(),
         book: book["id"].as_str().ok_or("book id")?.to_string(),
+        token,
     })
 }
 

@@ -40,6 +40,36 @@ pub fn new_user(name: &str) -> (User, Library) {
     (user, lib)
 }
 
+/// A stored user with a personal library, one device and one book: enough for a test to
+/// write progress through the actors.
+pub struct Seeded {
+    pub user: User,
+    pub library: Library,
+    pub device: Device,
+    pub book: Book,
+}
+
+pub async fn seed_reader(s: &dyn Store, name: &str) -> Seeded {
+    let (user, library) = new_user(name);
+    s.create_user(&user, &library).await.expect("create user");
+    let device = Device {
+        id: DeviceId::generate(),
+        user_id: user.id,
+        name: "e-reader".into(),
+        kind: DeviceKind::Kobo,
+        created_at: Timestamp::now(),
+    };
+    s.create_device(&device).await.expect("create device");
+    let book = book(library.id, "Hamlet", "William Shakespeare");
+    s.create_book(&book).await.expect("create book");
+    Seeded {
+        user,
+        library,
+        device,
+        book,
+    }
+}
+
 fn token(user: UserId, family: FamilyId, hash: &str, ttl_secs: i64) -> RefreshToken {
     let now = Timestamp::now();
     RefreshToken {
