@@ -263,6 +263,45 @@ async fn changes_feed() {
     assert_eq!(next.body["items"].as_array().unwrap().len(), 1);
     assert_eq!(next.body["items"][0]["percent"], 31.0);
 
+    // The snapshot pages by `limit` too, then hands over to the log: a write made while a
+    // client pages through the snapshot still reaches it.
+    let page1 = me.api.get("/v1/progress/changes?limit=1").await;
+    assert_eq!(page1.body["items"].as_array().unwrap().len(), 1);
+    let c1 = page1.body["next_cursor"].as_str().unwrap().to_string();
+    assert!(c1.starts_with("snap."), "{c1}");
+    me.write(&b2, progress(&me.device, 60.0, 30)).await;
+    let page2 = me
+        .api
+        .get(&format!("/v1/progress/changes?limit=1&cursor={c1}"))
+        .await;
+    assert_eq!(page2.body["items"].as_array().unwrap().len(), 1);
+    assert_ne!(
+        page2.body["items"][0]["book_id"],
+        page1.body["items"][0]["book_id"]
+    );
+    let c2 = page2.body["next_cursor"].as_str().unwrap().to_string();
+    assert!(
+        c2.parse::<u64>().is_ok(),
+        "after the snapshot comes the log: {c2}"
+    );
+    let tail = me
+        .api
+        .get(&format!("/v1/progress/changes?cursor={c2}"))
+        .await;
+    assert!(
+        tail.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["percent"] == 60.0),
+        "the write made during the snapshot arrives through the log: {}",
+        tail.body
+    );
+    me.api
+        .get("/v1/progress/changes?cursor=snap.1.nope")
+        .await
+        .assert_error(400, "bad_request");
+
     me.api
         .get("/v1/progress/changes?cursor=abc")
         .await

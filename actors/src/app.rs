@@ -23,6 +23,15 @@ pub struct Dogear {
     placement: Placement,
 }
 
+/// A position in the changes feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedCursor {
+    /// After this seq of the user's event log.
+    Log(u64),
+    /// Inside the initial snapshot: states after this book, then the log after `head`.
+    Snapshot { head: u64, after: BookId },
+}
+
 /// The receiving end of a socket's live changes.
 pub struct LiveFeed {
     pub socket: SocketId,
@@ -235,27 +244,40 @@ impl Dogear {
             .await?
     }
 
-    /// Applied changes after `after` (oldest first) and the cursor to continue from. With no
-    /// cursor: the current state of every book, and the log head as the cursor.
+    /// One page of the changes feed and the cursor to continue from.
+    ///
+    /// Without a cursor the feed starts with a snapshot: the current state of every book,
+    /// paged by book id, followed by the log from the head read before the snapshot began.
+    /// Anything written meanwhile is therefore repeated by the log, never lost.
     pub async fn changes(
         &self,
         user: UserId,
-        after: Option<u64>,
+        cursor: Option<FeedCursor>,
         limit: usize,
-    ) -> Result<(Vec<(u64, ProgressState)>, u64), AppError> {
-        match after {
-            None => {
-                // Head first: anything written meanwhile is repeated by the feed, never lost.
-                let head = self.store.progress_head(user).await?;
-                let states = self.store.progress_states(user).await?;
-                Ok((states.into_iter().map(|s| (0, s)).collect(), head))
-            }
-            Some(c) => {
+    ) -> Result<(Vec<(u64, ProgressState)>, FeedCursor), AppError> {
+        let (head, after) = match cursor {
+            Some(FeedCursor::Log(c)) => {
                 let items = self.store.progress_changes(user, c, limit).await?;
                 let next = items.last().map_or(c, |(seq, _)| *seq);
-                Ok((items, next))
+                return Ok((items, FeedCursor::Log(next)));
             }
-        }
+            Some(FeedCursor::Snapshot { head, after }) => (head, Some(after)),
+            None => (self.store.progress_head(user).await?, None),
+        };
+        let mut states = self.store.progress_states(user, after, limit + 1).await?;
+        let next = if states.len() > limit {
+            states.truncate(limit);
+            match states.last() {
+                Some(last) => FeedCursor::Snapshot {
+                    head,
+                    after: last.book_id,
+                },
+                None => FeedCursor::Log(head),
+            }
+        } else {
+            FeedCursor::Log(head)
+        };
+        Ok((states.into_iter().map(|s| (0, s)).collect(), next))
     }
 
     pub async fn has_device(&self, user: UserId, device: DeviceId) -> Result<bool, AppError> {

@@ -12,5 +12,5 @@ pub mod progress;
 pub mod supervisor;
 pub mod user_actor;
 
-pub use app::{Dogear, LiveFeed};
+pub use app::{Dogear, FeedCursor, LiveFeed};
 pub use error::AppError;

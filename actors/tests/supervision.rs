@@ -99,8 +99,13 @@ impl Store for Crashy {
     ) -> Result<Option<ProgressState>, StoreError> {
         self.inner.progress_state(u, b).await
     }
-    async fn progress_states(&self, u: UserId) -> Result<Vec<ProgressState>, StoreError> {
-        self.inner.progress_states(u).await
+    async fn progress_states(
+        &self,
+        u: UserId,
+        after: Option<BookId>,
+        limit: usize,
+    ) -> Result<Vec<ProgressState>, StoreError> {
+        self.inner.progress_states(u, after, limit).await
     }
     async fn device_positions(
         &self,

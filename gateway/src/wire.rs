@@ -1,6 +1,7 @@
 //! The JSON shapes of `../shared/api/v1.md`, and their conversions from domain records.
 //! Field names here are the contract: add fields, never rename or drop them.
 
+use dogear_actors::FeedCursor;
 use dogear_actors::progress::ProgressWrite;
 use dogear_actors::user_actor::{ProgressView, WriteOutcome};
 use dogear_storage::{
@@ -104,12 +105,23 @@ impl ProgressBody {
     }
 }
 
-/// A changes-feed cursor: opaque to clients, the log seq to us.
-pub fn cursor(seq: u64) -> String {
-    seq.to_string()
+/// A changes-feed cursor: opaque to clients; to us a log seq (`"17"`) or a place inside the
+/// initial snapshot (`"snap.17.<book id>"`).
+pub fn cursor(c: FeedCursor) -> String {
+    match c {
+        FeedCursor::Log(seq) => seq.to_string(),
+        FeedCursor::Snapshot { head, after } => format!("snap.{head}.{after}"),
+    }
 }
 
-pub fn parse_cursor(field: &str, s: &str) -> Result<u64, crate::error::ApiError> {
-    s.parse::<u64>()
-        .map_err(|_| crate::error::ApiError::field(field, "is not a valid cursor"))
+pub fn parse_cursor(field: &str, s: &str) -> Result<FeedCursor, crate::error::ApiError> {
+    let bad = || crate::error::ApiError::field(field, "is not a valid cursor");
+    if let Some(rest) = s.strip_prefix("snap.") {
+        let (head, after) = rest.split_once('.').ok_or_else(bad)?;
+        return Ok(FeedCursor::Snapshot {
+            head: head.parse().map_err(|_| bad())?,
+            after: after.parse().map_err(|_| bad())?,
+        });
+    }
+    s.parse::<u64>().map(FeedCursor::Log).map_err(|_| bad())
 }

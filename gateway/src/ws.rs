@@ -6,6 +6,7 @@ use crate::Ctx;
 use crate::error::ApiError;
 use crate::http::{self, bearer};
 use crate::wire::{self, ProgressBody};
+use dogear_actors::FeedCursor;
 use dogear_actors::device_actor::SocketId;
 use dogear_actors::user_actor::Change;
 use dogear_storage::{BookId, DeviceId, UserId};
@@ -209,7 +210,8 @@ async fn run_session(ctx: Arc<Ctx>, user: UserId, device: DeviceId, ws: WebSocke
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let mut last_heard = Instant::now();
 
-    let hello = json!({"type": "hello", "cursor": wire::cursor(feed.head)}).to_string();
+    let hello =
+        json!({"type": "hello", "cursor": wire::cursor(FeedCursor::Log(feed.head))}).to_string();
     let mut close: Option<(u16, &'static str)> = None;
     if tx.send(Message::text(hello)).await.is_err() {
         close = Some((1011, "send failed"));
@@ -350,10 +352,16 @@ impl Session {
         };
         match kind.as_str() {
             "progress" => vec![self.on_progress(text, &value).await],
+            // Sockets only hand out log cursors (hello, pushes), so only those resume.
             "resume" => match parse::<ResumeFrame>(text)
                 .and_then(|r| wire::parse_cursor("cursor", &r.cursor))
             {
-                Ok(c) => self.resume(c).await,
+                Ok(FeedCursor::Log(c)) => self.resume(c).await,
+                Ok(FeedCursor::Snapshot { .. }) => vec![error_frame(
+                    "bad_request",
+                    "cursor: a snapshot cursor cannot resume a socket; use the hello cursor",
+                    None,
+                )],
                 Err(e) => vec![error_frame(e.code, &e.message, None)],
             },
             "ping" => vec![json!({"type": "pong"}).to_string()],
@@ -397,7 +405,12 @@ impl Session {
         let mut out = Vec::new();
         let mut after = cursor;
         loop {
-            match self.ctx.app.changes(self.user, Some(after), 500).await {
+            match self
+                .ctx
+                .app
+                .changes(self.user, Some(FeedCursor::Log(after)), 500)
+                .await
+            {
                 Ok((items, next)) => {
                     if items.is_empty() {
                         break;
@@ -405,7 +418,9 @@ impl Session {
                     for (seq, state) in &items {
                         out.push(progress_frame(*seq, state, state.device_id));
                     }
-                    after = next;
+                    if let FeedCursor::Log(n) = next {
+                        after = n;
+                    }
                 }
                 Err(e) => {
                     let e = ApiError::from(e);
@@ -434,7 +449,7 @@ fn progress_frame(seq: u64, state: &dogear_storage::ProgressState, origin: Devic
         "type": "progress",
         "state": wire::state(state),
         "origin_device_id": origin,
-        "cursor": wire::cursor(seq),
+        "cursor": wire::cursor(FeedCursor::Log(seq)),
     })
     .to_string()
 }

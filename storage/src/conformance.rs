@@ -442,12 +442,23 @@ pub async fn progress(s: &dyn Store) {
         "limit"
     );
     assert_eq!(
-        s.progress_states(u.id).await.unwrap().len(),
+        s.progress_states(u.id, None, 10).await.unwrap().len(),
         2,
         "one state per book"
     );
+    let first = s.progress_states(u.id, None, 1).await.unwrap();
+    assert_eq!(first.len(), 1, "states honour the limit");
+    let rest = s
+        .progress_states(u.id, Some(first[0].book_id), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1, "states page by book id");
+    assert!(rest[0].book_id > first[0].book_id);
     assert!(
-        s.progress_states(other.id).await.unwrap().is_empty(),
+        s.progress_states(other.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty(),
         "progress is per user"
     );
     assert!(

@@ -83,7 +83,14 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         book: BookId,
     ) -> Result<Option<ProgressState>, StoreError>;
-    async fn progress_states(&self, user: UserId) -> Result<Vec<ProgressState>, StoreError>;
+    /// Current states of the user's books ordered by book id, those after `after`, at most
+    /// `limit`.
+    async fn progress_states(
+        &self,
+        user: UserId,
+        after: Option<BookId>,
+        limit: usize,
+    ) -> Result<Vec<ProgressState>, StoreError>;
     async fn device_positions(
         &self,
         user: UserId,

@@ -642,12 +642,21 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn progress_states(&self, user: UserId) -> Result<Vec<ProgressState>, StoreError> {
+    async fn progress_states(
+        &self,
+        user: UserId,
+        after: Option<BookId>,
+        limit: usize,
+    ) -> Result<Vec<ProgressState>, StoreError> {
         self.read(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT state FROM progress_books WHERE user_id = ?1 ORDER BY book_id",
+                "SELECT state FROM progress_books WHERE user_id = ?1 AND book_id > ?2
+                 ORDER BY book_id LIMIT ?3",
             )?;
-            let rows = st.query_map([user.to_string()], |r| r.get::<_, String>(0))?;
+            let after = after.map(|b| b.to_string()).unwrap_or_default();
+            let rows = st.query_map(params![user.to_string(), after, limit as i64], |r| {
+                r.get::<_, String>(0)
+            })?;
             rows.map(|r| from_json(&r?)).collect()
         })
         .await
