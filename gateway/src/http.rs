@@ -26,19 +26,7 @@ impl Req {
         if self.body.is_empty() {
             return Err(ApiError::field("body", "expected a JSON object"));
         }
-        let mut de = serde_json::Deserializer::from_slice(&self.body);
-        let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." {
-                "body".to_string()
-            } else {
-                path
-            };
-            ApiError::bad_request(format!("{field}: {}", clean(e.inner())))
-        })?;
-        de.end()
-            .map_err(|e| ApiError::bad_request(format!("body: {}", clean(&e))))?;
-        Ok(value)
+        parse_json(&self.body, "body")
     }
 
     pub fn q(&self, key: &str) -> Option<&str> {
@@ -75,6 +63,21 @@ pub fn parse_query(raw: &str) -> Result<HashMap<String, String>, ApiError> {
     serde_urlencoded::from_str::<Vec<(String, String)>>(raw)
         .map(|pairs| pairs.into_iter().collect())
         .map_err(|_| ApiError::field("query", "is not valid URL encoding"))
+}
+
+/// Parses one JSON document as `T`. Errors name the offending field (`percent: must be
+/// between 0 and 100`), or `root` when the problem is the document as a whole; shared by
+/// REST bodies and WebSocket frames so both speak the same error language.
+pub fn parse_json<T: DeserializeOwned>(input: &[u8], root: &str) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(input);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { root.to_string() } else { path };
+        ApiError::bad_request(format!("{field}: {}", clean(e.inner())))
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("{root}: {}", clean(&e))))?;
+    Ok(value)
 }
 
 /// serde_json's message without its "at line 1 column 7" tail.

@@ -309,22 +309,7 @@ fn error_frame(code: &str, message: &str, event_id: Option<&Value>) -> String {
 
 /// Parses the frame's text as `T`; errors name the field, as the REST API's do.
 fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
-            "frame".to_string()
-        } else {
-            path
-        };
-        let msg = e.inner().to_string();
-        let msg = msg
-            .split(" at line ")
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        ApiError::bad_request(format!("{field}: {msg}"))
-    })
+    http::parse_json(text.as_bytes(), "frame")
 }
 
 impl Session {
