@@ -1,13 +1,41 @@
 #!/usr/bin/env bash
 # Runs Dogear's whole test suite on a fresh machine: unit and property tests, the storage
-# conformance suite on real SQLite files, and end-to-end tests against real `dogear`
-# processes over loopback HTTP and WebSocket.
+# conformance suite on real SQLite files, the importers against the shared fixtures, and
+# end-to-end tests against real `dogear` processes over loopback HTTP and WebSocket.
 #
-# The embedded SQLite backend needs no outside service. When a backend that needs one
-# (PostgreSQL, Redis, S3) lands, this script installs it from Debian or PyPI if missing
-# and starts a throwaway instance here, before the tests run.
+# Services the tests need are installed if missing and started here, thrown away after:
+#   - an S3-compatible server (moto's server mode, from PyPI) for the object-store test;
+#   - poppler's pdftoppm (Debian's poppler-utils), which renders PDF covers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v pdftoppm >/dev/null 2>&1; then
+    echo "installing poppler-utils (PDF cover rendering)" >&2
+    if [ "$(id -u)" = 0 ]; then apt-get install -y -q poppler-utils >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q poppler-utils >/dev/null; }
+    else sudo apt-get install -y -q poppler-utils >/dev/null; fi
+fi
+if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+    echo "installing moto[server] (a throwaway S3-compatible server)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6' >&2
+fi
+
+work="$(mktemp -d)"
+cleanup() {
+    if [ -f "$work/moto.pid" ]; then kill "$(cat "$work/moto.pid")" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# moto on a free loopback port; the tests use the bucket dogear-test.
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+python3 -m moto.server -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
+echo $! >"$work/moto.pid"
+for _ in $(seq 1 100); do
+    if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/')" >/dev/null 2>&1; then break; fi
+    sleep 0.1
+done
+python3 -c "import urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:$port/dogear-test', method='PUT'))"
+export DOGEAR_TEST_S3="http://127.0.0.1:$port"
 
 # The end-to-end tests start the real binary: build it first (tests do not rebuild it).
 cargo build --locked -p dogear

@@ -5,12 +5,16 @@ use crate::auth::{Accounts, AuthSettings, JwtKeys};
 use crate::books::{BookPatch, NewBook};
 use crate::device_actor::{DeviceMsg, SocketHandle, SocketId};
 use crate::error::AppError;
+use crate::import::calibre::CalibreConfig;
+use crate::import::folder::FolderConfig;
+use crate::import::pipeline::{ImportSettings, Importer};
 use crate::library_actor::LibraryMsg;
 use crate::placement::{ActorSettings, Placement};
 use crate::progress::ProgressWrite;
 use crate::user_actor::{Change, ProgressView, UserMsg, WriteOutcome};
 use dogear_storage::{
-    Book, BookId, BookQuery, Device, DeviceId, DeviceKind, Library, LibraryId, LibraryKind,
+    Book, BookAfter, BookFile, BookId, BookQuery, BookSource, Cover, Device, DeviceId, DeviceKind,
+    FileLocation, Format, ImportJob, JobId, Library, LibraryId, LibraryKind, Objects,
     ProgressState, Role, Store, User, UserId,
 };
 use std::sync::Arc;
@@ -21,6 +25,8 @@ pub struct Dogear {
     store: Arc<dyn Store>,
     accounts: Accounts,
     placement: Placement,
+    importer: Importer,
+    import_sup: std::sync::Mutex<Option<ractor::ActorCell>>,
 }
 
 /// A position in the changes feed.
@@ -47,13 +53,35 @@ impl Dogear {
         keys: JwtKeys,
         auth: AuthSettings,
         actors: ActorSettings,
+        objects: Objects,
+        imports: ImportSettings,
     ) -> Result<Dogear, AppError> {
         let placement = Placement::start(store.clone(), actors).await?;
+        let importer = Importer::new(store.clone(), objects, placement.clone(), imports)?;
         Ok(Dogear {
             accounts: Accounts::new(store.clone(), keys, auth),
             store,
             placement,
+            importer,
+            import_sup: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Starts the import queue and the watched folders and Calibre libraries.
+    pub async fn start_imports(
+        &self,
+        folders: Vec<FolderConfig>,
+        calibres: Vec<CalibreConfig>,
+    ) -> Result<(), AppError> {
+        let sup = crate::import::supervise::start(self.importer.clone(), folders, calibres).await?;
+        if let Ok(mut s) = self.import_sup.lock() {
+            *s = Some(sup);
+        }
+        Ok(())
+    }
+
+    pub fn importer(&self) -> &Importer {
+        &self.importer
     }
 
     pub fn accounts(&self) -> &Accounts {
@@ -66,6 +94,18 @@ impl Dogear {
 
     /// Stops the actors and closes the store: every acknowledged write is on disk after this.
     pub async fn shutdown(&self) {
+        let sup = self.import_sup.lock().ok().and_then(|mut s| s.take());
+        if let Some(sup) = sup {
+            for child in sup.get_children() {
+                let _ = child
+                    .stop_and_wait(
+                        Some("shutdown".into()),
+                        Some(std::time::Duration::from_secs(5)),
+                    )
+                    .await;
+            }
+            sup.stop(Some("shutdown".into()));
+        }
         self.placement.shutdown().await;
         if let Err(e) = self.store.close().await {
             tracing::error!(error = %e, "closing the store");
@@ -153,15 +193,14 @@ impl Dogear {
         role.map(|_| book).ok_or(AppError::NotFound("book"))
     }
 
-    /// Books of the caller's libraries (or of one of them), ordered by id, after `after`.
+    /// Books of the caller's libraries (or of one of them) matching `query` (whose
+    /// `libraries` is filled in here), and where the next page starts.
     pub async fn list_books(
         &self,
         user: UserId,
-        q: Option<String>,
         library: Option<LibraryId>,
-        after: Option<BookId>,
-        limit: usize,
-    ) -> Result<(Vec<Book>, Option<BookId>), AppError> {
+        mut query: BookQuery,
+    ) -> Result<(Vec<Book>, Option<BookAfter>), AppError> {
         let mut libraries: Vec<LibraryId> = self
             .libraries(user)
             .await?
@@ -174,23 +213,227 @@ impl Dogear {
             }
             libraries = vec![l];
         }
-        let q = q.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-        let mut items = self
-            .store
-            .list_books(&BookQuery {
-                libraries,
-                q,
-                after,
-                limit: limit + 1,
-            })
-            .await?;
+        query.libraries = libraries;
+        query.q = query
+            .q
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        let limit = query.limit;
+        query.limit = limit + 1;
+        let mut items = self.store.list_books(&query).await?;
         let next = if items.len() > limit {
             items.truncate(limit);
-            items.last().map(|b| b.id)
+            items.last().map(|b| BookAfter {
+                key: b.sort_key(query.sort),
+                id: b.id,
+            })
         } else {
             None
         };
         Ok((items, next))
+    }
+
+    /// The library an upload goes to (the caller's personal one by default), checked: the
+    /// caller must be its owner or an editor.
+    pub async fn upload_library(
+        &self,
+        user: UserId,
+        library: Option<LibraryId>,
+    ) -> Result<LibraryId, AppError> {
+        let library = match library {
+            Some(l) => l,
+            None => self.personal_library(user).await?,
+        };
+        let role = self
+            .placement
+            .call_library(library, |reply| LibraryMsg::Role(user, reply))
+            .await?;
+        match role {
+            None => Err(AppError::NotFound("library")),
+            Some(r) if !r.can_edit() => Err(AppError::Forbidden(
+                "adding books needs the owner or editor role in this library",
+            )),
+            Some(_) => Ok(library),
+        }
+    }
+
+    async fn personal_library(&self, user: UserId) -> Result<LibraryId, AppError> {
+        self.libraries(user)
+            .await?
+            .into_iter()
+            .find(|(l, _)| l.kind == LibraryKind::Personal && l.owner_id == user)
+            .map(|(l, _)| l.id)
+            .ok_or(AppError::NotFound("library"))
+    }
+
+    /// Queues an uploaded file (already staged in the data directory) for import.
+    pub async fn enqueue_upload(
+        &self,
+        user: UserId,
+        library: LibraryId,
+        staged: &std::path::Path,
+        filename: &str,
+    ) -> Result<ImportJob, AppError> {
+        let job = Importer::new_job(
+            library,
+            Some(user),
+            BookSource::Upload,
+            None,
+            staged,
+            filename,
+            true,
+        );
+        self.importer.enqueue(&job).await?;
+        Ok(job)
+    }
+
+    /// An import job the caller started or whose library they belong to.
+    pub async fn job(&self, user: UserId, id: JobId) -> Result<ImportJob, AppError> {
+        let Some(job) = self.store.job(id).await? else {
+            return Err(AppError::NotFound("import"));
+        };
+        if job.user_id == Some(user) {
+            return Ok(job);
+        }
+        let role = self
+            .placement
+            .call_library(job.library_id, |reply| LibraryMsg::Role(user, reply))
+            .await?;
+        role.map(|_| job).ok_or(AppError::NotFound("import"))
+    }
+
+    /// A file of a book the caller may read. A KEPUB is made on first request for books
+    /// that have an EPUB but none yet (Calibre books), then kept.
+    pub async fn book_file(
+        &self,
+        user: UserId,
+        id: BookId,
+        format: Format,
+    ) -> Result<(Book, BookFile), AppError> {
+        let book = self.book(user, id).await?;
+        if let Some(f) = book.meta.format(format) {
+            return Ok((book.clone(), f.clone()));
+        }
+        if format == Format::Kepub
+            && let Some(epub) = book.meta.format(Format::Epub).cloned()
+        {
+            let kepub = self.make_kepub(&epub).await?;
+            let mut next = book.clone();
+            next.meta.formats.push(kepub.clone());
+            let refreshed = self
+                .placement
+                .call_library(book.library_id, |reply| {
+                    LibraryMsg::Refresh(Box::new(next.clone()), reply)
+                })
+                .await??;
+            return Ok((refreshed, kepub));
+        }
+        Err(AppError::NotFound("format"))
+    }
+
+    async fn make_kepub(&self, epub: &BookFile) -> Result<BookFile, AppError> {
+        let objects = self.importer.objects().clone();
+        let staging = self.importer.settings().staging_dir.clone();
+        let unavailable = |e: String| AppError::Unavailable(format!("kepub: {e}"));
+        let src = match &epub.location {
+            FileLocation::External { path } => std::path::PathBuf::from(path),
+            loc @ FileLocation::Object { .. } => {
+                let tmp = staging.join(format!("{}.epub", uuid::Uuid::now_v7()));
+                let mut read = objects
+                    .read(loc, None)
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?;
+                let mut f = tokio::fs::File::create(&tmp)
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?;
+                use futures_util::StreamExt;
+                use tokio::io::AsyncWriteExt;
+                while let Some(chunk) = read.body.next().await {
+                    let chunk = chunk.map_err(|e| unavailable(e.to_string()))?;
+                    f.write_all(&chunk)
+                        .await
+                        .map_err(|e| unavailable(e.to_string()))?;
+                }
+                f.flush().await.map_err(|e| unavailable(e.to_string()))?;
+                tmp
+            }
+        };
+        let out = staging.join(format!("{}.kepub", uuid::Uuid::now_v7()));
+        let (s, o) = (src.clone(), out.clone());
+        let converted = tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::create(&o).map_err(|e| e.to_string())?;
+            crate::import::kepub::convert(&s, std::io::BufWriter::new(f)).map_err(|e| e.message)?;
+            crate::import::hash::file(&o).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+        if matches!(epub.location, FileLocation::Object { .. }) {
+            let _ = tokio::fs::remove_file(&src).await;
+        }
+        let (hash, size) = match converted {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&out).await;
+                tracing::warn!(error = %e, "KEPUB conversion failed");
+                return Err(AppError::NotFound("format"));
+            }
+        };
+        let key = format!("files/{}.kepub.epub", epub.hash);
+        let put = objects.put_file(&key, &out).await;
+        let _ = tokio::fs::remove_file(&out).await;
+        put.map_err(|e| unavailable(e.to_string()))?;
+        Ok(BookFile {
+            format: Format::Kepub,
+            size,
+            hash,
+            location: FileLocation::Object { key },
+        })
+    }
+
+    /// A book's cover (or its thumbnail, made and kept on first request when missing).
+    pub async fn book_cover(
+        &self,
+        user: UserId,
+        id: BookId,
+        thumb: bool,
+    ) -> Result<(Cover, FileLocation, &'static str), AppError> {
+        let book = self.book(user, id).await?;
+        let Some(cover) = book.meta.cover.clone() else {
+            return Err(AppError::NotFound("cover"));
+        };
+        if !thumb {
+            let ct = match cover.content_type.as_str() {
+                "image/png" => "image/png",
+                "image/gif" => "image/gif",
+                "image/webp" => "image/webp",
+                _ => "image/jpeg",
+            };
+            let full = cover.full.clone();
+            return Ok((cover, full, ct));
+        }
+        if let Some(t) = cover.thumb.clone() {
+            return Ok((cover, t, "image/jpeg"));
+        }
+        let objects = self.importer.objects();
+        let key = format!("covers/{}-thumb.jpg", cover.etag);
+        let loc = FileLocation::Object { key: key.clone() };
+        if !objects.exists(&key).await.unwrap_or(false) {
+            let unavailable = |e: String| AppError::Unavailable(format!("thumbnail: {e}"));
+            let bytes = objects
+                .read_small(&cover.full, crate::import::MAX_COVER_BYTES)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            let made =
+                tokio::task::spawn_blocking(move || crate::import::cover::process(bytes.to_vec()))
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?;
+            let made = made.map_err(|_| AppError::NotFound("cover"))?;
+            objects
+                .put_bytes(&key, made.thumb.into())
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+        }
+        Ok((cover, loc, "image/jpeg"))
     }
 
     pub async fn update_book(

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod books;
 pub mod device_actor;
 pub mod error;
+pub mod import;
 pub mod library_actor;
 pub mod placement;
 pub mod progress;

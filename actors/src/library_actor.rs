@@ -6,7 +6,10 @@ use crate::error::AppError;
 use crate::placement::{Placement, user_key};
 use crate::supervisor::ActiveGuard;
 use crate::user_actor::{UserMsg, tick_period};
-use dogear_storage::{Book, BookId, LibraryId, Role, Store, Timestamp, UserId};
+use dogear_storage::{
+    Book, BookId, BookMeta, ImportJob, LibraryId, RegisterOutcome, Role, SourceFile, Store,
+    Timestamp, UserId,
+};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +26,25 @@ pub enum LibraryMsg {
         RpcReplyPort<Result<Book, AppError>>,
     ),
     DeleteBook(UserId, BookId, RpcReplyPort<Result<(), AppError>>),
+    /// Registers an imported book (deduplicated by content hash), with the source file it
+    /// came from and its finished job, atomically. From the import pipeline, not a person.
+    Import(
+        Box<Book>,
+        Option<SourceFile>,
+        Option<Box<ImportJob>>,
+        RpcReplyPort<Result<RegisterOutcome, AppError>>,
+    ),
+    /// Registers many imported books at once (a Calibre library's first sync); the store
+    /// commits them together.
+    ImportMany(
+        Vec<(Book, Option<SourceFile>)>,
+        RpcReplyPort<Vec<Result<RegisterOutcome, AppError>>>,
+    ),
+    /// Replaces a live book's metadata and files with what its source now says (a changed
+    /// file, a Calibre edit), keeping its id and added time. From the pipeline, not a person.
+    Refresh(Box<Book>, RpcReplyPort<Result<Book, AppError>>),
+    /// Tombstones a book whose source is gone. From the pipeline, not a person.
+    Remove(BookId, RpcReplyPort<Result<(), AppError>>),
     Tick,
 }
 
@@ -106,6 +128,36 @@ impl Actor for LibraryActor {
             LibraryMsg::DeleteBook(user, id, reply) => {
                 let _ = reply.send(st.delete(user, id).await);
             }
+            LibraryMsg::Import(book, source, job, reply) => {
+                let r = st
+                    .store
+                    .register_import(&book, source.as_ref(), job.as_deref())
+                    .await
+                    .map_err(AppError::from);
+                let _ = reply.send(r);
+            }
+            LibraryMsg::ImportMany(books, reply) => {
+                let store = &st.store;
+                let all = futures_util::future::join_all(books.iter().map(|(b, s)| async move {
+                    store
+                        .register_import(b, s.as_ref(), None)
+                        .await
+                        .map_err(AppError::from)
+                }))
+                .await;
+                let _ = reply.send(all);
+            }
+            LibraryMsg::Refresh(book, reply) => {
+                let _ = reply.send(st.refresh(*book).await);
+            }
+            LibraryMsg::Remove(id, reply) => {
+                let r = match st.live_book(id).await {
+                    Ok(b) => st.tombstone(b).await,
+                    Err(AppError::NotFound(_)) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(r);
+            }
             LibraryMsg::Tick => {
                 if st.last_active.elapsed() >= st.placement.settings().idle_timeout {
                     myself.stop(Some("idle".into()));
@@ -143,6 +195,7 @@ impl LibraryState {
             updated_at: now,
             deleted_at: None,
             version: 1,
+            meta: BookMeta::default(),
         };
         self.store.create_book(&book).await?;
         Ok(book)
@@ -173,6 +226,32 @@ impl LibraryState {
     async fn delete(&mut self, user: UserId, id: BookId) -> Result<(), AppError> {
         self.require_editor(user, "book")?;
         let current = self.live_book(id).await?;
+        self.tombstone(current).await
+    }
+
+    async fn refresh(&mut self, book: Book) -> Result<Book, AppError> {
+        let current = self.live_book(book.id).await?;
+        let mut next = book;
+        next.library_id = current.library_id;
+        next.added_at = current.added_at;
+        next.deleted_at = None;
+        next.version = current.version + 1;
+        next.updated_at = Timestamp::now();
+        if next
+            == (Book {
+                version: next.version,
+                updated_at: next.updated_at,
+                ..current.clone()
+            })
+        {
+            return Ok(current);
+        }
+        self.store.update_book(&next).await?;
+        Ok(next)
+    }
+
+    async fn tombstone(&mut self, current: Book) -> Result<(), AppError> {
+        let id = current.id;
         let now = Timestamp::now();
         let mut tomb = current.clone();
         tomb.deleted_at = Some(now);

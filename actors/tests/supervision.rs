@@ -80,6 +80,51 @@ impl Store for Crashy {
     async fn list_books(&self, q: &BookQuery) -> Result<Vec<Book>, StoreError> {
         self.inner.list_books(q).await
     }
+    async fn first_admin(&self) -> Result<Option<String>, StoreError> {
+        self.inner.first_admin().await
+    }
+    async fn book_by_hash(&self, l: LibraryId, h: &str) -> Result<Option<BookId>, StoreError> {
+        self.inner.book_by_hash(l, h).await
+    }
+    async fn register_import(
+        &self,
+        b: &Book,
+        s: Option<&SourceFile>,
+        j: Option<&ImportJob>,
+    ) -> Result<RegisterOutcome, StoreError> {
+        self.inner.register_import(b, s, j).await
+    }
+    async fn upsert_job(&self, j: &ImportJob) -> Result<(), StoreError> {
+        self.inner.upsert_job(j).await
+    }
+    async fn job(&self, id: JobId) -> Result<Option<ImportJob>, StoreError> {
+        self.inner.job(id).await
+    }
+    async fn claim_jobs(&self, now: Timestamp, n: usize) -> Result<Vec<ImportJob>, StoreError> {
+        self.inner.claim_jobs(now, n).await
+    }
+    async fn requeue_running_jobs(&self) -> Result<u64, StoreError> {
+        self.inner.requeue_running_jobs().await
+    }
+    async fn next_job_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.inner.next_job_at().await
+    }
+    async fn job_counts(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        self.inner.job_counts().await
+    }
+    async fn source_files(&self, s: &str) -> Result<Vec<SourceFile>, StoreError> {
+        self.inner.source_files(s).await
+    }
+    async fn source_files_of_book(&self, b: BookId) -> Result<Vec<SourceFile>, StoreError> {
+        self.inner.source_files_of_book(b).await
+    }
+    async fn put_source_files(
+        &self,
+        u: &[SourceFile],
+        r: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        self.inner.put_source_files(u, r).await
+    }
     async fn progress_head(&self, u: UserId) -> Result<u64, StoreError> {
         self.inner.progress_head(u).await
     }

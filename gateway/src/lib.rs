@@ -26,6 +26,8 @@ use warp::reply::Response;
 pub struct GatewaySettings {
     /// Largest JSON body accepted (413 above).
     pub max_body_bytes: usize,
+    /// Largest upload accepted (413 above).
+    pub max_upload_bytes: u64,
     /// Server pings idle sockets this often; a socket silent for three periods is closed.
     pub ws_ping_interval: Duration,
 }
@@ -34,6 +36,7 @@ impl Default for GatewaySettings {
     fn default() -> Self {
         GatewaySettings {
             max_body_bytes: 1 << 20,
+            max_upload_bytes: 512 << 20,
             ws_ping_interval: Duration::from_secs(30),
         }
     }
@@ -104,6 +107,26 @@ where
         tracing::info_span!("http", id = %request_id, method = %method, path = %path.as_str());
     let path = path.as_str().to_string();
     let (route, mut resp) = async {
+        if method == Method::POST && path.trim_end_matches('/') == "/v1/books/upload" {
+            let query = match http::parse_query(&raw_query) {
+                Ok(q) => q,
+                Err(e) => return ("/v1/books/upload", http::error(&e)),
+            };
+            return match rest::files::upload(&ctx, &headers, &query, body).await {
+                Ok(r) => ("/v1/books/upload", r),
+                Err(e) => {
+                    let mut r = http::error(&e);
+                    if e.status == warp::http::StatusCode::PAYLOAD_TOO_LARGE {
+                        // The rest of the body is left unread: the connection cannot be reused.
+                        r.headers_mut().insert(
+                            warp::http::header::CONNECTION,
+                            HeaderValue::from_static("close"),
+                        );
+                    }
+                    ("/v1/books/upload", r)
+                }
+            };
+        }
         let body = match read_body(body, ctx.settings.max_body_bytes).await {
             Ok(b) => b,
             Err(e) => {

@@ -5,8 +5,8 @@ use dogear_actors::FeedCursor;
 use dogear_actors::progress::ProgressWrite;
 use dogear_actors::user_actor::{ProgressView, WriteOutcome};
 use dogear_storage::{
-    Book, Device, DevicePosition, EventId, Library, Locator, Percent, ProgressState, ReadStatus,
-    Role, Timestamp, User,
+    Book, BookAfter, BookSort, Device, DevicePosition, EventId, ImportJob, Library, Locator,
+    Percent, ProgressState, ReadStatus, Role, Timestamp, User,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -28,17 +28,101 @@ pub fn library(l: &Library, role: Role) -> Value {
 }
 
 pub fn book(b: &Book) -> Value {
+    let m = &b.meta;
+    let formats: Vec<Value> = m
+        .formats
+        .iter()
+        .map(|f| json!({"format": f.format, "size": f.size, "hash": f.hash}))
+        .collect();
     json!({
         "id": b.id,
         "library_id": b.library_id,
         "title": b.title,
+        "subtitle": m.subtitle,
         "authors": b.authors,
+        "author_sorts": m.author_sorts,
+        "title_sort": m.title_sort,
         "language": b.language,
+        "languages": m.languages,
         "identifiers": b.identifiers,
-        "formats": [],
+        "series": m.series,
+        "series_index": m.series_index,
+        "publisher": m.publisher,
+        "published": m.published,
+        "description": m.description,
+        "tags": m.tags,
+        "rating": m.rating,
+        "formats": formats,
+        "has_cover": m.cover.is_some(),
+        "cover_etag": m.cover.as_ref().map(|c| c.etag.clone()),
+        "source": m.source(),
         "added_at": b.added_at,
         "updated_at": b.updated_at,
         "version": b.version,
+    })
+}
+
+pub fn job(j: &ImportJob) -> Value {
+    json!({
+        "job_id": j.id,
+        "state": j.state,
+        "book_id": j.book_id,
+        "duplicate_of": j.duplicate_of,
+        "error": j.error.as_ref().map(|e| json!({"code": e.code, "message": e.message})),
+        "warnings": j.warnings.iter().map(|w| json!({"code": w.code, "message": w.message})).collect::<Vec<_>>(),
+        "filename": j.filename,
+        "source": j.source,
+        "library_id": j.library_id,
+        "attempts": j.attempts,
+        "created_at": j.created_at,
+        "updated_at": j.updated_at,
+    })
+}
+
+/// A book-list cursor: the plain id for the default order (as before), else
+/// `<sort>~<id>~<key, base64url>`.
+pub fn book_cursor(sort: BookSort, after: &BookAfter) -> String {
+    use base64::Engine;
+    match sort {
+        BookSort::Id => after.id.to_string(),
+        _ => format!(
+            "{}~{}~{}",
+            sort_name(sort),
+            after.id,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(after.key.as_bytes())
+        ),
+    }
+}
+
+pub fn sort_name(s: BookSort) -> &'static str {
+    match s {
+        BookSort::Id => "id",
+        BookSort::Title => "title",
+        BookSort::Author => "author",
+        BookSort::Added => "added",
+        BookSort::Series => "series",
+    }
+}
+
+pub fn parse_book_cursor(sort: BookSort, c: &str) -> Option<BookAfter> {
+    use base64::Engine;
+    if sort == BookSort::Id {
+        return Some(BookAfter {
+            key: String::new(),
+            id: c.parse().ok()?,
+        });
+    }
+    let mut parts = c.splitn(3, '~');
+    let (s, id, key) = (parts.next()?, parts.next()?, parts.next()?);
+    if s != sort_name(sort) {
+        return None;
+    }
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(key)
+        .ok()?;
+    Some(BookAfter {
+        key: String::from_utf8(key).ok()?,
+        id: id.parse().ok()?,
     })
 }
 

@@ -12,7 +12,59 @@ pub struct Config {
     pub storage: Storage,
     pub auth: Auth,
     pub actors: Actors,
+    pub import: Import,
     pub log: Log,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Import {
+    /// Files imported at once (0: one per core).
+    pub workers: usize,
+    pub max_upload_bytes: u64,
+    /// Attempts for a file that fails for a passing reason (disk, object store).
+    pub max_attempts: u32,
+    /// How often watched folders and Calibre libraries are rescanned, events or not.
+    pub scan_interval_secs: u64,
+    pub folders: Vec<FolderSource>,
+    pub calibre: Vec<CalibreSource>,
+}
+
+impl Default for Import {
+    fn default() -> Self {
+        Import {
+            workers: 0,
+            max_upload_bytes: 512 << 20,
+            max_attempts: 5,
+            scan_interval_secs: 300,
+            folders: Vec::new(),
+            calibre: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FolderSource {
+    pub path: PathBuf,
+    /// A library id, or a user name for that user's personal library.
+    pub library: String,
+    #[serde(default = "yes")]
+    pub watch: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibreSource {
+    /// The Calibre library folder (the one holding metadata.db).
+    pub path: PathBuf,
+    pub library: String,
+    #[serde(default = "yes")]
+    pub watch: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -57,6 +109,11 @@ pub struct Storage {
     pub durability: Durability,
     pub max_batch: usize,
     pub readers: usize,
+    /// Where book files and covers go: empty for `data_dir/objects`, a folder, or
+    /// `s3://bucket/prefix` (credentials and endpoint from the AWS_* environment).
+    pub objects: String,
+    /// Above 0: downloads of S3-stored files redirect to a presigned URL valid this long.
+    pub presign_secs: u64,
 }
 
 impl Default for Storage {
@@ -67,6 +124,8 @@ impl Default for Storage {
             durability: Durability::Full,
             max_batch: 512,
             readers: 4,
+            objects: String::new(),
+            presign_secs: 0,
         }
     }
 }
@@ -207,7 +266,22 @@ pub fn load(
 }
 
 fn validate(cfg: &Config) -> Result<(), String> {
-    let checks: [(bool, &str, &str); 6] = [
+    let checks: [(bool, &str, &str); 9] = [
+        (
+            cfg.import.max_upload_bytes > 0,
+            "import.max_upload_bytes",
+            "must be positive",
+        ),
+        (
+            cfg.import.max_attempts > 0,
+            "import.max_attempts",
+            "must be positive",
+        ),
+        (
+            cfg.import.scan_interval_secs > 0,
+            "import.scan_interval_secs",
+            "must be positive",
+        ),
         (
             cfg.auth.access_ttl_secs > 0,
             "auth.access_ttl_secs",

@@ -1,6 +1,8 @@
-//! `dogear`: the command line. `serve` runs a node; `user add` creates accounts.
+//! `dogear`: the command line. `serve` runs a node; `import` brings books in once; `user add`
+//! creates accounts.
 
 mod config;
+mod import_cmd;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +32,15 @@ enum Command {
         /// Address to listen on. Overrides server.listen.
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
+    },
+    /// Import a book file or every book under a folder (EPUB, PDF, CBZ), once.
+    Import {
+        /// A file or a folder.
+        path: PathBuf,
+        /// A library id, or a user name for that user's personal library (default: the
+        /// first administrator's).
+        #[arg(long, value_name = "ID|USER")]
+        library: Option<String>,
     },
     /// Manage accounts.
     User {
@@ -103,6 +114,15 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve { .. } => serve::serve(cfg).await,
+            Command::Import { path, library } => {
+                let summary = import_cmd::run(cfg, &path, library.as_deref()).await?;
+                import_cmd::print(&summary);
+                if summary.rejected.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{} file(s) rejected", summary.rejected.len()))
+                }
+            }
             Command::User {
                 action:
                     UserAction::Add {

@@ -4,10 +4,13 @@ use crate::config::{Config, Durability, Registration};
 use base64::Engine;
 use dogear_actors::Dogear;
 use dogear_actors::auth::{AuthSettings, JwtKeys};
+use dogear_actors::import::calibre::CalibreConfig;
+use dogear_actors::import::folder::FolderConfig;
+use dogear_actors::import::pipeline::ImportSettings;
 use dogear_actors::placement::ActorSettings;
 use dogear_gateway::{Ctx, GatewaySettings};
-use dogear_storage::Store;
 use dogear_storage::sqlite::{self, SqliteOptions, SqliteStore};
+use dogear_storage::{LibraryId, LibraryKind, Objects, Store};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::path::Path;
 use std::sync::Arc;
@@ -150,18 +153,13 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
             upkeep.run_upkeep();
         }
     });
-    let store = open_store(&cfg)?;
-    let keys = jwt_keys(&cfg)?;
-    let actors = ActorSettings {
-        idle_timeout: Duration::from_secs(cfg.actors.idle_timeout_secs),
-        socket_queue: cfg.actors.socket_queue,
-    };
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let app = Arc::new(
-        Dogear::start(dyn_store, keys, auth_settings(&cfg), actors)
-            .await
-            .map_err(|e| format!("starting actors: {e}"))?,
-    );
+    let (app, objects) = start_app(&cfg).await?;
+    let app = Arc::new(app);
+    let folders = folder_sources(&cfg, app.importer().store()).await?;
+    let calibres = calibre_sources(&cfg, app.importer().store()).await?;
+    app.start_imports(folders, calibres)
+        .await
+        .map_err(|e| format!("starting imports: {e}"))?;
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.listen))?;
@@ -172,13 +170,14 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         metrics,
         settings: GatewaySettings {
             max_body_bytes: cfg.server.max_body_bytes,
+            max_upload_bytes: cfg.import.max_upload_bytes,
             ws_ping_interval: Duration::from_secs(cfg.server.ws_ping_interval_secs),
         },
         shutdown: stop_rx,
     });
     let data = std::fs::canonicalize(&cfg.storage.data_dir).unwrap_or(cfg.storage.data_dir.clone());
     println!(
-        "dogear {} listening on http://{addr}; data in {} (sqlite, schema v{}, durability {})",
+        "dogear {} listening on http://{addr}; data in {} (sqlite, schema v{}, durability {}, objects {objects})",
         env!("CARGO_PKG_VERSION"),
         data.display(),
         sqlite::SCHEMA_VERSION,
@@ -202,6 +201,147 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     app.shutdown().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Opens the store and the object store and starts the actors (not the import sources).
+pub async fn start_app(cfg: &Config) -> Result<(Dogear, String), String> {
+    let store = open_store(cfg)?;
+    let keys = jwt_keys(cfg)?;
+    let actors = ActorSettings {
+        idle_timeout: Duration::from_secs(cfg.actors.idle_timeout_secs),
+        socket_queue: cfg.actors.socket_queue,
+    };
+    let objects = if cfg.storage.objects.trim().is_empty() {
+        Objects::local(&cfg.storage.data_dir.join("objects"))
+    } else {
+        let presign =
+            (cfg.storage.presign_secs > 0).then(|| Duration::from_secs(cfg.storage.presign_secs));
+        Objects::from_url(cfg.storage.objects.trim(), presign)
+    }
+    .map_err(|e| format!("config: key `storage.objects`: {e}"))?;
+    let described = objects.describe().to_string();
+    let staging = cfg.storage.data_dir.join("staging");
+    clean_staging(&staging);
+    let workers = match cfg.import.workers {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+        n => n,
+    };
+    let imports = ImportSettings {
+        staging_dir: staging,
+        workers,
+        max_attempts: cfg.import.max_attempts,
+        max_upload: cfg.import.max_upload_bytes,
+    };
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let app = Dogear::start(
+        dyn_store,
+        keys,
+        auth_settings(cfg),
+        actors,
+        objects,
+        imports,
+    )
+    .await
+    .map_err(|e| format!("starting actors: {e}"))?;
+    Ok((app, described))
+}
+
+/// Removes conversion leftovers of a stopped node; staged uploads stay (their jobs resume).
+fn clean_staging(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if matches!(
+            p.extension().and_then(|x| x.to_str()),
+            Some("kepub") | Some("epub")
+        ) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A configured `library`: a library id, or a user name meaning that user's personal one.
+pub async fn resolve_library(
+    store: &Arc<dyn Store>,
+    key: &str,
+    value: &str,
+) -> Result<LibraryId, String> {
+    if let Ok(id) = value.parse::<LibraryId>() {
+        return match store.library(id).await.map_err(|e| e.to_string())? {
+            Some(l) => Ok(l.id),
+            None => Err(format!(
+                "config: key `{key}`: no library has the id {value}"
+            )),
+        };
+    }
+    let user = store
+        .user_by_name(value)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!("config: key `{key}`: {value:?} is neither a library id nor a user name")
+        })?;
+    store
+        .libraries_of(user.id)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|(l, _)| l.kind == LibraryKind::Personal && l.owner_id == user.id)
+        .map(|(l, _)| l.id)
+        .ok_or_else(|| format!("config: key `{key}`: user {value} has no personal library"))
+}
+
+async fn folder_sources(cfg: &Config, store: &Arc<dyn Store>) -> Result<Vec<FolderConfig>, String> {
+    let mut out = Vec::new();
+    for (i, f) in cfg.import.folders.iter().enumerate() {
+        let key = format!("import.folders[{i}]");
+        let path = std::fs::canonicalize(&f.path)
+            .ok()
+            .filter(|p| p.is_dir())
+            .ok_or_else(|| {
+                format!(
+                    "config: key `{key}.path`: {} is not a folder",
+                    f.path.display()
+                )
+            })?;
+        out.push(FolderConfig {
+            path,
+            library: resolve_library(store, &format!("{key}.library"), &f.library).await?,
+            watch: f.watch,
+            scan_interval: Duration::from_secs(cfg.import.scan_interval_secs),
+        });
+    }
+    Ok(out)
+}
+
+async fn calibre_sources(
+    cfg: &Config,
+    store: &Arc<dyn Store>,
+) -> Result<Vec<CalibreConfig>, String> {
+    let mut out = Vec::new();
+    for (i, c) in cfg.import.calibre.iter().enumerate() {
+        let key = format!("import.calibre[{i}]");
+        let path = std::fs::canonicalize(&c.path)
+            .ok()
+            .filter(|p| p.join("metadata.db").is_file())
+            .ok_or_else(|| {
+                format!(
+                    "config: key `{key}.path`: {} is not a Calibre library (no metadata.db)",
+                    c.path.display()
+                )
+            })?;
+        out.push(CalibreConfig {
+            path,
+            library: resolve_library(store, &format!("{key}.library"), &c.library).await?,
+            watch: c.watch,
+            scan_interval: Duration::from_secs(cfg.import.scan_interval_secs),
+        });
+    }
+    Ok(out)
 }
 
 pub async fn add_user(

@@ -15,6 +15,8 @@ pub async fn run_all(store: &dyn Store) {
     refresh_tokens(store).await;
     devices(store).await;
     books(store).await;
+    book_metadata(store).await;
+    imports(store).await;
     progress(store).await;
     closing(store).await;
 }
@@ -211,6 +213,7 @@ fn book(lib: LibraryId, title: &str, author: &str) -> Book {
         updated_at: now,
         deleted_at: None,
         version: 1,
+        meta: BookMeta::default(),
     }
 }
 
@@ -241,8 +244,12 @@ pub async fn books(s: &dyn Store) {
     let q = |q: Option<&str>, after: Option<BookId>, limit| BookQuery {
         libraries: vec![lib.id],
         q: q.map(String::from),
-        after,
+        after: after.map(|id| BookAfter {
+            key: String::new(),
+            id,
+        }),
         limit,
+        ..Default::default()
     };
     let listed = s.list_books(&q(None, None, 10)).await.unwrap();
     assert_eq!(listed.len(), 3, "only the asked libraries' books");
@@ -291,6 +298,364 @@ pub async fn books(s: &dyn Store) {
         Err(StoreError::NotFound) | Err(StoreError::VersionConflict { .. }) => {}
         other => panic!("updating a missing book must fail, got {other:?}"),
     }
+}
+
+fn file(format: Format, hash: &str) -> BookFile {
+    BookFile {
+        format,
+        size: 42,
+        hash: hash.into(),
+        location: FileLocation::Object {
+            key: format!("files/{hash}"),
+        },
+    }
+}
+
+/// Imported metadata round-trips; search, filters, every sort order and its cursor work.
+pub async fn book_metadata(s: &dyn Store) {
+    let (u, lib) = new_user("conf_meta");
+    s.create_user(&u, &lib).await.unwrap();
+    let mut made = Vec::new();
+    for (i, (title, author, sort, series, tags)) in [
+        (
+            "The Tempest",
+            "William Shakespeare",
+            "Shakespeare, William",
+            None,
+            vec!["Drama"],
+        ),
+        (
+            "Henry V",
+            "William Shakespeare",
+            "Shakespeare, William",
+            Some(("Henriad", 4.0)),
+            vec!["History"],
+        ),
+        (
+            "Richard II",
+            "William Shakespeare",
+            "Shakespeare, William",
+            Some(("Henriad", 1.0)),
+            vec!["History", "Drama"],
+        ),
+        (
+            "Dubliners",
+            "James Joyce",
+            "Joyce, James",
+            None,
+            vec!["Stories"],
+        ),
+        (
+            "Émile",
+            "Jean-Jacques Rousseau",
+            "Rousseau, Jean-Jacques",
+            None,
+            vec![],
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut b = book(lib.id, title, author);
+        b.added_at = Timestamp::from_millis(1_000_000 + i as i64);
+        b.meta = BookMeta {
+            author_sorts: vec![sort.into()],
+            series: series.map(|s| s.0.to_string()),
+            series_index: series.map(|s| s.1),
+            tags: tags.into_iter().map(String::from).collect(),
+            formats: vec![file(Format::Epub, &format!("{i:016x}"))],
+            source: Some(BookSource::Upload),
+            description: Some("words".into()),
+            ..Default::default()
+        };
+        s.create_book(&b).await.unwrap();
+        made.push(b);
+    }
+    assert_eq!(
+        s.book(made[1].id).await.unwrap().as_ref(),
+        Some(&made[1]),
+        "metadata round-trips"
+    );
+    let titles = |books: Vec<Book>| books.into_iter().map(|b| b.title).collect::<Vec<_>>();
+    let query = |sort, after: Option<BookAfter>, limit| BookQuery {
+        libraries: vec![lib.id],
+        sort,
+        after,
+        limit,
+        ..Default::default()
+    };
+    let by_title = titles(
+        s.list_books(&query(BookSort::Title, None, 10))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        by_title,
+        ["Dubliners", "Henry V", "Richard II", "The Tempest", "Émile"],
+        "sorted by title without the article"
+    );
+    let by_series = titles(
+        s.list_books(&query(BookSort::Series, None, 10))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        &by_series[..2],
+        ["Richard II", "Henry V"],
+        "series order by index first"
+    );
+    let by_added = titles(
+        s.list_books(&query(BookSort::Added, None, 10))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(by_added[0], "The Tempest");
+    // Page through every order two at a time: the pages must cover all, in order.
+    for sort in [
+        BookSort::Id,
+        BookSort::Title,
+        BookSort::Author,
+        BookSort::Added,
+        BookSort::Series,
+    ] {
+        let whole = s.list_books(&query(sort, None, 10)).await.unwrap();
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = s.list_books(&query(sort, after.clone(), 2)).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(BookAfter {
+                key: last.sort_key(sort),
+                id: last.id,
+            });
+            paged.extend(page);
+        }
+        assert_eq!(
+            titles(paged),
+            titles(whole),
+            "paging {sort:?} covers the list in order"
+        );
+    }
+    let find = |q: BookQuery| async move { titles(s.list_books(&q).await.unwrap()) };
+    let base = || BookQuery {
+        libraries: vec![lib.id],
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        find(BookQuery {
+            q: Some("henriad".into()),
+            ..base()
+        })
+        .await
+        .len(),
+        2,
+        "q searches series"
+    );
+    assert_eq!(
+        find(BookQuery {
+            q: Some("histor".into()),
+            ..base()
+        })
+        .await
+        .len(),
+        2,
+        "q searches tags by prefix"
+    );
+    assert_eq!(
+        find(BookQuery {
+            q: Some("emile".into()),
+            ..base()
+        })
+        .await,
+        ["Émile"],
+        "q ignores diacritics"
+    );
+    assert_eq!(
+        find(BookQuery {
+            q: Some("joyce dubliners".into()),
+            ..base()
+        })
+        .await,
+        ["Dubliners"],
+        "every word must match"
+    );
+    assert!(
+        find(BookQuery {
+            q: Some("\"OR*(".into()),
+            ..base()
+        })
+        .await
+        .is_empty(),
+        "FTS syntax is not interpreted"
+    );
+    assert_eq!(
+        find(BookQuery {
+            author: Some("james joyce".into()),
+            ..base()
+        })
+        .await,
+        ["Dubliners"]
+    );
+    assert_eq!(
+        find(BookQuery {
+            series: Some("HENRIAD".into()),
+            ..base()
+        })
+        .await
+        .len(),
+        2
+    );
+    assert_eq!(
+        find(BookQuery {
+            tag: Some("drama".into()),
+            ..base()
+        })
+        .await
+        .len(),
+        2
+    );
+
+    let mut edited = made[3].clone();
+    edited.meta.tags = vec!["Modernism".into()];
+    edited.version = 2;
+    s.update_book(&edited).await.unwrap();
+    assert_eq!(
+        find(BookQuery {
+            q: Some("modernism".into()),
+            ..base()
+        })
+        .await,
+        ["Dubliners"],
+        "search follows edits"
+    );
+    assert!(
+        find(BookQuery {
+            q: Some("stories".into()),
+            ..base()
+        })
+        .await
+        .is_empty()
+    );
+}
+
+/// Deduplication by content hash, the job queue and source files.
+pub async fn imports(s: &dyn Store) {
+    let (u, lib) = new_user("conf_imports");
+    let (_, other_lib) = new_user("conf_imports_other");
+    s.create_user(&u, &lib).await.unwrap();
+    let now = Timestamp::now();
+    let job = |path: &str| ImportJob {
+        id: JobId::generate(),
+        library_id: lib.id,
+        user_id: Some(u.id),
+        source: BookSource::Folder,
+        source_key: Some("folder:test".into()),
+        path: path.into(),
+        filename: path.into(),
+        staged: false,
+        state: JobState::Queued,
+        attempts: 0,
+        run_at: now,
+        book_id: None,
+        duplicate_of: None,
+        error: None,
+        warnings: vec![],
+        created_at: now,
+        updated_at: now,
+    };
+    let j1 = job("a.epub");
+    let mut later = job("b.epub");
+    later.run_at = Timestamp::from_millis(now.millis() + 60_000);
+    s.upsert_job(&j1).await.unwrap();
+    s.upsert_job(&later).await.unwrap();
+    assert_eq!(s.next_job_at().await.unwrap(), Some(now));
+    let claimed = s.claim_jobs(now, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "only due jobs are claimed");
+    assert_eq!(claimed[0].state, JobState::Running);
+    assert!(
+        s.claim_jobs(now, 10).await.unwrap().is_empty(),
+        "a claimed job is not claimed twice"
+    );
+    assert_eq!(s.requeue_running_jobs().await.unwrap(), 1);
+    assert_eq!(
+        s.job(j1.id).await.unwrap().unwrap().state,
+        JobState::Queued,
+        "requeued after a restart"
+    );
+
+    let mut b = book(lib.id, "Hashed", "A");
+    b.meta.formats = vec![file(Format::Epub, "00000000000000aa")];
+    let src = SourceFile {
+        source: "folder:test".into(),
+        path: "a.epub".into(),
+        library_id: lib.id,
+        hash: "00000000000000aa".into(),
+        size: 42,
+        mtime: 7,
+        book_id: Some(b.id),
+    };
+    let mut done = j1.clone();
+    done.state = JobState::Done;
+    done.book_id = Some(b.id);
+    assert_eq!(
+        s.register_import(&b, Some(&src), Some(&done))
+            .await
+            .unwrap(),
+        RegisterOutcome::Created
+    );
+    assert_eq!(
+        s.job(j1.id).await.unwrap().unwrap().book_id,
+        Some(b.id),
+        "job finished with the book"
+    );
+    assert_eq!(
+        s.source_files("folder:test").await.unwrap(),
+        vec![src.clone()]
+    );
+    assert_eq!(s.source_files_of_book(b.id).await.unwrap().len(), 1);
+    assert_eq!(
+        s.book_by_hash(lib.id, "00000000000000aa").await.unwrap(),
+        Some(b.id)
+    );
+    assert_eq!(
+        s.book_by_hash(other_lib.id, "00000000000000aa")
+            .await
+            .unwrap(),
+        None,
+        "per library"
+    );
+    let mut again = book(lib.id, "Same bytes", "B");
+    again.meta.formats = vec![file(Format::Epub, "00000000000000aa")];
+    assert_eq!(
+        s.register_import(&again, None, None).await.unwrap(),
+        RegisterOutcome::Duplicate(b.id),
+        "same hash in the same library is a duplicate"
+    );
+    assert!(
+        s.book(again.id).await.unwrap().is_none(),
+        "nothing written for a duplicate"
+    );
+    let mut gone = b.clone();
+    gone.deleted_at = Some(Timestamp::now());
+    gone.version = 2;
+    s.update_book(&gone).await.unwrap();
+    assert_eq!(
+        s.book_by_hash(lib.id, "00000000000000aa").await.unwrap(),
+        None,
+        "a tombstone frees its hash"
+    );
+    let mut moved = src.clone();
+    moved.path = "sub/a.epub".into();
+    s.put_source_files(&[moved.clone()], &[("folder:test".into(), "a.epub".into())])
+        .await
+        .unwrap();
+    assert_eq!(s.source_files("folder:test").await.unwrap(), vec![moved]);
+    let counts = s.job_counts().await.unwrap();
+    assert!(
+        counts.contains(&(JobState::Done, 1)) && counts.contains(&(JobState::Queued, 1)),
+        "{counts:?}"
+    );
 }
 
 fn state(b: BookId, d: DeviceId, pct: f64, version: u64) -> ProgressState {

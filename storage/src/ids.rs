@@ -64,3 +64,7 @@ id_type!(
     /// A chain of rotated refresh tokens descending from one login.
     FamilyId
 );
+id_type!(
+    /// A queued import.
+    JobId
+);

@@ -2,16 +2,19 @@
 //! persist through, and its backends. The embedded SQLite backend is the default; any other
 //! backend must pass the same [`conformance`] suite.
 
+pub mod calibre;
 pub mod conformance;
 pub mod error;
 pub mod ids;
+pub mod objects;
 pub mod records;
 pub mod sqlite;
 pub mod store;
 pub mod time;
 
 pub use error::StoreError;
-pub use ids::{BookId, DeviceId, EventId, FamilyId, LibraryId, UserId};
+pub use ids::{BookId, DeviceId, EventId, FamilyId, JobId, LibraryId, UserId};
+pub use objects::{ObjectError, ObjectRead, Objects};
 pub use records::*;
 pub use store::{RecordOutcome, RotateOutcome, Store};
 pub use time::Timestamp;

@@ -163,6 +163,7 @@ pub struct Book {
     /// Set when deleted: the record stays as a tombstone so devices learn of the removal.
     pub deleted_at: Option<Timestamp>,
     pub version: u64,
+    pub meta: BookMeta,
 }
 
 /// A refresh token as stored: only its SHA-256, never the token itself.
@@ -232,9 +233,251 @@ pub struct ProgressWrite {
 #[derive(Clone, Debug, Default)]
 pub struct BookQuery {
     pub libraries: Vec<LibraryId>,
-    /// Case-insensitive substring of the title or an author.
+    /// Full-text search over title, authors, series and tags (every word must match).
     pub q: Option<String>,
-    /// Return books whose id sorts after this one.
-    pub after: Option<BookId>,
+    /// Exact author name (case-insensitive).
+    pub author: Option<String>,
+    /// Exact series name (case-insensitive).
+    pub series: Option<String>,
+    /// Exact tag (case-insensitive).
+    pub tag: Option<String>,
+    pub sort: BookSort,
+    /// Return books that sort after this.
+    pub after: Option<BookAfter>,
     pub limit: usize,
+}
+
+wire_enum!(
+    /// How a book came in. `api` books were made by `POST /v1/books` without a file.
+    BookSource { Api = "api", Upload = "upload", Folder = "folder", Calibre = "calibre" }
+);
+wire_enum!(
+    /// A file format Dogear stores and serves.
+    Format { Epub = "epub", Kepub = "kepub", Pdf = "pdf", Cbz = "cbz" }
+);
+
+impl Format {
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            Format::Epub => "application/epub+zip",
+            Format::Kepub => "application/kepub+zip",
+            Format::Pdf => "application/pdf",
+            Format::Cbz => "application/vnd.comicbook+zip",
+        }
+    }
+    /// The file name extension, without the dot.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            Format::Epub => "epub",
+            Format::Kepub => "kepub.epub",
+            Format::Pdf => "pdf",
+            Format::Cbz => "cbz",
+        }
+    }
+}
+
+/// Where the bytes of a stored file are.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FileLocation {
+    /// In Dogear's object store under this key.
+    Object { key: String },
+    /// A file Dogear does not own (a Calibre library), read in place, never written.
+    External { path: String },
+}
+
+/// One format of a book. `hash` is the xxh3-64 of the bytes as 16 lower-case hex digits.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct BookFile {
+    pub format: Format,
+    pub size: u64,
+    pub hash: String,
+    pub location: FileLocation,
+}
+
+/// The cover as stored: the full image and a thumbnail (made on first use when absent).
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Cover {
+    pub full: FileLocation,
+    pub thumb: Option<FileLocation>,
+    /// Changes whenever the image does; the HTTP `ETag`.
+    pub etag: String,
+    pub content_type: String,
+}
+
+/// Everything about a book beyond the core fields, stored together.
+#[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BookMeta {
+    pub subtitle: Option<String>,
+    /// How to sort by title ("Tempest, The"); the title when absent.
+    pub title_sort: Option<String>,
+    /// The authors' sort names, in the order of `authors`.
+    pub author_sorts: Vec<String>,
+    pub series: Option<String>,
+    pub series_index: Option<f64>,
+    pub publisher: Option<String>,
+    /// The publication date as the source wrote it.
+    pub published: Option<String>,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub languages: Vec<String>,
+    /// 0-10, two per star (Calibre's scale).
+    pub rating: Option<u8>,
+    pub cover: Option<Cover>,
+    pub formats: Vec<BookFile>,
+    pub source: Option<BookSource>,
+}
+
+impl BookMeta {
+    pub fn source(&self) -> BookSource {
+        self.source.unwrap_or(BookSource::Api)
+    }
+    pub fn format(&self, f: Format) -> Option<&BookFile> {
+        self.formats.iter().find(|x| x.format == f)
+    }
+}
+
+/// The orders `GET /v1/books` offers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum BookSort {
+    #[default]
+    Id,
+    Title,
+    Author,
+    Added,
+    Series,
+}
+
+/// Where a page of a sorted book list continues: after this key and id.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct BookAfter {
+    pub key: String,
+    pub id: BookId,
+}
+
+/// A file seen in a watched folder or a book seen in a Calibre library, and the book it
+/// became. `source` names the folder or library; `path` is relative to it.
+#[derive(Clone, PartialEq, Debug)]
+pub struct SourceFile {
+    pub source: String,
+    pub path: String,
+    pub library_id: LibraryId,
+    pub hash: String,
+    pub size: u64,
+    /// Modification time (ms) for folders, Calibre's `last_modified` (ms) for Calibre books.
+    pub mtime: i64,
+    pub book_id: Option<BookId>,
+}
+
+wire_enum!(
+    /// Where an import job is.
+    JobState { Queued = "queued", Running = "running", Done = "done", Failed = "failed" }
+);
+
+/// A `{code, message}` pair, as jobs report errors and warnings.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct JobIssue {
+    pub code: String,
+    pub message: String,
+}
+
+/// One file to import, queued persistently so that a restart resumes it.
+#[derive(Clone, PartialEq, Debug)]
+pub struct ImportJob {
+    pub id: JobId,
+    pub library_id: LibraryId,
+    /// Who asked (uploads); `None` for folders and the command line.
+    pub user_id: Option<UserId>,
+    pub source: BookSource,
+    /// The watched folder's key for folder jobs (`SourceFile::source`).
+    pub source_key: Option<String>,
+    /// The file to read: a staged upload, or a file in a watched folder.
+    pub path: String,
+    /// The name the file came with, for the filename fallback and downloads.
+    pub filename: String,
+    /// Whether `path` is Dogear's own staged copy, to delete once the job ends.
+    pub staged: bool,
+    pub state: JobState,
+    pub attempts: u32,
+    pub run_at: Timestamp,
+    pub book_id: Option<BookId>,
+    pub duplicate_of: Option<BookId>,
+    pub error: Option<JobIssue>,
+    pub warnings: Vec<JobIssue>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What registering an imported book did.
+#[derive(Clone, PartialEq, Debug)]
+pub enum RegisterOutcome {
+    Created,
+    /// A live book of the library already has a file with this hash.
+    Duplicate(BookId),
+}
+
+impl Book {
+    /// The lower-cased key `sort=title` orders by: the title's sort form, else the title
+    /// without a leading English article.
+    pub fn title_key(&self) -> String {
+        let base = match &self.meta.title_sort {
+            Some(t) if !t.is_empty() => t.clone(),
+            _ => {
+                let t = self.title.trim();
+                let lower = t.to_lowercase();
+                ["the ", "a ", "an "]
+                    .iter()
+                    .find(|a| lower.starts_with(*a))
+                    .map(|a| t[a.len()..].to_string())
+                    .unwrap_or_else(|| t.to_string())
+            }
+        };
+        base.to_lowercase()
+    }
+
+    /// The key `sort=author` orders by: the first author's sort name.
+    pub fn author_key(&self) -> String {
+        self.meta
+            .author_sorts
+            .first()
+            .or(self.authors.first())
+            .map(|s| s.to_lowercase())
+            .unwrap_or_default()
+    }
+
+    /// The key `sort=series` orders by: series, then index, then title; books without a
+    /// series after all others.
+    pub fn series_key(&self) -> String {
+        match &self.meta.series {
+            Some(s) => format!(
+                "{}\u{1}{:016.4}\u{1}{}",
+                s.to_lowercase(),
+                self.meta.series_index.unwrap_or(0.0).clamp(0.0, 1e10),
+                self.title_key()
+            ),
+            None => format!("\u{ffff}{}", self.title_key()),
+        }
+    }
+
+    /// The cursor key of this book under `sort` (what [`BookAfter::key`] holds).
+    pub fn sort_key(&self, sort: BookSort) -> String {
+        match sort {
+            BookSort::Id => String::new(),
+            BookSort::Title => self.title_key(),
+            BookSort::Author => self.author_key(),
+            BookSort::Series => self.series_key(),
+            BookSort::Added => self.added_at.millis().to_string(),
+        }
+    }
+
+    /// The content hashes that identify this book in its library (derived KEPUBs excluded).
+    pub fn content_hashes(&self) -> Vec<&str> {
+        self.meta
+            .formats
+            .iter()
+            .filter(|f| f.format != Format::Kepub)
+            .map(|f| f.hash.as_str())
+            .collect()
+    }
 }

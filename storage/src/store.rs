@@ -39,6 +39,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, user: &User, personal: &Library) -> Result<(), StoreError>;
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
     async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError>;
+    /// The user name of the earliest administrator, if any.
+    async fn first_admin(&self) -> Result<Option<String>, StoreError>;
 
     // Refresh tokens.
     async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<(), StoreError>;
@@ -71,8 +73,45 @@ pub trait Store: Send + Sync + 'static {
     async fn book(&self, id: BookId) -> Result<Option<Book>, StoreError>;
     /// Replaces the book if the stored version is `book.version - 1`.
     async fn update_book(&self, book: &Book) -> Result<(), StoreError>;
-    /// Live books only, ordered by id.
+    /// Live books only, in the query's order.
     async fn list_books(&self, query: &BookQuery) -> Result<Vec<Book>, StoreError>;
+    /// The live book of `library` that has a file with this content hash.
+    async fn book_by_hash(
+        &self,
+        library: LibraryId,
+        hash: &str,
+    ) -> Result<Option<BookId>, StoreError>;
+    /// Creates an imported book unless a live book of its library already has one of its
+    /// content hashes, and in the same transaction records the source file it came from
+    /// and its job's final state, so that a crash never leaves a book without its job
+    /// done (or the reverse) and a retried job finds its own book as the duplicate.
+    async fn register_import(
+        &self,
+        book: &Book,
+        source: Option<&SourceFile>,
+        job: Option<&ImportJob>,
+    ) -> Result<RegisterOutcome, StoreError>;
+
+    // The import queue.
+    async fn upsert_job(&self, job: &ImportJob) -> Result<(), StoreError>;
+    async fn job(&self, id: JobId) -> Result<Option<ImportJob>, StoreError>;
+    /// Marks up to `limit` queued jobs due by `now` as running and returns them.
+    async fn claim_jobs(&self, now: Timestamp, limit: usize) -> Result<Vec<ImportJob>, StoreError>;
+    /// Puts jobs a stopped node was running back in the queue (at start-up).
+    async fn requeue_running_jobs(&self) -> Result<u64, StoreError>;
+    /// When the earliest queued job is due.
+    async fn next_job_at(&self) -> Result<Option<Timestamp>, StoreError>;
+    async fn job_counts(&self) -> Result<Vec<(JobState, u64)>, StoreError>;
+
+    // What watched folders and Calibre libraries held at their last scan.
+    async fn source_files(&self, source: &str) -> Result<Vec<SourceFile>, StoreError>;
+    async fn source_files_of_book(&self, book: BookId) -> Result<Vec<SourceFile>, StoreError>;
+    /// Upserts and removes (source, path) entries in one transaction.
+    async fn put_source_files(
+        &self,
+        upserts: &[SourceFile],
+        removals: &[(String, String)],
+    ) -> Result<(), StoreError>;
 
     // Reading progress.
     /// The user's log head: the seq of their last event, 0 if none.

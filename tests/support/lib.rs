@@ -107,6 +107,12 @@ impl Server {
         }
     }
 
+    /// Sets (or replaces) an environment variable for the next `restart`.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
@@ -245,6 +251,121 @@ impl Api {
     pub async fn delete(&self, path: &str) -> Resp {
         self.send("DELETE", path, None).await
     }
+
+    /// `POST /v1/books/upload` with the file as the raw body.
+    pub async fn upload(&self, bytes: Vec<u8>, filename: &str, library: Option<&str>) -> Resp {
+        let mut url = format!("{}/v1/books/upload", self.base);
+        if let Some(l) = library {
+            url.push_str(&format!("?library_id={l}"));
+        }
+        let mut rb = self.http.post(url).body(bytes).header(
+            "content-disposition",
+            format!("attachment; filename*=UTF-8''{}", encode(filename)),
+        );
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        let r = rb.send().await.expect("upload");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A GET whose body is bytes, with extra request headers.
+    pub async fn get_bytes(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let mut rb = self.http.get(format!("{}{}", self.base, path));
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        let r = rb.send().await.expect("request");
+        let status = r.status().as_u16();
+        let h = r.headers().clone();
+        (status, h, r.bytes().await.expect("body").to_vec())
+    }
+
+    /// Polls `GET /v1/imports/{id}` until the job is done or failed.
+    pub async fn wait_job(&self, job: &str) -> Value {
+        for _ in 0..1200 {
+            let r = self.get(&format!("/v1/imports/{job}")).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            if r.body["state"] == "done" || r.body["state"] == "failed" {
+                return r.body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("import {job} did not finish in 60 s");
+    }
+
+    /// Every book the caller sees (all pages).
+    pub async fn all_books(&self, query: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/books?limit=7&{query}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={}", encode(c)));
+            }
+            let r = self.get(&path).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            out.extend(r.body["items"].as_array().expect("items").iter().cloned());
+            match r.body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return out,
+            }
+        }
+    }
+}
+
+/// Percent-encodes everything but unreserved characters.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// `../shared/fixtures` from the repository root.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+}
+
+/// `fixtures/expected.json`.
+pub fn expected() -> Value {
+    let raw = std::fs::read_to_string(fixtures().join("expected.json")).expect("expected.json");
+    serde_json::from_str(&raw).expect("expected.json parses")
+}
+
+/// Waits until `f` returns `Some`, polling every 100 ms for up to `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..secs * 10 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {secs} s waiting for {what}");
 }
 
 /// A registered user with one device and one book, ready to write progress.

@@ -4,7 +4,7 @@ use crate::error::ApiError;
 use crate::http::{self, Req};
 use crate::{Ctx, wire};
 use dogear_actors::books::{BookPatch, NewBook};
-use dogear_storage::{BookId, LibraryId, UserId};
+use dogear_storage::{BookId, BookQuery, BookSort, LibraryId, UserId};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -69,12 +69,26 @@ pub async fn create(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiEr
 
 pub async fn list(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiError> {
     let limit = req.limit()?;
+    let sort = match req.q("sort").unwrap_or("") {
+        "" => BookSort::Id,
+        "title" => BookSort::Title,
+        "author" => BookSort::Author,
+        "added" => BookSort::Added,
+        "series" => BookSort::Series,
+        _ => {
+            return Err(ApiError::field(
+                "sort",
+                "must be one of title, author, added, series",
+            ));
+        }
+    };
     let after = req
         .q("cursor")
         .filter(|s| !s.is_empty())
         .map(|c| {
-            c.parse::<BookId>()
-                .map_err(|_| ApiError::field("cursor", "is not a valid cursor"))
+            wire::parse_book_cursor(sort, c).ok_or_else(|| {
+                ApiError::field("cursor", "is not a valid cursor for this sort order")
+            })
         })
         .transpose()?;
     let library = req
@@ -85,12 +99,27 @@ pub async fn list(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiErro
                 .map_err(|_| ApiError::field("library_id", "must be a library id"))
         })
         .transpose()?;
-    let q = req.q("q").map(str::to_string);
-    let (books, next) = ctx.app.list_books(user, q, library, after, limit).await?;
+    let text = |k: &str| -> Result<Option<String>, ApiError> {
+        match req.q(k).map(str::trim).filter(|s| !s.is_empty()) {
+            Some(v) if v.len() > 512 => Err(ApiError::field(k, "must be at most 512 bytes")),
+            v => Ok(v.map(str::to_string)),
+        }
+    };
+    let query = BookQuery {
+        q: text("q")?,
+        author: text("author")?,
+        series: text("series")?,
+        tag: text("tag")?,
+        sort,
+        after,
+        limit,
+        ..Default::default()
+    };
+    let (books, next) = ctx.app.list_books(user, library, query).await?;
     let items: Vec<_> = books.iter().map(wire::book).collect();
     Ok(http::json(
         StatusCode::OK,
-        &json!({"items": items, "next_cursor": next.map(|n| n.to_string())}),
+        &json!({"items": items, "next_cursor": next.map(|n| wire::book_cursor(sort, &n))}),
     ))
 }
 

@@ -4,6 +4,7 @@
 mod accounts;
 mod books;
 mod devices;
+pub mod files;
 mod progress;
 
 use crate::error::ApiError;
@@ -30,6 +31,10 @@ fn template(segs: &[&str]) -> Option<&'static str> {
         ["v1", "devices", _] => "/v1/devices/{id}",
         ["v1", "libraries"] => "/v1/libraries",
         ["v1", "books"] => "/v1/books",
+        ["v1", "books", "upload"] => "/v1/books/upload",
+        ["v1", "books", _, "file"] => "/v1/books/{id}/file",
+        ["v1", "books", _, "cover"] => "/v1/books/{id}/cover",
+        ["v1", "imports", _] => "/v1/imports/{id}",
         ["v1", "books", _] => "/v1/books/{id}",
         ["v1", "books", _, "progress"] => "/v1/books/{id}/progress",
         ["v1", "progress", "changes"] => "/v1/progress/changes",
@@ -46,7 +51,10 @@ fn allowed(route: &str) -> &'static str {
         | "/v1/users/me"
         | "/v1/libraries"
         | "/v1/progress/changes"
-        | "/v1/sync" => "GET",
+        | "/v1/sync"
+        | "/v1/books/{id}/file"
+        | "/v1/books/{id}/cover"
+        | "/v1/imports/{id}" => "GET",
         "/v1/devices" | "/v1/books" | "/v1/books/{id}/progress" => "GET, POST",
         "/v1/devices/{id}" => "DELETE",
         "/v1/books/{id}" => "GET, PATCH, DELETE",
@@ -115,6 +123,18 @@ async fn route_request(
                 Method::PATCH => books::patch(ctx, user, id, req).await,
                 _ => books::delete(ctx, user, id).await,
             }
+        }
+        ("/v1/books/{id}/file", Method::GET) => {
+            let user = auth(ctx, &req)?;
+            files::file(ctx, user, path_id(segs[2], "book")?, req).await
+        }
+        ("/v1/books/{id}/cover", Method::GET) => {
+            let user = auth(ctx, &req)?;
+            files::cover(ctx, user, path_id(segs[2], "book")?, req).await
+        }
+        ("/v1/imports/{id}", Method::GET) => {
+            let user = auth(ctx, &req)?;
+            files::job(ctx, user, path_id(segs[2], "import")?).await
         }
         ("/v1/books/{id}/progress", m) if m == Method::GET || m == Method::POST => {
             let user = auth(ctx, &req)?;

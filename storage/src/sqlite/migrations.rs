@@ -85,6 +85,82 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, book_id)
     ) WITHOUT ROWID;
     "#,
+    // 2: books from files: metadata, formats, sort keys, full-text search, content hashes,
+    // the persistent import queue and what each watched folder or Calibre library held.
+    r#"
+    ALTER TABLE books ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE books ADD COLUMN title_key TEXT NOT NULL DEFAULT '';
+    ALTER TABLE books ADD COLUMN author_key TEXT NOT NULL DEFAULT '';
+    ALTER TABLE books ADD COLUMN series_key TEXT NOT NULL DEFAULT '';
+    UPDATE books SET title_key = lower(title),
+        author_key = lower(coalesce(json_extract(authors, '$[0]'), '')),
+        series_key = char(65535) || lower(title);
+    CREATE INDEX books_by_title ON books(title_key, id) WHERE deleted_at IS NULL;
+    CREATE INDEX books_by_author ON books(author_key, id) WHERE deleted_at IS NULL;
+    CREATE INDEX books_by_series ON books(series_key, id) WHERE deleted_at IS NULL;
+    CREATE INDEX books_by_added ON books(added_at, id) WHERE deleted_at IS NULL;
+    CREATE VIRTUAL TABLE books_fts USING fts5(
+        title, authors, series, tags, tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER books_fts_insert AFTER INSERT ON books WHEN new.deleted_at IS NULL BEGIN
+        INSERT INTO books_fts (rowid, title, authors, series, tags) VALUES (
+            new.rowid, new.title,
+            (SELECT group_concat(value, ' ') FROM json_each(new.authors)),
+            coalesce(json_extract(new.meta, '$.series'), ''),
+            (SELECT group_concat(value, ' ') FROM json_each(new.meta, '$.tags')));
+    END;
+    CREATE TRIGGER books_fts_update AFTER UPDATE ON books BEGIN
+        DELETE FROM books_fts WHERE rowid = old.rowid;
+        INSERT INTO books_fts (rowid, title, authors, series, tags)
+        SELECT new.rowid, new.title,
+            (SELECT group_concat(value, ' ') FROM json_each(new.authors)),
+            coalesce(json_extract(new.meta, '$.series'), ''),
+            (SELECT group_concat(value, ' ') FROM json_each(new.meta, '$.tags'))
+        WHERE new.deleted_at IS NULL;
+    END;
+    INSERT INTO books_fts (rowid, title, authors, series, tags)
+        SELECT rowid, title, (SELECT group_concat(value, ' ') FROM json_each(books.authors)), '', ''
+        FROM books WHERE deleted_at IS NULL;
+    -- Content hashes of live books' files, for deduplication within a library.
+    CREATE TABLE book_hashes (
+        library_id TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        book_id TEXT NOT NULL,
+        PRIMARY KEY (library_id, hash)
+    ) WITHOUT ROWID;
+    CREATE INDEX book_hashes_by_book ON book_hashes(book_id);
+    CREATE TABLE import_jobs (
+        id TEXT PRIMARY KEY,
+        library_id TEXT NOT NULL,
+        user_id TEXT,
+        source TEXT NOT NULL,
+        source_key TEXT,
+        path TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        staged INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        run_at INTEGER NOT NULL,
+        book_id TEXT,
+        duplicate_of TEXT,
+        error TEXT,
+        warnings TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX import_jobs_ready ON import_jobs(state, run_at);
+    CREATE TABLE source_files (
+        source TEXT NOT NULL,
+        path TEXT NOT NULL,
+        library_id TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime INTEGER NOT NULL,
+        book_id TEXT,
+        PRIMARY KEY (source, path)
+    ) WITHOUT ROWID;
+    CREATE INDEX source_files_by_book ON source_files(book_id);
+    "#,
 ];
 
 /// The schema version this build writes.

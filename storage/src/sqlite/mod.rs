@@ -1,6 +1,7 @@
 //! The embedded default backend: one SQLite file in WAL mode, one writer thread with group
 //! commit, a small pool of reader connections.
 
+mod books;
 mod migrations;
 mod rows;
 mod writer;
@@ -13,6 +14,7 @@ use crate::records::*;
 use crate::store::{RecordOutcome, RotateOutcome, Store};
 use crate::time::Timestamp;
 use async_trait::async_trait;
+use books::*;
 use rows::*;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -167,7 +169,7 @@ impl SqliteStore {
     }
 }
 
-fn map_unique(e: rusqlite::Error, what: &'static str) -> StoreError {
+pub(super) fn map_unique(e: rusqlite::Error, what: &'static str) -> StoreError {
     match e {
         rusqlite::Error::SqliteFailure(f, _)
             if f.code == rusqlite::ErrorCode::ConstraintViolation =>
@@ -178,7 +180,7 @@ fn map_unique(e: rusqlite::Error, what: &'static str) -> StoreError {
     }
 }
 
-fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+pub(super) fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -430,29 +432,22 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_book(&self, b: &Book) -> Result<(), StoreError> {
-        let b = b.clone();
-        let authors = json(&b.authors)?;
-        let identifiers = json(&b.identifiers)?;
-        self.write(move |c| {
-            c.execute(
-                "INSERT INTO books (id, library_id, title, authors, language, identifiers, added_at,
-                                    updated_at, deleted_at, version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    b.id.to_string(),
-                    b.library_id.to_string(),
-                    b.title,
-                    authors,
-                    b.language,
-                    identifiers,
-                    b.added_at.millis(),
-                    b.updated_at.millis(),
-                    b.deleted_at.map(|t| t.millis()),
-                    b.version as i64
-                ],
+    async fn first_admin(&self) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT username FROM users WHERE is_admin = 1 ORDER BY created_at, id LIMIT 1",
+                [],
+                |r| r.get(0),
             )
-            .map_err(|e| map_unique(e, "book"))?;
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn create_book(&self, b: &Book) -> Result<(), StoreError> {
+        let row = BookRow::new(b)?;
+        self.write(move |c| {
+            row.insert(c)?;
             Ok(())
         })
         .await
@@ -469,76 +464,185 @@ impl Store for SqliteStore {
     }
 
     async fn update_book(&self, b: &Book) -> Result<(), StoreError> {
-        let b = b.clone();
-        let authors = json(&b.authors)?;
-        let identifiers = json(&b.identifiers)?;
-        self.write(move |c| {
-            let expected = b.version.saturating_sub(1);
-            let n = c.execute(
-                "UPDATE books SET title = ?2, authors = ?3, language = ?4, identifiers = ?5,
-                        updated_at = ?6, deleted_at = ?7, version = ?8
-                 WHERE id = ?1 AND version = ?9",
-                params![
-                    b.id.to_string(),
-                    b.title,
-                    authors,
-                    b.language,
-                    identifiers,
-                    b.updated_at.millis(),
-                    b.deleted_at.map(|t| t.millis()),
-                    b.version as i64,
-                    expected as i64
-                ],
-            )?;
-            if n == 1 {
-                return Ok(());
-            }
-            let found: Option<i64> = c
-                .query_row(
-                    "SELECT version FROM books WHERE id = ?1",
-                    [b.id.to_string()],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            match found {
-                None => Err(StoreError::NotFound),
-                Some(v) => Err(StoreError::VersionConflict {
-                    expected,
-                    found: v as u64,
-                }),
-            }
-        })
-        .await
+        let row = BookRow::new(b)?;
+        self.write(move |c| row.update(c)).await
     }
 
     async fn list_books(&self, q: &BookQuery) -> Result<Vec<Book>, StoreError> {
         let q = q.clone();
+        self.read(move |c| list_books(c, &q)).await
+    }
+
+    async fn book_by_hash(
+        &self,
+        library: LibraryId,
+        hash: &str,
+    ) -> Result<Option<BookId>, StoreError> {
+        let hash = hash.to_string();
         self.read(move |c| {
-            if q.libraries.is_empty() {
-                return Ok(Vec::new());
+            let id: Option<String> = c
+                .prepare_cached(
+                    "SELECT book_id FROM book_hashes WHERE library_id = ?1 AND hash = ?2",
+                )?
+                .query_row(params![library.to_string(), hash], |r| r.get(0))
+                .optional()?;
+            id.as_deref().map(parse_id).transpose()
+        })
+        .await
+    }
+
+    async fn register_import(
+        &self,
+        book: &Book,
+        source: Option<&SourceFile>,
+        job: Option<&ImportJob>,
+    ) -> Result<RegisterOutcome, StoreError> {
+        let row = BookRow::new(book)?;
+        let source = source.cloned();
+        let job = job.map(JobRow::new).transpose()?;
+        self.write(move |c| {
+            for h in &row.hashes {
+                let found: Option<String> = c
+                    .prepare_cached(
+                        "SELECT book_id FROM book_hashes WHERE library_id = ?1 AND hash = ?2",
+                    )?
+                    .query_row(params![row.library_id, h], |r| r.get(0))
+                    .optional()?;
+                if let Some(found) = found {
+                    return Ok(RegisterOutcome::Duplicate(parse_id(&found)?));
+                }
             }
-            let libs: Vec<String> = q.libraries.iter().map(|l| l.to_string()).collect();
-            let placeholders = (0..libs.len())
-                .map(|i| format!("?{}", i + 4))
-                .collect::<Vec<_>>()
-                .join(",");
-            let sql = format!(
-                "SELECT {BOOK_COLS} FROM books
-                 WHERE deleted_at IS NULL AND id > ?1
-                   AND (?2 IS NULL OR title LIKE ?2 ESCAPE '\\' OR authors LIKE ?2 ESCAPE '\\')
-                   AND library_id IN ({placeholders})
-                 ORDER BY id LIMIT ?3"
-            );
-            let mut st = c.prepare_cached(&sql)?;
-            let after = q.after.map(|a| a.to_string()).unwrap_or_default();
-            let pattern = q.q.as_ref().map(|s| format!("%{}%", escape_like(s)));
-            let mut values: Vec<Box<dyn rusqlite::ToSql>> =
-                vec![Box::new(after), Box::new(pattern), Box::new(q.limit as i64)];
-            for l in libs {
-                values.push(Box::new(l));
+            row.insert(c)?;
+            if let Some(s) = &source {
+                upsert_source(c, s)?;
             }
-            let rows = st.query_map(rusqlite::params_from_iter(values.iter()), book_row)?;
+            if let Some(j) = &job {
+                j.upsert(c)?;
+            }
+            Ok(RegisterOutcome::Created)
+        })
+        .await
+    }
+
+    async fn upsert_job(&self, job: &ImportJob) -> Result<(), StoreError> {
+        let row = JobRow::new(job)?;
+        self.write(move |c| row.upsert(c)).await
+    }
+
+    async fn job(&self, id: JobId) -> Result<Option<ImportJob>, StoreError> {
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {JOB_COLS} FROM import_jobs WHERE id = ?1"))?
+                .query_row([id.to_string()], job_row)
+                .optional()?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn claim_jobs(&self, now: Timestamp, limit: usize) -> Result<Vec<ImportJob>, StoreError> {
+        self.write(move |c| {
+            let jobs: Vec<ImportJob> = {
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT {JOB_COLS} FROM import_jobs WHERE state = 'queued' AND run_at <= ?1
+                     ORDER BY run_at, id LIMIT ?2"
+                ))?;
+                let rows = st.query_map(params![now.millis(), limit as i64], job_row)?;
+                rows.map(|r| r?).collect::<Result<_, _>>()?
+            };
+            for j in &jobs {
+                c.prepare_cached(
+                    "UPDATE import_jobs SET state = 'running', updated_at = ?2 WHERE id = ?1",
+                )?
+                .execute(params![j.id.to_string(), now.millis()])?;
+            }
+            Ok(jobs
+                .into_iter()
+                .map(|mut j| {
+                    j.state = JobState::Running;
+                    j.updated_at = now;
+                    j
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn requeue_running_jobs(&self) -> Result<u64, StoreError> {
+        self.write(|c| {
+            Ok(c.execute(
+                "UPDATE import_jobs SET state = 'queued' WHERE state = 'running'",
+                [],
+            )? as u64)
+        })
+        .await
+    }
+
+    async fn next_job_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.read(|c| {
+            let at: Option<i64> = c
+                .prepare_cached("SELECT min(run_at) FROM import_jobs WHERE state = 'queued'")?
+                .query_row([], |r| r.get(0))?;
+            Ok(at.map(Timestamp::from_millis))
+        })
+        .await
+    }
+
+    async fn job_counts(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        self.read(|c| {
+            let mut st =
+                c.prepare_cached("SELECT state, count(*) FROM import_jobs GROUP BY state")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (s, n) = row?;
+                if let Some(s) = JobState::parse(&s) {
+                    out.push((s, n as u64));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn source_files(&self, source: &str) -> Result<Vec<SourceFile>, StoreError> {
+        let source = source.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {SOURCE_COLS} FROM source_files WHERE source = ?1 ORDER BY path"
+            ))?;
+            let rows = st.query_map([source], source_row)?;
             rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    async fn source_files_of_book(&self, book: BookId) -> Result<Vec<SourceFile>, StoreError> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {SOURCE_COLS} FROM source_files WHERE book_id = ?1 ORDER BY source, path"
+            ))?;
+            let rows = st.query_map([book.to_string()], source_row)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    async fn put_source_files(
+        &self,
+        upserts: &[SourceFile],
+        removals: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let upserts = upserts.to_vec();
+        let removals = removals.to_vec();
+        self.write(move |c| {
+            for s in &upserts {
+                upsert_source(c, s)?;
+            }
+            for (source, path) in &removals {
+                c.prepare_cached("DELETE FROM source_files WHERE source = ?1 AND path = ?2")?
+                    .execute(params![source, path])?;
+            }
+            Ok(())
         })
         .await
     }
@@ -713,15 +817,4 @@ fn head(c: &Connection, user: UserId) -> Result<u64, StoreError> {
         .prepare_cached("SELECT MAX(seq) FROM progress_events WHERE user_id = ?1")?
         .query_row([user.to_string()], |r| r.get(0))?;
     Ok(seq.unwrap_or(0) as u64)
-}
-
-fn escape_like(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        if matches!(ch, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
 }

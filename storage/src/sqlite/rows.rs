@@ -13,7 +13,9 @@ type RowResult<T> = rusqlite::Result<Result<T, StoreError>>;
 pub(super) const USER_COLS: &str = "id, username, email, password_hash, is_admin, created_at";
 pub(super) const LIBRARY_COLS: &str = "id, name, kind, owner_id, created_at";
 pub(super) const LIBRARY_COLS_L: &str = "l.id, l.name, l.kind, l.owner_id, l.created_at";
-pub(super) const BOOK_COLS: &str = "id, library_id, title, authors, language, identifiers, added_at, updated_at, deleted_at, version";
+pub(super) const BOOK_COLS: &str = "id, library_id, title, authors, language, identifiers, added_at, updated_at, deleted_at, version, meta";
+pub(super) const JOB_COLS: &str = "id, library_id, user_id, source, source_key, path, filename, staged, state, attempts, run_at, book_id, duplicate_of, error, warnings, created_at, updated_at";
+pub(super) const SOURCE_COLS: &str = "source, path, library_id, hash, size, mtime, book_id";
 pub(super) const EVENT_COLS: &str =
     "seq, event_id, book_id, device_id, body, applied, reason, state, received_at";
 
@@ -95,6 +97,7 @@ pub(super) fn book_row(r: &Row<'_>) -> RowResult<Book> {
     let updated: i64 = r.get(7)?;
     let deleted: Option<i64> = r.get(8)?;
     let version: i64 = r.get(9)?;
+    let meta: String = r.get(10)?;
     Ok((|| {
         Ok(Book {
             id: parse_id(&id)?,
@@ -107,6 +110,69 @@ pub(super) fn book_row(r: &Row<'_>) -> RowResult<Book> {
             updated_at: Timestamp::from_millis(updated),
             deleted_at: deleted.map(Timestamp::from_millis),
             version: version as u64,
+            meta: from_json(&meta)?,
+        })
+    })())
+}
+
+pub(super) fn job_row(r: &Row<'_>) -> RowResult<ImportJob> {
+    let id: String = r.get(0)?;
+    let lib: String = r.get(1)?;
+    let user: Option<String> = r.get(2)?;
+    let source: String = r.get(3)?;
+    let source_key: Option<String> = r.get(4)?;
+    let path: String = r.get(5)?;
+    let filename: String = r.get(6)?;
+    let staged: bool = r.get(7)?;
+    let state: String = r.get(8)?;
+    let attempts: i64 = r.get(9)?;
+    let run_at: i64 = r.get(10)?;
+    let book: Option<String> = r.get(11)?;
+    let dup: Option<String> = r.get(12)?;
+    let error: Option<String> = r.get(13)?;
+    let warnings: String = r.get(14)?;
+    let created: i64 = r.get(15)?;
+    let updated: i64 = r.get(16)?;
+    Ok((|| {
+        Ok(ImportJob {
+            id: parse_id(&id)?,
+            library_id: parse_id(&lib)?,
+            user_id: user.as_deref().map(parse_id).transpose()?,
+            source: parse_enum(&source, BookSource::parse)?,
+            source_key,
+            path,
+            filename,
+            staged,
+            state: parse_enum(&state, JobState::parse)?,
+            attempts: attempts as u32,
+            run_at: Timestamp::from_millis(run_at),
+            book_id: book.as_deref().map(parse_id).transpose()?,
+            duplicate_of: dup.as_deref().map(parse_id).transpose()?,
+            error: error.as_deref().map(from_json).transpose()?,
+            warnings: from_json(&warnings)?,
+            created_at: Timestamp::from_millis(created),
+            updated_at: Timestamp::from_millis(updated),
+        })
+    })())
+}
+
+pub(super) fn source_row(r: &Row<'_>) -> RowResult<SourceFile> {
+    let source: String = r.get(0)?;
+    let path: String = r.get(1)?;
+    let lib: String = r.get(2)?;
+    let hash: String = r.get(3)?;
+    let size: i64 = r.get(4)?;
+    let mtime: i64 = r.get(5)?;
+    let book: Option<String> = r.get(6)?;
+    Ok((|| {
+        Ok(SourceFile {
+            source,
+            path,
+            library_id: parse_id(&lib)?,
+            hash,
+            size: size as u64,
+            mtime,
+            book_id: book.as_deref().map(parse_id).transpose()?,
         })
     })())
 }

@@ -1,0 +1,174 @@
+//! A zip archive opened defensively. Every EPUB and CBZ goes through here first, so the
+//! checks that keep hostile archives harmless live in one place: no entry may name a path
+//! outside the archive, entries may not overlap (the trick behind non-recursive zip bombs),
+//! the declared sizes must be plausible, and every read is capped whatever the headers say.
+
+use super::ImportError;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+use zip::ZipArchive;
+
+/// Most entries an archive may have.
+pub const MAX_ENTRIES: usize = 20_000;
+/// Most bytes all entries may inflate to together, as declared.
+pub const MAX_TOTAL: u64 = 1 << 30;
+/// Most bytes one entry may inflate to.
+pub const MAX_ENTRY: u64 = 256 << 20;
+/// An entry this large that claims a higher compression ratio than this is a bomb.
+const SUSPICIOUS_SIZE: u64 = 16 << 20;
+const MAX_RATIO: u64 = 1000;
+
+pub struct Entry {
+    pub name: String,
+    pub size: u64,
+    pub is_dir: bool,
+}
+
+pub struct Archive {
+    zip: ZipArchive<BufReader<File>>,
+    pub entries: Vec<Entry>,
+}
+
+impl Archive {
+    pub fn open(path: &Path) -> Result<Archive, ImportError> {
+        let file = File::open(path).map_err(ImportError::io)?;
+        let mut zip = ZipArchive::new(BufReader::new(file)).map_err(|e| {
+            ImportError::new(
+                "corrupt_archive",
+                format!("the file is not a readable zip archive ({e})"),
+            )
+        })?;
+        if zip.len() > MAX_ENTRIES {
+            return Err(ImportError::new(
+                "zip_bomb",
+                format!(
+                    "the archive has {} entries; at most {MAX_ENTRIES} are accepted",
+                    zip.len()
+                ),
+            ));
+        }
+        let mut entries = Vec::with_capacity(zip.len());
+        let mut spans = Vec::with_capacity(zip.len());
+        let mut total: u64 = 0;
+        for i in 0..zip.len() {
+            let f = zip.by_index_raw(i).map_err(|e| {
+                ImportError::new(
+                    "corrupt_archive",
+                    format!("zip entry {i} is unreadable ({e})"),
+                )
+            })?;
+            let name = f
+                .name()
+                .map_err(|_| {
+                    ImportError::new(
+                        "corrupt_archive",
+                        format!("zip entry {i} has an undecodable name"),
+                    )
+                })?
+                .to_string();
+            if f.enclosed_name().is_none()
+                || name.contains('\\')
+                || name.split('/').any(|c| c == "..")
+            {
+                return Err(ImportError::new(
+                    "unsafe_path",
+                    format!("the archive has an entry with an unsafe path: {name:?}"),
+                ));
+            }
+            let (size, csize) = (f.size(), f.compressed_size());
+            if size > MAX_ENTRY || (size > SUSPICIOUS_SIZE && size / csize.max(1) > MAX_RATIO) {
+                return Err(ImportError::new(
+                    "zip_bomb",
+                    format!("entry {name:?} claims to inflate to {size} bytes from {csize}"),
+                ));
+            }
+            total = total.saturating_add(size);
+            if let Some(start) = f.data_start() {
+                spans.push((f.header_start(), start.saturating_add(csize), i));
+            }
+            entries.push(Entry {
+                name,
+                size,
+                is_dir: f.is_dir(),
+            });
+        }
+        if total > MAX_TOTAL {
+            return Err(ImportError::new(
+                "zip_bomb",
+                format!(
+                    "the archive would inflate to {total} bytes; at most {MAX_TOTAL} are accepted"
+                ),
+            ));
+        }
+        spans.sort_unstable();
+        for w in spans.windows(2) {
+            if w[1].0 < w[0].1 {
+                return Err(ImportError::new(
+                    "zip_bomb",
+                    "the archive's entries overlap (a zip bomb)".to_string(),
+                ));
+            }
+        }
+        Ok(Archive { zip, entries })
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.zip.index_for_name(name).is_some()
+    }
+
+    /// Reads one entry whole, refusing more than `max` inflated bytes.
+    pub fn read(&mut self, name: &str, max: u64) -> Result<Vec<u8>, ImportError> {
+        let idx = self.zip.index_for_name(name).ok_or_else(|| {
+            ImportError::new(
+                "missing_entry",
+                format!("the archive has no entry {name:?}"),
+            )
+        })?;
+        self.read_index(idx, max)
+    }
+
+    pub fn read_index(&mut self, idx: usize, max: u64) -> Result<Vec<u8>, ImportError> {
+        let f = self.zip.by_index(idx).map_err(|e| {
+            ImportError::new(
+                "corrupt_archive",
+                format!("zip entry {idx} cannot be read ({e})"),
+            )
+        })?;
+        let name = self
+            .entries
+            .get(idx)
+            .map(|e| e.name.clone())
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(f.size().min(max) as usize);
+        f.take(max + 1).read_to_end(&mut out).map_err(|e| {
+            ImportError::new(
+                "corrupt_archive",
+                format!("entry {name:?} is corrupt ({e})"),
+            )
+        })?;
+        if out.len() as u64 > max {
+            return Err(ImportError::new(
+                "too_large",
+                format!("entry {name:?} inflates to more than {max} bytes"),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Copies one entry's compressed bytes unchanged into `w` (for rewriting an archive).
+    pub fn copy_raw<W: std::io::Write + std::io::Seek>(
+        &mut self,
+        idx: usize,
+        w: &mut zip::ZipWriter<W>,
+    ) -> Result<(), ImportError> {
+        let f = self.zip.by_index_raw(idx).map_err(|e| {
+            ImportError::new(
+                "corrupt_archive",
+                format!("zip entry {idx} cannot be read ({e})"),
+            )
+        })?;
+        w.raw_copy_file(f)
+            .map_err(|e| ImportError::new("io", format!("cannot write an archive ({e})")))
+    }
+}

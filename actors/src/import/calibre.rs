@@ -1,0 +1,427 @@
+//! Calibre libraries. A `CalibreActor` per configured library mirrors its books into a
+//! Dogear library: at start, when `metadata.db` (or its `-wal`/`-shm`/`-journal`) changes
+//! (debounced 2 s), and on a timer. Book files and covers are served from the Calibre folder
+//! in place; `metadata.db` is only ever opened read-only.
+
+use super::hash;
+use super::pipeline::Importer;
+use crate::library_actor::LibraryMsg;
+use crate::supervisor::ActiveGuard;
+use dogear_storage::calibre::{self, CalibreBook};
+use dogear_storage::{
+    Book, BookFile, BookId, BookMeta, BookSource, Cover, FileLocation, Format, LibraryId,
+    RegisterOutcome, SourceFile, Timestamp,
+};
+use notify::RecursiveMode;
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct CalibreConfig {
+    /// Canonical path of the library folder (the one holding `metadata.db`).
+    pub path: PathBuf,
+    pub library: LibraryId,
+    pub watch: bool,
+    pub scan_interval: Duration,
+}
+
+impl CalibreConfig {
+    pub fn source_key(&self) -> String {
+        format!("calibre:{}", self.path.display())
+    }
+}
+
+pub fn actor_key(cfg: &CalibreConfig) -> String {
+    format!("import:{}", cfg.source_key())
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct SyncReport {
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+}
+
+/// A token that changes whenever Calibre changes the book (its `last_modified` moves on
+/// every edit, format added or cover set).
+fn change_token(b: &CalibreBook) -> i64 {
+    let sizes: Vec<String> = b
+        .formats
+        .iter()
+        .map(|f| format!("{}:{}", f.format, f.size))
+        .collect();
+    let s = format!("{}|{}|{}", b.last_modified, b.has_cover, sizes.join(","));
+    xxhash_rust::xxh3::xxh3_64(s.as_bytes()) as i64
+}
+
+fn format_of(calibre: &str) -> Option<Format> {
+    match calibre {
+        "EPUB" => Some(Format::Epub),
+        "KEPUB" => Some(Format::Kepub),
+        "PDF" => Some(Format::Pdf),
+        "CBZ" => Some(Format::Cbz),
+        _ => None,
+    }
+}
+
+/// The Dogear book for a Calibre book (hashing its files).
+pub fn book_of(root: &Path, library: LibraryId, b: &CalibreBook) -> Book {
+    let now = Timestamp::now();
+    let mut formats = Vec::new();
+    for f in &b.formats {
+        let Some(format) = format_of(&f.format) else {
+            continue;
+        };
+        let path = root.join(f.relative_path(&b.path));
+        match hash::file(&path) {
+            Ok((h, size)) => formats.push(BookFile {
+                format,
+                size,
+                hash: h,
+                location: FileLocation::External {
+                    path: path.to_string_lossy().into_owned(),
+                },
+            }),
+            Err(e) => {
+                tracing::warn!(book = b.id, file = %path.display(), error = %e, "Calibre book file unreadable")
+            }
+        }
+    }
+    let cover_path = root.join(&b.path).join("cover.jpg");
+    let cover = (b.has_cover && cover_path.is_file()).then(|| Cover {
+        full: FileLocation::External {
+            path: cover_path.to_string_lossy().into_owned(),
+        },
+        thumb: None,
+        etag: format!(
+            "{:016x}",
+            xxhash_rust::xxh3::xxh3_64(
+                format!("{}|{}", cover_path.display(), b.last_modified).as_bytes()
+            )
+        ),
+        content_type: "image/jpeg".into(),
+    });
+    let languages: Vec<String> = b.languages.iter().map(|l| calibre::bcp47(l)).collect();
+    let published = b.pubdate.clone().filter(|d| {
+        !d.starts_with("0101-") && !d.starts_with("0100-") && !d.is_empty() && d != "None"
+    });
+    let mut identifiers = std::collections::BTreeMap::new();
+    for (k, v) in &b.identifiers {
+        let key: String = k
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .take(32)
+            .collect();
+        if !key.is_empty() && !v.is_empty() && v.len() <= 256 {
+            identifiers.insert(key, v.clone());
+        }
+    }
+    Book {
+        id: BookId::generate(),
+        library_id: library,
+        title: if b.title.trim().is_empty() {
+            "Untitled".into()
+        } else {
+            b.title.trim().to_string()
+        },
+        authors: b
+            .authors
+            .iter()
+            .map(|(n, _)| n.clone())
+            .filter(|n| n != "Unknown")
+            .collect(),
+        language: languages.first().cloned(),
+        identifiers,
+        added_at: now,
+        updated_at: now,
+        deleted_at: None,
+        version: 1,
+        meta: BookMeta {
+            subtitle: None,
+            title_sort: b.sort.clone(),
+            author_sorts: b
+                .authors
+                .iter()
+                .filter(|(n, _)| n != "Unknown")
+                .map(|(_, s)| s.clone())
+                .collect(),
+            series: b.series.clone(),
+            series_index: b.series.as_ref().and(b.series_index),
+            publisher: b.publisher.clone(),
+            published,
+            description: b.comments.clone(),
+            tags: b.tags.clone(),
+            languages,
+            rating: b.rating,
+            cover,
+            formats,
+            source: Some(BookSource::Calibre),
+        },
+    }
+}
+
+/// Brings the Dogear library in line with the Calibre library.
+pub async fn sync(importer: &Importer, cfg: &CalibreConfig) -> Result<SyncReport, String> {
+    let db = cfg.path.join("metadata.db");
+    let books = tokio::task::spawn_blocking(move || calibre::read_library(&db))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let source = cfg.source_key();
+    let store = importer.store();
+    let known: HashMap<String, SourceFile> = store
+        .source_files(&source)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|s| (s.path.clone(), s))
+        .collect();
+    let mut report = SyncReport::default();
+    let mut changed: Vec<(CalibreBook, Option<BookId>)> = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for b in books {
+        let key = b.id.to_string();
+        ids.insert(key.clone());
+        match known.get(&key) {
+            Some(k) if k.mtime == change_token(&b) && k.book_id.is_some() => report.unchanged += 1,
+            Some(k) => {
+                let id = k.book_id;
+                changed.push((b, id));
+            }
+            None => changed.push((b, None)),
+        }
+    }
+    // Build the records (hashing files) on blocking threads, a share each.
+    let root = Arc::new(cfg.path.clone());
+    let library = cfg.library;
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let chunk = changed.len().div_ceil(workers).max(1);
+    let mut tasks = Vec::new();
+    let mut rest = changed;
+    while !rest.is_empty() {
+        let tail = rest.split_off(chunk.min(rest.len()));
+        let part = std::mem::replace(&mut rest, tail);
+        let root = root.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            part.into_iter()
+                .map(|(b, existing)| {
+                    let book = book_of(&root, library, &b);
+                    (b.id, change_token(&b), existing, book)
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut fresh = Vec::new();
+    for t in tasks {
+        for (cid, token, existing, mut book) in t.await.map_err(|e| e.to_string())? {
+            let mut src = SourceFile {
+                source: source.clone(),
+                path: cid.to_string(),
+                library_id: library,
+                hash: book
+                    .content_hashes()
+                    .first()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default(),
+                size: 0,
+                mtime: token,
+                book_id: Some(book.id),
+            };
+            if let Some(id) = existing {
+                book.id = id;
+                src.book_id = Some(id);
+                let r = importer
+                    .placement()
+                    .call_library(library, |reply| {
+                        LibraryMsg::Refresh(Box::new(book.clone()), reply)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match r {
+                    Ok(_) => {
+                        store
+                            .put_source_files(&[src], &[])
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        report.updated += 1;
+                        continue;
+                    }
+                    Err(crate::AppError::NotFound(_)) => {
+                        book.id = BookId::generate();
+                        src.book_id = Some(book.id);
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            fresh.push((book, Some(src)));
+        }
+    }
+    for batch in fresh.chunks(2048) {
+        let batch = batch.to_vec();
+        let results = importer
+            .placement()
+            .call_library(library, |reply| {
+                LibraryMsg::ImportMany(batch.clone(), reply)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut remap = Vec::new();
+        for ((_, src), r) in batch.into_iter().zip(results) {
+            match r.map_err(|e| e.to_string())? {
+                RegisterOutcome::Created => report.added += 1,
+                RegisterOutcome::Duplicate(existing) => {
+                    if let Some(mut s) = src {
+                        s.book_id = Some(existing);
+                        remap.push(s);
+                    }
+                    report.added += 1;
+                }
+            }
+        }
+        if !remap.is_empty() {
+            store
+                .put_source_files(&remap, &[])
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    // Books deleted in Calibre.
+    let mut removals = Vec::new();
+    for (key, k) in &known {
+        if ids.contains(key) {
+            continue;
+        }
+        removals.push((source.clone(), key.clone()));
+        if let Some(book) = k.book_id {
+            match importer
+                .placement()
+                .call_library(library, |reply| LibraryMsg::Remove(book, reply))
+                .await
+            {
+                Ok(Ok(())) => report.removed += 1,
+                Ok(Err(e)) | Err(e) => {
+                    tracing::warn!(%book, error = %e, "could not remove a book deleted in Calibre")
+                }
+            }
+        }
+    }
+    if !removals.is_empty() {
+        store
+            .put_source_files(&[], &removals)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(report)
+}
+
+pub enum CalibreMsg {
+    Sync,
+}
+
+pub struct CalibreActor;
+
+pub struct CalibreState {
+    importer: Importer,
+    cfg: CalibreConfig,
+    pending: Arc<AtomicBool>,
+    _watcher: Option<Debouncer<notify::RecommendedWatcher, RecommendedCache>>,
+    ticker: tokio::task::JoinHandle<()>,
+    _active: ActiveGuard,
+}
+
+fn is_db_file(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("metadata.db"))
+}
+
+impl Actor for CalibreActor {
+    type Msg = CalibreMsg;
+    type State = CalibreState;
+    type Arguments = (Importer, CalibreConfig);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<CalibreMsg>,
+        (importer, cfg): Self::Arguments,
+    ) -> Result<CalibreState, ActorProcessingErr> {
+        let pending = Arc::new(AtomicBool::new(false));
+        let watcher = if cfg.watch {
+            let me = myself.clone();
+            let flag = pending.clone();
+            let mut d = new_debouncer(
+                Duration::from_secs(2),
+                None,
+                move |res: DebounceEventResult| {
+                    let relevant = match &res {
+                        Ok(events) => events.iter().any(|e| e.paths.iter().any(|p| is_db_file(p))),
+                        Err(_) => false,
+                    };
+                    if relevant && !flag.swap(true, Ordering::SeqCst) {
+                        let _ = me.cast(CalibreMsg::Sync);
+                    }
+                },
+            )?;
+            // The folder, not the file: Calibre replaces files and SQLite creates and
+            // deletes its journal next to it.
+            d.watch(&cfg.path, RecursiveMode::NonRecursive)?;
+            Some(d)
+        } else {
+            None
+        };
+        let ticker = myself.send_interval(cfg.scan_interval, || CalibreMsg::Sync);
+        let _ = myself.cast(CalibreMsg::Sync);
+        tracing::info!(library = %cfg.path.display(), watch = cfg.watch, "following a Calibre library");
+        Ok(CalibreState {
+            importer,
+            cfg,
+            pending,
+            _watcher: watcher,
+            ticker,
+            _active: ActiveGuard::new("calibre"),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _m: ActorRef<CalibreMsg>,
+        st: &mut CalibreState,
+    ) -> Result<(), ActorProcessingErr> {
+        st.ticker.abort();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<CalibreMsg>,
+        msg: CalibreMsg,
+        st: &mut CalibreState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            CalibreMsg::Sync => {
+                st.pending.store(false, Ordering::SeqCst);
+                let started = std::time::Instant::now();
+                match sync(&st.importer, &st.cfg).await {
+                    Ok(r) if r.added + r.updated + r.removed > 0 => tracing::info!(
+                        library = %st.cfg.path.display(), added = r.added, updated = r.updated,
+                        removed = r.removed, unchanged = r.unchanged,
+                        ms = started.elapsed().as_millis() as u64, "Calibre library synced"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(library = %st.cfg.path.display(), error = %e, "Calibre sync failed")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

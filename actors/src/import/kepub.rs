@@ -1,0 +1,271 @@
+//! KEPUB, natively: the EPUB with every sentence of its spine documents wrapped in
+//! `<span class="koboSpan" id="kobo.P.S">` (P counts block elements, S sentences within
+//! one), and the body wrapped in `book-columns`/`book-inner` divs, as Kobo's reader expects
+//! for its reading statistics and precise positions. Every other entry is copied unchanged
+//! (compressed bytes and all); the archive was already checked by [`super::archive`].
+
+use super::ImportError;
+use super::epub;
+use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::reader::Reader;
+use quick_xml::writer::Writer;
+use std::io::{Seek, Write};
+use std::path::Path;
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipWriter};
+
+/// Most bytes of one spine document converted.
+const MAX_DOC: u64 = 32 << 20;
+
+const BLOCKS: &[&str] = &[
+    "p",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "li",
+    "div",
+    "blockquote",
+    "td",
+    "th",
+    "dt",
+    "dd",
+    "figcaption",
+    "caption",
+    "pre",
+    "section",
+    "article",
+    "aside",
+    "header",
+    "footer",
+];
+/// Elements whose text is never wrapped.
+const SKIP: &[&str] = &[
+    "script", "style", "svg", "math", "head", "title", "textarea",
+];
+
+/// Converts the EPUB at `src` into a KEPUB written to `out`.
+pub fn convert<W: Write + Seek>(src: &Path, out: W) -> Result<W, ImportError> {
+    let (mut ar, pkg) = epub::open(src)?;
+    let manifest = pkg.manifest();
+    let spine: std::collections::HashSet<String> = manifest
+        .values()
+        .filter(|(_, mt, _)| mt == "application/xhtml+xml" || mt == "text/html")
+        .map(|(p, _, _)| p.clone())
+        .collect();
+    let werr =
+        |e: zip::result::ZipError| ImportError::new("io", format!("cannot write the KEPUB ({e})"));
+    let mut zw = ZipWriter::new(out);
+    zw.start_file(
+        "mimetype",
+        SimpleFileOptions::default().compression_method(CompressionMethod::Stored),
+    )
+    .map_err(werr)?;
+    zw.write_all(b"application/epub+zip")
+        .map_err(ImportError::io)?;
+    let deflated = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+    let names: Vec<(usize, String, bool)> = ar
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (i, e.name.clone(), e.is_dir))
+        .collect();
+    for (i, name, is_dir) in names {
+        if name == "mimetype" || is_dir {
+            continue;
+        }
+        if spine.contains(&name) {
+            let raw = ar.read_index(i, MAX_DOC)?;
+            let converted = match std::str::from_utf8(&raw) {
+                Ok(text) => spans(text).unwrap_or_else(|_| raw.clone()),
+                Err(_) => raw.clone(),
+            };
+            zw.start_file(name.as_str(), deflated).map_err(werr)?;
+            zw.write_all(&converted).map_err(ImportError::io)?;
+        } else {
+            ar.copy_raw(i, &mut zw)?;
+        }
+    }
+    zw.finish().map_err(werr)
+}
+
+/// Splits text into sentences, keeping each sentence's trailing spaces with it.
+fn sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if matches!(c, '.' | '!' | '?' | '…') {
+            // Include closing quotes and brackets, then the spaces after.
+            let mut end = i + c.len_utf8();
+            while let Some(&(j, d)) = chars.peek() {
+                if matches!(d, '"' | '\'' | '”' | '’' | ')' | ']' | '.' | '!' | '?') {
+                    end = j + d.len_utf8();
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let mut saw_space = false;
+            while let Some(&(j, d)) = chars.peek() {
+                if d.is_whitespace() {
+                    end = j + d.len_utf8();
+                    saw_space = true;
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            if saw_space || chars.peek().is_none() {
+                out.push(&text[start..end]);
+                start = end;
+            }
+        }
+    }
+    if start < text.len() {
+        out.push(&text[start..]);
+    }
+    out
+}
+
+struct State {
+    in_body: bool,
+    skip: usize,
+    para: u32,
+    seg: u32,
+    buf: String,
+}
+
+/// Rewrites one XHTML document with koboSpans.
+pub fn spans(doc: &str) -> Result<Vec<u8>, String> {
+    let mut r = Reader::from_str(doc);
+    r.config_mut().check_end_names = false;
+    let mut w = Writer::new(Vec::with_capacity(doc.len() + doc.len() / 2));
+    let mut st = State {
+        in_body: false,
+        skip: 0,
+        para: 0,
+        seg: 0,
+        buf: String::new(),
+    };
+    let e = |e: std::io::Error| e.to_string();
+    loop {
+        let ev = r.read_event().map_err(|e| e.to_string())?;
+        match ev {
+            Event::Text(t) if st.in_body && st.skip == 0 => st.buf.push_str(&t.xml10_content()),
+            Event::CData(t) if st.in_body && st.skip == 0 => st.buf.push_str(&t.xml10_content()),
+            Event::GeneralRef(g) if st.in_body && st.skip == 0 => {
+                let resolved = match g.resolve_char_ref() {
+                    Ok(Some(c)) => Some(c.to_string()),
+                    _ => {
+                        let n = g.xml10_content();
+                        super::xml::entity(&n).map(str::to_string)
+                    }
+                };
+                if let Some(s) = resolved {
+                    st.buf.push_str(&s);
+                }
+            }
+            Event::Eof => {
+                flush(&mut st, &mut w).map_err(e)?;
+                break;
+            }
+            other => {
+                flush(&mut st, &mut w).map_err(e)?;
+                match &other {
+                    Event::Start(s) => {
+                        let name = local(s.name().as_ref());
+                        if name == "body" {
+                            w.write_event(other.borrow()).map_err(e)?;
+                            st.in_body = true;
+                            w.write_event(Event::Start(
+                                BytesStart::new("div").with_attributes([("id", "book-columns")]),
+                            ))
+                            .map_err(e)?;
+                            w.write_event(Event::Start(
+                                BytesStart::new("div").with_attributes([("id", "book-inner")]),
+                            ))
+                            .map_err(e)?;
+                            continue;
+                        }
+                        if SKIP.contains(&name.as_str()) || st.skip > 0 {
+                            st.skip += 1;
+                        } else if st.in_body && BLOCKS.contains(&name.as_str()) {
+                            st.para += 1;
+                            st.seg = 0;
+                        }
+                    }
+                    Event::End(end) => {
+                        let name = local(end.name().as_ref());
+                        if name == "body" && st.in_body {
+                            w.write_event(Event::End(BytesEnd::new("div"))).map_err(e)?;
+                            w.write_event(Event::End(BytesEnd::new("div"))).map_err(e)?;
+                            st.in_body = false;
+                        } else if st.skip > 0 {
+                            st.skip -= 1;
+                        }
+                    }
+                    _ => {}
+                }
+                w.write_event(other).map_err(e)?;
+            }
+        }
+    }
+    Ok(w.into_inner())
+}
+
+fn local(name: &str) -> String {
+    name.rsplit(':').next().unwrap_or("").to_ascii_lowercase()
+}
+
+fn flush(st: &mut State, w: &mut Writer<Vec<u8>>) -> std::io::Result<()> {
+    if st.buf.is_empty() {
+        return Ok(());
+    }
+    let text = std::mem::take(&mut st.buf);
+    if text.trim().is_empty() {
+        return w.write_event(Event::Text(BytesText::new(&text)));
+    }
+    if st.para == 0 {
+        st.para = 1;
+    }
+    for s in sentences(&text) {
+        st.seg += 1;
+        let id = format!("kobo.{}.{}", st.para, st.seg);
+        w.write_event(Event::Start(
+            BytesStart::new("span").with_attributes([("class", "koboSpan"), ("id", id.as_str())]),
+        ))?;
+        w.write_event(Event::Text(BytesText::new(s)))?;
+        w.write_event(Event::End(BytesEnd::new("span")))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps_sentences_in_blocks() {
+        let doc = r#"<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"><head><title>T. x</title><style>p{}</style></head><body><h1>Act I</h1><p>To be. Or not &amp; so? <em>That</em> is it</p></body></html>"#;
+        let out = String::from_utf8(spans(doc).unwrap()).unwrap();
+        assert!(out.contains(r#"<body><div id="book-columns"><div id="book-inner"><h1><span class="koboSpan" id="kobo.1.1">Act I</span></h1>"#), "{out}");
+        assert!(out.contains(r#"<p><span class="koboSpan" id="kobo.2.1">To be. </span><span class="koboSpan" id="kobo.2.2">Or not &amp; so? </span><em><span class="koboSpan" id="kobo.2.3">That</span></em>"#), "{out}");
+        assert!(
+            out.contains("<title>T. x</title><style>p{}</style>"),
+            "head untouched: {out}"
+        );
+        assert!(out.ends_with("</div></div></body></html>"), "{out}");
+    }
+
+    #[test]
+    fn splits_sentences() {
+        assert_eq!(
+            sentences("A. B! \"C?\" D"),
+            vec!["A. ", "B! ", "\"C?\" ", "D"]
+        );
+        assert_eq!(sentences("3.5 is a number."), vec!["3.5 is a number."]);
+    }
+}

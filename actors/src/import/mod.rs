@@ -1,0 +1,147 @@
+//! Getting books in: reading files safely, extracting their metadata, producing KEPUBs and
+//! covers, and the supervised pipelines that run it all from uploads, watched folders and
+//! Calibre libraries. Extraction is synchronous and bounded; the pipeline runs it on
+//! blocking threads.
+
+pub mod archive;
+pub mod calibre;
+pub mod cbz;
+pub mod cover;
+pub mod epub;
+pub mod folder;
+pub mod hash;
+pub mod kepub;
+pub mod names;
+pub mod pdf;
+pub mod pipeline;
+pub mod supervise;
+pub mod xml;
+
+use dogear_storage::{Format, JobIssue};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Why a file was refused: a stable code and a sentence for people.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ImportError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ImportError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> ImportError {
+        ImportError {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn io(e: std::io::Error) -> ImportError {
+        ImportError::new("io", format!("the file cannot be read ({})", e.kind()))
+    }
+    /// Worth trying again later (the disk, not the file, was the problem).
+    pub fn retryable(&self) -> bool {
+        self.code == "io" || self.code == "storage"
+    }
+    pub fn issue(&self) -> JobIssue {
+        JobIssue {
+            code: self.code.to_string(),
+            message: self.message.clone(),
+        }
+    }
+}
+
+/// One person named on a book.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Person {
+    pub name: String,
+    /// As the file gives it (`file-as`); `None` when it gives none.
+    pub sort: Option<String>,
+}
+
+/// Everything read from a book file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Extracted {
+    pub format: Option<Format>,
+    pub title: String,
+    pub subtitle: Option<String>,
+    pub title_sort: Option<String>,
+    pub authors: Vec<Person>,
+    pub series: Option<String>,
+    pub series_index: Option<f64>,
+    pub languages: Vec<String>,
+    pub identifiers: BTreeMap<String, String>,
+    pub publisher: Option<String>,
+    pub published: Option<String>,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    /// The cover image's bytes as stored in the file (not yet decoded).
+    pub cover: Option<Vec<u8>>,
+    /// Where the metadata came from (`opf`, `info`, `xmp`, `ComicInfo.xml`, `filename`).
+    pub metadata_source: &'static str,
+    pub warnings: Vec<JobIssue>,
+}
+
+/// Most bytes of a cover image read from a book.
+pub const MAX_COVER_BYTES: u64 = 32 << 20;
+/// Most bytes of an XML document (OPF, container, ComicInfo) read from a book.
+pub const MAX_XML_BYTES: u64 = 4 << 20;
+
+/// What kind of file this is, by its first bytes (the name only breaks ties).
+pub fn sniff(path: &Path, filename: &str) -> Result<Format, ImportError> {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    let mut f = std::fs::File::open(path).map_err(ImportError::io)?;
+    let n = f.read(&mut head).map_err(ImportError::io)?;
+    let ext = filename
+        .rsplit('.')
+        .next()
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    if n == 0 {
+        return Err(ImportError::new(
+            "empty_file",
+            "the file is empty (0 bytes)",
+        ));
+    }
+    let is_zip = head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06");
+    let is_pdf = head.starts_with(b"%PDF-");
+    match ext.as_str() {
+        "pdf" if !is_pdf => Err(ImportError::new(
+            "not_pdf",
+            "the file is named .pdf but does not start with a PDF header",
+        )),
+        "pdf" => Ok(Format::Pdf),
+        "cbz" => Ok(Format::Cbz),
+        "epub" | "kepub" => Ok(Format::Epub),
+        _ if is_pdf => Ok(Format::Pdf),
+        _ if is_zip => Ok(Format::Epub),
+        _ => Err(ImportError::new(
+            "unsupported_format",
+            format!("{filename:?} is not an EPUB, PDF or CBZ file"),
+        )),
+    }
+}
+
+/// Reads a book file's metadata. Never panics and never reads unbounded amounts.
+pub fn extract(path: &Path, filename: &str) -> Result<Extracted, ImportError> {
+    let format = sniff(path, filename)?;
+    let mut x = match format {
+        Format::Epub | Format::Kepub => epub::extract(path)?,
+        Format::Pdf => pdf::extract(path)?,
+        Format::Cbz => cbz::extract(path)?,
+    };
+    x.format = Some(format);
+    if x.title.trim().is_empty() {
+        let (title, authors) = names::from_filename(filename);
+        x.title = title;
+        if x.authors.is_empty() {
+            x.authors = authors
+                .into_iter()
+                .map(|name| Person { name, sort: None })
+                .collect();
+        }
+        x.metadata_source = "filename";
+    }
+    Ok(x)
+}

@@ -1,0 +1,76 @@
+//! Names: sort forms of people's names and titles, and metadata from a file name.
+
+/// "Roland Mas" -> "Mas, Roland". Names that are already sorted (contain a comma) or are
+/// one word stay as they are; a trailing generational suffix stays with the surname.
+pub fn author_sort(name: &str) -> String {
+    let name = name.trim();
+    if name.contains(',') {
+        return name.to_string();
+    }
+    let mut words: Vec<&str> = name.split_whitespace().collect();
+    if words.len() < 2 {
+        return name.to_string();
+    }
+    let suffix = match words.last() {
+        Some(w) if ["Jr.", "Jr", "Sr.", "Sr", "II", "III", "IV"].contains(w) => words.pop(),
+        _ => None,
+    };
+    let Some(last) = words.pop() else {
+        return name.to_string();
+    };
+    let mut out = format!("{last}, {}", words.join(" "));
+    if let Some(s) = suffix {
+        out.push_str(", ");
+        out.push_str(s);
+    }
+    out
+}
+
+/// What a file name says when the file itself says nothing: `Author - Title.ext`, or just
+/// the title. Returns (title, authors).
+pub fn from_filename(filename: &str) -> (String, Vec<String>) {
+    let base = filename.rsplit(['/', '\\']).next().unwrap_or(filename);
+    let stem = match base.rfind('.') {
+        Some(i) if i > 0 => &base[..i],
+        _ => base,
+    };
+    let stem = stem.replace('_', " ");
+    let stem = stem.trim();
+    if let Some((author, title)) = stem.split_once(" - ") {
+        let (author, title) = (author.trim(), title.trim());
+        if !author.is_empty() && !title.is_empty() {
+            return (title.to_string(), vec![author.to_string()]);
+        }
+    }
+    let title = if stem.is_empty() { "Untitled" } else { stem };
+    (title.to_string(), Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorts_names() {
+        assert_eq!(author_sort("Roland Mas"), "Mas, Roland");
+        assert_eq!(author_sort("Plato"), "Plato");
+        assert_eq!(author_sort("Shakespeare, William"), "Shakespeare, William");
+        assert_eq!(
+            author_sort("Martin Luther King Jr."),
+            "King, Martin Luther, Jr."
+        );
+    }
+
+    #[test]
+    fn reads_file_names() {
+        assert_eq!(
+            from_filename("William Shakespeare - The Phoenix and the Turtle.pdf"),
+            (
+                "The Phoenix and the Turtle".into(),
+                vec!["William Shakespeare".into()]
+            )
+        );
+        assert_eq!(from_filename("notes.pdf"), ("notes".into(), vec![]));
+        assert_eq!(from_filename(".pdf"), (".pdf".into(), vec![]));
+    }
+}

@@ -1,0 +1,183 @@
+//! A small element tree over quick-xml, for the little documents an importer reads
+//! (container.xml, OPF, ComicInfo.xml, XMP). Inputs are capped before they get here.
+
+use quick_xml::events::Event;
+use quick_xml::reader::Reader;
+
+#[derive(Debug, Default, Clone)]
+pub struct Element {
+    /// The qualified name as written (`dc:title`).
+    pub name: String,
+    pub attrs: Vec<(String, String)>,
+    pub children: Vec<Node>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Node {
+    Element(Element),
+    Text(String),
+}
+
+/// The part after the colon.
+pub fn local(name: &str) -> &str {
+    name.rsplit(':').next().unwrap_or(name)
+}
+
+impl Element {
+    pub fn local(&self) -> &str {
+        local(&self.name)
+    }
+
+    /// An attribute by local name (`opf:role` and `role` both answer to "role").
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| local(k) == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.children.iter().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
+        })
+    }
+
+    pub fn child(&self, local_name: &str) -> Option<&Element> {
+        self.elements().find(|e| e.local() == local_name)
+    }
+
+    /// Every descendant (depth first) with this local name.
+    pub fn find_all<'a>(&'a self, local_name: &'a str, out: &mut Vec<&'a Element>) {
+        for e in self.elements() {
+            if e.local() == local_name {
+                out.push(e);
+            }
+            e.find_all(local_name, out);
+        }
+    }
+
+    pub fn find<'a>(&'a self, local_name: &'a str) -> Option<&'a Element> {
+        let mut v = Vec::new();
+        self.find_all(local_name, &mut v);
+        v.into_iter().next()
+    }
+
+    /// All text inside, trimmed, whitespace runs collapsed.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        self.collect_text(&mut s);
+        s.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    fn collect_text(&self, out: &mut String) {
+        for c in &self.children {
+            match c {
+                Node::Text(t) => out.push_str(t),
+                Node::Element(e) => e.collect_text(out),
+            }
+        }
+    }
+}
+
+/// Parses a document; the error is a human-readable reason.
+pub fn parse(doc: &str) -> Result<Element, String> {
+    let mut reader = Reader::from_str(doc);
+    reader.config_mut().check_end_names = true;
+    let mut stack: Vec<Element> = vec![Element::default()];
+    loop {
+        let ev = reader
+            .read_event()
+            .map_err(|e| format!("{e} at byte {}", reader.error_position()))?;
+        match ev {
+            Event::Start(s) => {
+                stack.push(start(&s)?);
+                if stack.len() > 256 {
+                    return Err("elements nested too deeply".into());
+                }
+            }
+            Event::Empty(s) => {
+                let e = start(&s)?;
+                if let Some(top) = stack.last_mut() {
+                    top.children.push(Node::Element(e));
+                }
+            }
+            Event::End(_) => {
+                let done = stack.pop().ok_or("unbalanced end tag")?;
+                let top = stack.last_mut().ok_or("unbalanced end tag")?;
+                top.children.push(Node::Element(done));
+            }
+            Event::Text(t) => {
+                if let Some(top) = stack.last_mut() {
+                    top.children
+                        .push(Node::Text(t.xml10_content().into_owned()));
+                }
+            }
+            Event::CData(t) => {
+                if let Some(top) = stack.last_mut() {
+                    top.children
+                        .push(Node::Text(t.xml10_content().into_owned()));
+                }
+            }
+            Event::GeneralRef(r) => {
+                let text = match r.resolve_char_ref() {
+                    Ok(Some(c)) => c.to_string(),
+                    _ => {
+                        let name = r.xml10_content();
+                        entity(&name).unwrap_or("").to_string()
+                    }
+                };
+                if let Some(top) = stack.last_mut() {
+                    top.children.push(Node::Text(text));
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if stack.len() != 1 {
+        return Err(format!(
+            "unclosed element <{}>",
+            stack.last().map(|e| e.name.as_str()).unwrap_or("")
+        ));
+    }
+    let root = stack.pop().unwrap_or_default();
+    root.elements()
+        .next()
+        .cloned()
+        .ok_or_else(|| "no root element".to_string())
+}
+
+fn start(s: &quick_xml::events::BytesStart<'_>) -> Result<Element, String> {
+    let mut attrs = Vec::new();
+    for a in s.attributes() {
+        let a = a.map_err(|e| e.to_string())?;
+        let v = a
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .map_err(|e| e.to_string())?;
+        attrs.push((a.key.as_ref().to_string(), v.into_owned()));
+    }
+    Ok(Element {
+        name: s.name().as_ref().to_string(),
+        attrs,
+        children: Vec::new(),
+    })
+}
+
+/// XML's predefined entities and the HTML ones books commonly use without declaring them.
+pub fn entity(name: &str) -> Option<&'static str> {
+    quick_xml::escape::resolve_predefined_entity(name).or(match name {
+        "nbsp" => Some("\u{a0}"),
+        "mdash" => Some("\u{2014}"),
+        "ndash" => Some("\u{2013}"),
+        "hellip" => Some("\u{2026}"),
+        "lsquo" => Some("\u{2018}"),
+        "rsquo" => Some("\u{2019}"),
+        "ldquo" => Some("\u{201c}"),
+        "rdquo" => Some("\u{201d}"),
+        "copy" => Some("\u{a9}"),
+        "shy" => Some("\u{ad}"),
+        "eacute" => Some("\u{e9}"),
+        _ => None,
+    })
+}

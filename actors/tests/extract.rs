@@ -1,0 +1,209 @@
+//! The importer's readers against the shared fixtures: every good book's metadata equals
+//! `expected.json`, every bad file gets its expected outcome, and every EPUB converts to a
+//! well-formed KEPUB.
+
+use dogear_actors::import::{self, cover, epub, hash, kepub, xml};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+}
+
+fn expected() -> Value {
+    let raw = std::fs::read_to_string(fixtures().join("expected.json")).expect("expected.json");
+    serde_json::from_str(&raw).expect("expected.json parses")
+}
+
+fn opt_str(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string)
+}
+
+#[test]
+fn good_books_metadata_matches_expected() {
+    let exp = expected();
+    let mut checked = 0;
+    for g in exp["good"].as_array().unwrap() {
+        let file = g["file"].as_str().unwrap();
+        let path = fixtures().join(file);
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let x = import::extract(&path, &name).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let ctx = |what: &str| format!("{file}: {what}");
+        assert_eq!(x.title, g["title"].as_str().unwrap(), "{}", ctx("title"));
+        let authors: Vec<(String, Option<String>)> = x
+            .authors
+            .iter()
+            .map(|a| (a.name.clone(), a.sort.clone()))
+            .collect();
+        let want: Vec<(String, Option<String>)> = g["authors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["name"].as_str().unwrap().to_string(), opt_str(&a["sort"])))
+            .collect();
+        assert_eq!(authors, want, "{}", ctx("authors"));
+        assert_eq!(x.series, opt_str(&g["series"]), "{}", ctx("series"));
+        assert_eq!(
+            x.series_index,
+            g["series_index"].as_f64(),
+            "{}",
+            ctx("series_index")
+        );
+        let langs: Vec<String> = g["languages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(x.languages, langs, "{}", ctx("languages"));
+        let (h, size) = hash::file(&path).unwrap();
+        assert_eq!(h, g["xxh3_64"].as_str().unwrap(), "{}", ctx("xxh3"));
+        assert_eq!(size, g["size"].as_u64().unwrap());
+        if g["format"] == "epub" {
+            assert_eq!(x.metadata_source, "opf");
+            assert_eq!(
+                x.title_sort,
+                opt_str(&g["title_sort"]),
+                "{}",
+                ctx("title_sort")
+            );
+            assert_eq!(x.subtitle, opt_str(&g["subtitle"]), "{}", ctx("subtitle"));
+            let ids: std::collections::BTreeMap<String, String> =
+                serde_json::from_value(g["identifiers"].clone()).unwrap();
+            assert_eq!(x.identifiers, ids, "{}", ctx("identifiers"));
+            assert_eq!(
+                x.publisher,
+                opt_str(&g["publisher"]),
+                "{}",
+                ctx("publisher")
+            );
+            // calibre's "undefined date" (year 101) counts as no date.
+            let published = opt_str(&g["published"]).filter(|d| !d.starts_with("0101-"));
+            assert_eq!(x.published, published, "{}", ctx("published"));
+            assert_eq!(
+                x.description,
+                opt_str(&g["description"])
+                    .map(|d| d.split_whitespace().collect::<Vec<_>>().join(" ")),
+                "{}",
+                ctx("description")
+            );
+            let tags: Vec<String> = serde_json::from_value(g["tags"].clone()).unwrap();
+            assert_eq!(x.tags, tags, "{}", ctx("tags"));
+        } else {
+            assert_eq!(
+                x.metadata_source,
+                g["metadata_source"].as_str().unwrap(),
+                "{}",
+                ctx("metadata_source")
+            );
+        }
+        let has_cover = g["has_cover"].as_bool().unwrap();
+        let pdf_without_renderer =
+            g["format"] == "pdf" && x.cover.is_none() && which_pdftoppm().is_none();
+        if !pdf_without_renderer {
+            let c = x
+                .cover
+                .clone()
+                .map(|b| cover::process(b).expect("cover decodes"));
+            assert_eq!(c.is_some(), has_cover, "{}", ctx("has_cover"));
+            if let (Some(c), Some(w)) = (&c, g["cover"]["width"].as_u64()) {
+                assert_eq!(
+                    (c.width as u64, c.height as u64),
+                    (w, g["cover"]["height"].as_u64().unwrap()),
+                    "{}",
+                    ctx("cover size")
+                );
+                assert!(
+                    c.thumb.len() > 100 && c.thumb.starts_with(&[0xFF, 0xD8]),
+                    "{}",
+                    ctx("thumbnail is a JPEG")
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 25);
+}
+
+fn which_pdftoppm() -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("pdftoppm"))
+            .find(|p| p.is_file())
+    })
+}
+
+#[test]
+fn bad_files_get_their_expected_outcome() {
+    let exp = expected();
+    for b in exp["bad"].as_array().unwrap() {
+        let file = b["file"].as_str().unwrap();
+        let path = fixtures().join(file);
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let r = import::extract(&path, &name);
+        match b["outcome"].as_str().unwrap() {
+            "reject" => {
+                let e = r.err().unwrap_or_else(|| panic!("{file} must be rejected"));
+                assert_eq!(
+                    e.code,
+                    b["error"].as_str().unwrap(),
+                    "{file}: {}",
+                    e.message
+                );
+                assert!(!e.message.is_empty());
+            }
+            "import" => {
+                let x = r.unwrap_or_else(|e| panic!("{file}: {e}"));
+                assert_eq!(x.title, b["expect"]["title"].as_str().unwrap());
+                let c = x.cover.map(cover::process);
+                let rejected = matches!(&c, Some(Err(e)) if e.code == b["error"].as_str().unwrap());
+                assert!(
+                    rejected,
+                    "{file}: the cover must be refused with {}",
+                    b["error"]
+                );
+            }
+            "duplicate" => {
+                r.unwrap_or_else(|e| panic!("{file}: {e}"));
+                let of = fixtures().join(b["duplicate_of"].as_str().unwrap());
+                assert_eq!(hash::file(&path).unwrap().0, hash::file(&of).unwrap().0);
+            }
+            other => panic!("unknown outcome {other}"),
+        }
+    }
+    assert!(!Path::new("evil.txt").exists() && !fixtures().join("evil.txt").exists());
+}
+
+#[test]
+fn every_epub_converts_to_a_wellformed_kepub() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = fixtures().join("books/good");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&good).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("epub") {
+            continue;
+        }
+        let out = dir.path().join(format!("{n}.kepub.epub"));
+        kepub::convert(&path, std::fs::File::create(&out).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // The result is an EPUB again, with the same metadata, and spans in its documents.
+        let (mut ar, pkg) = epub::open(&out).unwrap();
+        assert_eq!(ar.entries[0].name, "mimetype", "mimetype first");
+        let spine = pkg.spine();
+        let mut spans = 0;
+        for doc in &spine {
+            let bytes = ar.read(doc, 64 << 20).unwrap();
+            let text = String::from_utf8(bytes).unwrap();
+            xml::parse(&text)
+                .unwrap_or_else(|e| panic!("{} {doc}: not well-formed: {e}", path.display()));
+            spans += text.matches("class=\"koboSpan\"").count();
+        }
+        assert!(spans > 0, "{}: no koboSpans", path.display());
+        let before = import::extract(&path, "x.epub").unwrap();
+        let after = import::extract(&out, "x.epub").unwrap();
+        assert_eq!(before.title, after.title);
+        n += 1;
+    }
+    assert_eq!(n, 20);
+}
