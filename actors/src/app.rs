@@ -429,7 +429,7 @@ impl Dogear {
                     .map_err(|e| unavailable(e.to_string()))?;
             let made = made.map_err(|_| AppError::NotFound("cover"))?;
             objects
-                .put_bytes(&key, made.thumb.into())
+                .put_bytes(&key, made.thumb.unwrap_or_default().into())
                 .await
                 .map_err(|e| unavailable(e.to_string()))?;
         }

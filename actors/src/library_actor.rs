@@ -129,12 +129,17 @@ impl Actor for LibraryActor {
                 let _ = reply.send(st.delete(user, id).await);
             }
             LibraryMsg::Import(book, source, job, reply) => {
-                let r = st
-                    .store
-                    .register_import(&book, source.as_ref(), job.as_deref())
-                    .await
-                    .map_err(AppError::from);
-                let _ = reply.send(r);
+                // Registration is one atomic insert-unless-duplicate in the store, so it
+                // needs no ordering against this library's other writes: let it commit
+                // without holding the mailbox, and concurrent imports share a commit.
+                let store = st.store.clone();
+                tokio::spawn(async move {
+                    let r = store
+                        .register_import(&book, source.as_ref(), job.as_deref())
+                        .await
+                        .map_err(AppError::from);
+                    let _ = reply.send(r);
+                });
             }
             LibraryMsg::ImportMany(books, reply) => {
                 let store = &st.store;

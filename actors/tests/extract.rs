@@ -113,11 +113,15 @@ fn good_books_metadata_matches_expected() {
                     "{}",
                     ctx("cover size")
                 );
+                let thumb = c.thumb.as_ref().expect("thumbnail");
                 assert!(
-                    c.thumb.len() > 100 && c.thumb.starts_with(&[0xFF, 0xD8]),
+                    thumb.len() > 100 && thumb.starts_with(&[0xFF, 0xD8]),
                     "{}",
                     ctx("thumbnail is a JPEG")
                 );
+                assert!(cover::check(c.full.clone()).is_ok());
+                let dims = cover::header_size(&c.full).expect("header size");
+                assert_eq!(dims, (c.width, c.height), "{}", ctx("header size"));
             }
         }
         checked += 1;

@@ -60,6 +60,10 @@ pub fn describe_metrics() {
     for outcome in ["applied", "behind", "duplicate", "stale"] {
         metrics::counter!("dogear_progress_writes_total", "outcome" => outcome).increment(0);
     }
+    for outcome in ["done", "failed", "retry"] {
+        metrics::counter!("dogear_import_results_total", "outcome" => outcome).increment(0);
+    }
+    metrics::gauge!("dogear_import_running").set(0.0);
 }
 
 pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {

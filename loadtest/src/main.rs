@@ -24,7 +24,8 @@ struct Args {
     /// Seconds each phase runs.
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Phases to run, comma-separated: health, http, ws, sockets.
+    /// Phases to run, comma-separated: health, http, ws, sockets, books (pages through
+    /// `GET /v1/books` of `--user`, 50 a page, each worker in another sort order).
     #[arg(long, default_value = "health,http,ws,sockets")]
     phases: String,
     /// Idle WebSockets to open in the `sockets` phase.
@@ -36,6 +37,16 @@ struct Args {
     /// Prefix for the users this run registers (must be new on the server).
     #[arg(long, default_value = "load")]
     prefix: String,
+    /// Instead of load: hash this file with the importer's hash (xxh3-64, streamed) and
+    /// print the throughput, to compare with the disk's sequential read.
+    #[arg(long, value_name = "FILE")]
+    hash: Option<std::path::PathBuf>,
+    /// For the `books` phase: an existing user whose libraries are listed.
+    #[arg(long)]
+    user: Option<String>,
+    /// That user's password.
+    #[arg(long)]
+    password: Option<String>,
 }
 
 struct Stats {
@@ -231,6 +242,17 @@ where
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
+    if let Some(file) = &args.hash {
+        let t = Instant::now();
+        let (digest, size) = dogear_actors::import::hash::file(file)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "xxh3-64 {digest}: {size} bytes in {secs:.3} s = {:.0} MiB/s",
+            size as f64 / secs / (1024.0 * 1024.0)
+        );
+        return Ok(());
+    }
     check_loopback(&args.url)?;
     raise_fd_limit();
     let base = args.url.trim_end_matches('/').to_string();
@@ -287,6 +309,53 @@ async fn main() -> Result<(), String> {
     let mut results: Vec<Stats> = Vec::new();
     for p in &phases {
         let stats = match *p {
+            "books" => {
+                let (Some(user), Some(pw)) = (&args.user, &args.password) else {
+                    return Err("the books phase needs --user and --password".into());
+                };
+                let r = post_json(
+                    &http,
+                    format!("{base}/v1/auth/login"),
+                    None,
+                    json!({"username": user, "password": pw}),
+                )
+                .await?;
+                let token = r["access_token"]
+                    .as_str()
+                    .ok_or(format!("login: {r}"))?
+                    .to_string();
+                let (http, base) = (http.clone(), base.clone());
+                phase("GET /v1/books page", args.concurrency, duration, move |i| {
+                    let (http, base, token) = (http.clone(), base.clone(), token.clone());
+                    let sort = ["title", "author", "added", "series", ""][i % 5];
+                    async move {
+                        let (mut ok, mut err, mut lat) = (0, 0, Vec::new());
+                        let end = Instant::now() + duration;
+                        let mut cursor: Option<String> = None;
+                        while Instant::now() < end {
+                            let mut url = format!("{base}/v1/books?limit=50&sort={sort}");
+                            if let Some(c) = &cursor {
+                                url.push_str("&cursor=");
+                                url.push_str(&c.replace('~', "%7E"));
+                            }
+                            let t = Instant::now();
+                            match http.get(&url).bearer_auth(&token).send().await {
+                                Ok(r) if r.status().is_success() => match r.json::<Value>().await {
+                                    Ok(v) => {
+                                        ok += 1;
+                                        lat.push(t.elapsed().as_micros() as u64);
+                                        cursor = v["next_cursor"].as_str().map(str::to_string);
+                                    }
+                                    Err(_) => err += 1,
+                                },
+                                _ => err += 1,
+                            }
+                        }
+                        (ok, err, lat)
+                    }
+                })
+                .await
+            }
             "health" => {
                 let (http, base) = (http.clone(), base.clone());
                 phase("GET /health", args.concurrency, duration, move |_| {

@@ -223,9 +223,13 @@ pub async fn start_app(cfg: &Config) -> Result<(Dogear, String), String> {
     let staging = cfg.storage.data_dir.join("staging");
     clean_staging(&staging);
     let workers = match cfg.import.workers {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2),
+        // Four per core: the CPU stages run on one thread per core anyway; the other jobs
+        // meanwhile wait for the disk, the object store or their commit.
+        0 => {
+            4 * std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }
         n => n,
     };
     let imports = ImportSettings {

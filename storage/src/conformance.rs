@@ -16,6 +16,7 @@ pub async fn run_all(store: &dyn Store) {
     devices(store).await;
     books(store).await;
     book_metadata(store).await;
+    multi_library_pages(store).await;
     imports(store).await;
     progress(store).await;
     closing(store).await;
@@ -84,8 +85,22 @@ fn token(user: UserId, family: FamilyId, hash: &str, ttl_secs: i64) -> RefreshTo
 }
 
 pub async fn users(s: &dyn Store) {
+    assert_eq!(s.first_admin().await.unwrap(), None, "no admin yet");
     let (u, lib) = new_user("conf_alice");
     s.create_user(&u, &lib).await.expect("create user");
+    let (mut admin, admin_lib) = new_user("conf_admin");
+    admin.is_admin = true;
+    admin.created_at = Timestamp::from_millis(u.created_at.millis() + 1);
+    s.create_user(&admin, &admin_lib).await.unwrap();
+    let (mut later, later_lib) = new_user("conf_admin_later");
+    later.is_admin = true;
+    later.created_at = Timestamp::from_millis(u.created_at.millis() + 2);
+    s.create_user(&later, &later_lib).await.unwrap();
+    assert_eq!(
+        s.first_admin().await.unwrap().as_deref(),
+        Some("conf_admin"),
+        "the earliest admin"
+    );
     assert_eq!(s.user(u.id).await.unwrap().as_ref(), Some(&u), "user by id");
     assert_eq!(
         s.user_by_name("conf_alice").await.unwrap().as_ref(),
@@ -536,6 +551,46 @@ pub async fn book_metadata(s: &dyn Store) {
         })
         .await
         .is_empty()
+    );
+}
+
+/// Pages over several libraries merge in order.
+pub async fn multi_library_pages(s: &dyn Store) {
+    let (a, la) = new_user("conf_multi_a");
+    let (b, lb) = new_user("conf_multi_b");
+    s.create_user(&a, &la).await.unwrap();
+    s.create_user(&b, &lb).await.unwrap();
+    for (i, t) in ["Delta", "Alpha", "Echo", "Charlie", "Bravo"]
+        .iter()
+        .enumerate()
+    {
+        let lib = if i % 2 == 0 { la.id } else { lb.id };
+        s.create_book(&book(lib, t, "X")).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .list_books(&BookQuery {
+                libraries: vec![la.id, lb.id],
+                sort: BookSort::Title,
+                after: after.clone(),
+                limit: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(BookAfter {
+            key: last.sort_key(BookSort::Title),
+            id: last.id,
+        });
+        seen.extend(page.into_iter().map(|b| b.title));
+    }
+    assert_eq!(
+        seen,
+        ["Alpha", "Bravo", "Charlie", "Delta", "Echo"],
+        "merged across libraries"
     );
 }
 

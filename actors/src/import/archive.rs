@@ -129,31 +129,46 @@ impl Archive {
     }
 
     pub fn read_index(&mut self, idx: usize, max: u64) -> Result<Vec<u8>, ImportError> {
+        let mut out = Vec::new();
+        self.read_index_into(idx, max, &mut out)?;
+        Ok(out)
+    }
+
+    /// Reads one entry into `out` (cleared first), so a caller reading many entries reuses
+    /// one buffer.
+    pub fn read_index_into(
+        &mut self,
+        idx: usize,
+        max: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ImportError> {
+        out.clear();
         let f = self.zip.by_index(idx).map_err(|e| {
             ImportError::new(
                 "corrupt_archive",
                 format!("zip entry {idx} cannot be read ({e})"),
             )
         })?;
-        let name = self
-            .entries
-            .get(idx)
-            .map(|e| e.name.clone())
-            .unwrap_or_default();
-        let mut out = Vec::with_capacity(f.size().min(max) as usize);
-        f.take(max + 1).read_to_end(&mut out).map_err(|e| {
+        let name = || {
+            self.entries
+                .get(idx)
+                .map(|e| e.name.clone())
+                .unwrap_or_default()
+        };
+        out.reserve(f.size().min(max) as usize);
+        f.take(max + 1).read_to_end(out).map_err(|e| {
             ImportError::new(
                 "corrupt_archive",
-                format!("entry {name:?} is corrupt ({e})"),
+                format!("entry {:?} is corrupt ({e})", name()),
             )
         })?;
         if out.len() as u64 > max {
             return Err(ImportError::new(
                 "too_large",
-                format!("entry {name:?} inflates to more than {max} bytes"),
+                format!("entry {:?} inflates to more than {max} bytes", name()),
             ));
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Copies one entry's compressed bytes unchanged into `w` (for rewriting an archive).

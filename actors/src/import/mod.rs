@@ -7,6 +7,7 @@ pub mod archive;
 pub mod calibre;
 pub mod cbz;
 pub mod cover;
+pub mod cpu;
 pub mod epub;
 pub mod folder;
 pub mod hash;

@@ -20,6 +20,16 @@ use std::time::Duration;
 
 pub const QUEUE_KEY: &str = "import:queue";
 
+/// EPUBs up to this size are converted to KEPUB in memory.
+const KEPUB_IN_MEMORY: u64 = 32 << 20;
+
+/// Where a converted KEPUB is.
+enum Kepub {
+    Memory(Vec<u8>),
+    /// In the job's staging file.
+    File,
+}
+
 #[derive(Clone, Debug)]
 pub struct ImportSettings {
     /// Where uploads and KEPUBs are staged: inside the data directory.
@@ -33,6 +43,7 @@ pub struct ImportSettings {
 }
 
 struct Inner {
+    cpu: super::cpu::CpuPool,
     store: Arc<dyn Store>,
     objects: Objects,
     placement: Placement,
@@ -61,6 +72,11 @@ impl Importer {
         std::fs::create_dir_all(&settings.staging_dir)
             .map_err(|e| AppError::Unavailable(format!("staging dir: {e}")))?;
         Ok(Importer(Arc::new(Inner {
+            cpu: super::cpu::CpuPool::new(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2),
+            ),
             store,
             objects,
             placement,
@@ -180,7 +196,8 @@ impl Importer {
     async fn attempt(&self, job: &mut ImportJob) -> Result<Finished, ImportError> {
         let path = PathBuf::from(&job.path);
         let p = path.clone();
-        let (hash, size) = blocking(move || {
+        let t = std::time::Instant::now();
+        let (hash, size) = blocking(&self.0.cpu, move || {
             hash::file(&p).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
                     ImportError::new(
@@ -193,6 +210,7 @@ impl Importer {
             })
         })
         .await?;
+        stage("hash", t);
         let replaces = job.book_id.take();
         if replaces.is_none()
             && let Some(existing) = self
@@ -212,10 +230,13 @@ impl Importer {
             .staging_dir
             .join(format!("{}.kepub", job.id));
         let kepub_path = staging.clone();
-        let (x, cover, kepub) = blocking(move || {
+        let (x, cover, kepub) = blocking(&self.0.cpu, move || {
+            let t = std::time::Instant::now();
             let mut x = extract(&p, &filename)?;
+            stage("extract", t);
+            let t = std::time::Instant::now();
             let cover = match x.cover.take() {
-                Some(bytes) => match cover::process(bytes) {
+                Some(bytes) => match cover::check(bytes) {
                     Ok(c) => Some(c),
                     Err(e) => {
                         x.warnings.push(e.issue());
@@ -224,12 +245,22 @@ impl Importer {
                 },
                 None => None,
             };
+            stage("cover", t);
+            let t = std::time::Instant::now();
             let kepub = if x.format == Some(Format::Epub) {
-                match std::fs::File::create(&kepub_path)
-                    .map_err(ImportError::io)
-                    .and_then(|f| kepub::convert(&p, std::io::BufWriter::new(f)))
-                {
-                    Ok(_) => Some(hash::file(&kepub_path).map_err(ImportError::io)?),
+                // Small books convert in memory; big ones through a staging file.
+                let converted = if size <= KEPUB_IN_MEMORY {
+                    let cap = size as usize + size as usize / 2;
+                    kepub::convert(&p, std::io::Cursor::new(Vec::with_capacity(cap)))
+                        .map(|c| Kepub::Memory(c.into_inner()))
+                } else {
+                    std::fs::File::create(&kepub_path)
+                        .map_err(ImportError::io)
+                        .and_then(|f| kepub::convert(&p, std::io::BufWriter::new(f)))
+                        .map(|_| Kepub::File)
+                };
+                match converted {
+                    Ok(k) => Some(k),
                     Err(e) => {
                         x.warnings.push(JobIssue {
                             code: "kepub_failed".into(),
@@ -241,6 +272,7 @@ impl Importer {
             } else {
                 None
             };
+            stage("kepub", t);
             Ok((x, cover, kepub))
         })
         .await?;
@@ -249,6 +281,7 @@ impl Importer {
 
         // Store the bytes (content-addressed, so a retry rewrites the same keys).
         let original_key = format!("files/{hash}.{}", format.extension());
+        let t = std::time::Instant::now();
         self.put_file(&original_key, &path).await?;
         let mut formats = vec![BookFile {
             format,
@@ -256,11 +289,38 @@ impl Importer {
             hash: hash.clone(),
             location: FileLocation::Object { key: original_key },
         }];
-        if let Some((khash, ksize)) = kepub {
+        if let Some(k) = kepub {
             let key = format!("files/{hash}.kepub.epub");
-            let put = self.put_file(&key, &staging).await;
-            let _ = tokio::fs::remove_file(&staging).await;
-            put?;
+            let (khash, ksize) = match k {
+                Kepub::Memory(bytes) => {
+                    let digest = (hash::bytes(&bytes), bytes.len() as u64);
+                    self.0
+                        .objects
+                        .put_bytes(&key, bytes.into())
+                        .await
+                        .map_err(|e| {
+                            ImportError::new(
+                                "storage",
+                                format!("the object store refused the KEPUB ({e})"),
+                            )
+                        })?;
+                    digest
+                }
+                Kepub::File => {
+                    let st = staging.clone();
+                    let digest = blocking(&self.0.cpu, move || {
+                        hash::file(&st).map_err(ImportError::io)
+                    })
+                    .await;
+                    let put = match &digest {
+                        Ok(_) => self.put_file(&key, &staging).await,
+                        Err(_) => Ok(()),
+                    };
+                    let _ = tokio::fs::remove_file(&staging).await;
+                    put?;
+                    digest?
+                }
+            };
             formats.push(BookFile {
                 format: Format::Kepub,
                 size: ksize,
@@ -272,7 +332,9 @@ impl Importer {
             Some(c) => Some(self.put_cover(&hash, c).await?),
             None => None,
         };
+        stage("store", t);
         let mut book = book_from(job, &x, formats, cover);
+        let t = std::time::Instant::now();
 
         let library = job.library_id;
         if let Some(id) = replaces {
@@ -314,6 +376,7 @@ impl Importer {
             .await
             .map_err(app_err)?
             .map_err(app_err)?;
+        stage("register", t);
         match outcome {
             RegisterOutcome::Created => {
                 metrics::counter!("dogear_books_imported_total", "source" => job.source.as_str())
@@ -401,7 +464,6 @@ impl Importer {
         };
         let etag = hash::bytes(&c.full);
         let full = format!("covers/{hash}.{ext}");
-        let thumb = format!("covers/{hash}-thumb.jpg");
         let err = |e: dogear_storage::ObjectError| {
             ImportError::new(
                 "storage",
@@ -413,18 +475,32 @@ impl Importer {
             .put_bytes(&full, c.full.into())
             .await
             .map_err(err)?;
-        self.0
-            .objects
-            .put_bytes(&thumb, c.thumb.into())
-            .await
-            .map_err(err)?;
+        let thumb = match c.thumb {
+            Some(t) => {
+                let key = format!("covers/{hash}-thumb.jpg");
+                self.0
+                    .objects
+                    .put_bytes(&key, t.into())
+                    .await
+                    .map_err(err)?;
+                Some(FileLocation::Object { key })
+            }
+            None => None,
+        };
         Ok(Cover {
             full: FileLocation::Object { key: full },
-            thumb: Some(FileLocation::Object { key: thumb }),
+            thumb,
             etag,
             content_type: c.content_type.to_string(),
         })
     }
+}
+
+/// Records how long a stage took (`dogear_import_stage_seconds{stage}`).
+fn stage(name: &'static str, started: std::time::Instant) {
+    let secs = started.elapsed().as_secs_f64();
+    metrics::histogram!("dogear_import_stage_seconds", "stage" => name).record(secs);
+    tracing::trace!(stage = name, ms = secs * 1000.0, "import stage");
 }
 
 fn app_err(e: AppError) -> ImportError {
@@ -435,12 +511,13 @@ fn app_err(e: AppError) -> ImportError {
 }
 
 async fn blocking<T: Send + 'static>(
+    pool: &super::cpu::CpuPool,
     f: impl FnOnce() -> Result<T, ImportError> + Send + 'static,
 ) -> Result<T, ImportError> {
-    match tokio::task::spawn_blocking(f).await {
+    match pool.run(f).await {
         Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "import stage panicked");
+        Err(()) => {
+            tracing::error!("import stage panicked");
             Err(ImportError::new(
                 "internal",
                 "the importer failed on this file; it was not imported",

@@ -213,32 +213,70 @@ fn fts_query(q: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
+/// An FTS5 phrase restricted to one column, to find candidates for an exact filter.
+fn fts_phrase(column: &str, text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect();
+    (!words.is_empty()).then(|| format!("{column} : \"{}\"", words.join(" ")))
+}
+
+/// A page of books. Each library is one range scan of the index for the order asked
+/// (`library_id, key, id`); with several libraries the per-library pages are merged.
 pub(super) fn list_books(c: &Connection, q: &BookQuery) -> Result<Vec<Book>, StoreError> {
-    if q.libraries.is_empty() {
-        return Ok(Vec::new());
+    let mut all = Vec::new();
+    for lib in &q.libraries {
+        all.extend(list_one(c, q, &lib.to_string())?);
     }
+    if q.libraries.len() > 1 {
+        match q.sort {
+            BookSort::Added => all.sort_by_key(|b| (b.added_at.millis(), b.id)),
+            sort => all.sort_by_cached_key(|b| (b.sort_key(sort), b.id)),
+        }
+        all.truncate(q.limit);
+    }
+    Ok(all)
+}
+
+fn list_one(c: &Connection, q: &BookQuery, library: &str) -> Result<Vec<Book>, StoreError> {
     let mut values: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
     let mut bind = |v: Box<dyn rusqlite::ToSql>| {
         values.push(v);
         format!("?{}", values.len())
     };
-    let libs: Vec<String> = q
-        .libraries
-        .iter()
-        .map(|l| bind(Box::new(l.to_string())))
-        .collect();
+    let lib = bind(Box::new(library.to_string()));
     let mut filters = vec![
         "deleted_at IS NULL".to_string(),
-        format!("library_id IN ({})", libs.join(",")),
+        format!("library_id = {lib}"),
     ];
+    // Full-text conditions (the query, and candidates for the exact filters) in one MATCH.
+    let mut matches = Vec::new();
     if let Some(text) = q.q.as_deref() {
         match fts_query(text) {
-            Some(m) => filters.push(format!(
-                "rowid IN (SELECT rowid FROM books_fts WHERE books_fts MATCH {})",
-                bind(Box::new(m))
-            )),
+            Some(m) => matches.push(m),
             None => return Ok(Vec::new()),
         }
+    }
+    for (column, value) in [
+        ("authors", &q.author),
+        ("series", &q.series),
+        ("tags", &q.tag),
+    ] {
+        if let Some(v) = value {
+            match fts_phrase(column, v) {
+                Some(m) => matches.push(m),
+                None => return Ok(Vec::new()),
+            }
+        }
+    }
+    if !matches.is_empty() {
+        let m = matches.join(" AND ");
+        filters.push(format!(
+            "rowid IN (SELECT rowid FROM books_fts WHERE books_fts MATCH {})",
+            bind(Box::new(m))
+        ));
     }
     if let Some(a) = &q.author {
         filters.push(format!(

@@ -95,10 +95,11 @@ const MIGRATIONS: &[&str] = &[
     UPDATE books SET title_key = lower(title),
         author_key = lower(coalesce(json_extract(authors, '$[0]'), '')),
         series_key = char(65535) || lower(title);
-    CREATE INDEX books_by_title ON books(title_key, id) WHERE deleted_at IS NULL;
-    CREATE INDEX books_by_author ON books(author_key, id) WHERE deleted_at IS NULL;
-    CREATE INDEX books_by_series ON books(series_key, id) WHERE deleted_at IS NULL;
-    CREATE INDEX books_by_added ON books(added_at, id) WHERE deleted_at IS NULL;
+    -- One ordered index per sort, inside each library: a page is an index range scan.
+    CREATE INDEX books_by_title ON books(library_id, title_key, id) WHERE deleted_at IS NULL;
+    CREATE INDEX books_by_author ON books(library_id, author_key, id) WHERE deleted_at IS NULL;
+    CREATE INDEX books_by_series ON books(library_id, series_key, id) WHERE deleted_at IS NULL;
+    CREATE INDEX books_by_added ON books(library_id, added_at, id) WHERE deleted_at IS NULL;
     CREATE VIRTUAL TABLE books_fts USING fts5(
         title, authors, series, tags, tokenize = 'unicode61 remove_diacritics 2'
     );
