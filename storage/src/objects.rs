@@ -66,6 +66,8 @@ pub struct Objects {
     s3: Option<Arc<AmazonS3>>,
     /// The key prefix inside the bucket (S3), for presigning.
     prefix: String,
+    /// The folder of a local store, for copying files in with the kernel's copy.
+    root: Option<PathBuf>,
     /// Answer downloads of S3 objects with a presigned URL valid this long.
     presign: Option<Duration>,
     description: String,
@@ -81,6 +83,7 @@ impl Objects {
             store: Arc::new(fs),
             s3: None,
             prefix: String::new(),
+            root: Some(root.to_path_buf()),
             presign: None,
             description: "local".into(),
         })
@@ -115,6 +118,7 @@ impl Objects {
             store,
             s3: Some(s3),
             prefix: prefix.trim_matches('/').to_string(),
+            root: None,
             presign,
             description: format!("s3://{bucket}"),
         })
@@ -127,6 +131,25 @@ impl Objects {
     /// Copies a local file under `key`, streaming it.
     pub async fn put_file(&self, key: &str, file: &Path) -> Result<(), ObjectError> {
         let path = ObjectPath::from(key);
+        if let Some(root) = &self.root {
+            // Same layout as object_store's local store (one file per key), filled by the
+            // kernel's copy instead of a read and a write through this process.
+            let dest = root.join(path.as_ref());
+            let tmp = dest.with_extension(format!("tmp-{}", uuid::Uuid::now_v7().simple()));
+            let src = file.to_path_buf();
+            return tokio::task::spawn_blocking(move || -> Result<(), ObjectError> {
+                if let Some(dir) = dest.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let copied = std::fs::copy(&src, &tmp).and_then(|_| std::fs::rename(&tmp, &dest));
+                if copied.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                Ok(copied?)
+            })
+            .await
+            .map_err(|e| ObjectError::Store(e.to_string()))?;
+        }
         let mut f = tokio::fs::File::open(file).await?;
         let len = f.metadata().await?.len();
         if len <= SINGLE_PUT_MAX {

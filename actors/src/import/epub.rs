@@ -155,8 +155,13 @@ pub fn open(path: &Path) -> Result<(Archive, Package), ImportError> {
 
 pub fn extract(path: &Path) -> Result<Extracted, ImportError> {
     let (mut ar, pkg) = open(path)?;
-    let mut x = metadata(&pkg);
-    if let Some(href) = cover_path(&pkg) {
+    Ok(extract_from(&mut ar, &pkg))
+}
+
+/// Metadata and cover of an opened EPUB.
+pub fn extract_from(ar: &mut Archive, pkg: &Package) -> Extracted {
+    let mut x = metadata(pkg);
+    if let Some(href) = cover_path(pkg) {
         match ar.read(&href, MAX_COVER_BYTES) {
             Ok(bytes) => x.cover = Some(bytes),
             Err(e) => x.warnings.push(
@@ -165,7 +170,7 @@ pub fn extract(path: &Path) -> Result<Extracted, ImportError> {
             ),
         }
     }
-    Ok(x)
+    x
 }
 
 /// The cover image's zip path: EPUB 3 `properties="cover-image"`, else EPUB 2

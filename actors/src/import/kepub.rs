@@ -5,6 +5,7 @@
 //! (compressed bytes and all); the archive was already checked by [`super::archive`].
 
 use super::ImportError;
+use super::archive::Archive;
 use super::epub;
 use quick_xml::events::{BytesEnd, BytesStart, Event};
 use quick_xml::reader::Reader;
@@ -49,6 +50,15 @@ const SKIP: &[&str] = &[
 /// Converts the EPUB at `src` into a KEPUB written to `out`.
 pub fn convert<W: Write + Seek>(src: &Path, out: W) -> Result<W, ImportError> {
     let (mut ar, pkg) = epub::open(src)?;
+    convert_opened(&mut ar, &pkg, out)
+}
+
+/// [`convert`] for an EPUB already opened (and checked) by [`epub::open`].
+pub fn convert_opened<W: Write + Seek>(
+    ar: &mut Archive,
+    pkg: &epub::Package,
+    out: W,
+) -> Result<W, ImportError> {
     let manifest = pkg.manifest();
     let spine: std::collections::HashSet<String> = manifest
         .values()

@@ -126,9 +126,26 @@ pub fn sniff(path: &Path, filename: &str) -> Result<Format, ImportError> {
 
 /// Reads a book file's metadata. Never panics and never reads unbounded amounts.
 pub fn extract(path: &Path, filename: &str) -> Result<Extracted, ImportError> {
+    extract_keep(path, filename).map(|(x, _)| x)
+}
+
+/// An EPUB opened once, for the stages after extraction (the KEPUB) to reuse.
+pub type Opened = (archive::Archive, epub::Package);
+
+/// [`extract`], also handing back an EPUB's opened archive.
+pub fn extract_keep(
+    path: &Path,
+    filename: &str,
+) -> Result<(Extracted, Option<Opened>), ImportError> {
     let format = sniff(path, filename)?;
+    let mut opened = None;
     let mut x = match format {
-        Format::Epub | Format::Kepub => epub::extract(path)?,
+        Format::Epub | Format::Kepub => {
+            let (mut ar, pkg) = epub::open(path)?;
+            let x = epub::extract_from(&mut ar, &pkg);
+            opened = Some((ar, pkg));
+            x
+        }
         Format::Pdf => pdf::extract(path)?,
         Format::Cbz => cbz::extract(path)?,
     };
@@ -144,5 +161,5 @@ pub fn extract(path: &Path, filename: &str) -> Result<Extracted, ImportError> {
         }
         x.metadata_source = "filename";
     }
-    Ok(x)
+    Ok((x, opened))
 }

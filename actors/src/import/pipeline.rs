@@ -4,7 +4,7 @@
 //! reason that may pass (the disk, the object store) is retried with backoff, anything
 //! else ends `failed` with its error, which is the dead-letter state people can read.
 
-use super::{ImportError, cover, extract, hash, kepub, names};
+use super::{ImportError, cover, hash, kepub, names};
 use crate::error::AppError;
 use crate::library_actor::LibraryMsg;
 use crate::placement::Placement;
@@ -232,7 +232,7 @@ impl Importer {
         let kepub_path = staging.clone();
         let (x, cover, kepub) = blocking(&self.0.cpu, move || {
             let t = std::time::Instant::now();
-            let mut x = extract(&p, &filename)?;
+            let (mut x, opened) = super::extract_keep(&p, &filename)?;
             stage("extract", t);
             let t = std::time::Instant::now();
             let cover = match x.cover.take() {
@@ -247,16 +247,22 @@ impl Importer {
             };
             stage("cover", t);
             let t = std::time::Instant::now();
-            let kepub = if x.format == Some(Format::Epub) {
+            let kepub = if let Some((mut ar, pkg)) = opened {
                 // Small books convert in memory; big ones through a staging file.
                 let converted = if size <= KEPUB_IN_MEMORY {
                     let cap = size as usize + size as usize / 2;
-                    kepub::convert(&p, std::io::Cursor::new(Vec::with_capacity(cap)))
-                        .map(|c| Kepub::Memory(c.into_inner()))
+                    kepub::convert_opened(
+                        &mut ar,
+                        &pkg,
+                        std::io::Cursor::new(Vec::with_capacity(cap)),
+                    )
+                    .map(|c| Kepub::Memory(c.into_inner()))
                 } else {
                     std::fs::File::create(&kepub_path)
                         .map_err(ImportError::io)
-                        .and_then(|f| kepub::convert(&p, std::io::BufWriter::new(f)))
+                        .and_then(|f| {
+                            kepub::convert_opened(&mut ar, &pkg, std::io::BufWriter::new(f))
+                        })
                         .map(|_| Kepub::File)
                 };
                 match converted {
