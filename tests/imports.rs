@@ -326,6 +326,56 @@ async fn every_good_book_imports_with_its_metadata_and_round_trips() {
         .await
         .assert_error(400, "bad_request");
 
+    // Imported metadata can be edited, and the search follows.
+    let r = me
+        .api
+        .patch(
+            &format!("/v1/books/{hamlet}"),
+            dogear_e2e::serde_json::json!({"series": "Great Tragedies", "series_index": 2, "tags": ["Drama", "Revenge"], "publisher": "Globe"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["series"], "Great Tragedies");
+    assert_eq!(r.body["series_index"], 2.0);
+    assert_eq!(
+        r.body["tags"],
+        dogear_e2e::serde_json::json!(["Drama", "Revenge"])
+    );
+    let found = titles(me.api.all_books("series=great%20tragedies").await);
+    assert_eq!(found, ["Hamlet, Prince of Denmark"]);
+    assert_eq!(
+        titles(me.api.all_books("tag=revenge").await),
+        ["Hamlet, Prince of Denmark"]
+    );
+    let r = me
+        .api
+        .patch(
+            &format!("/v1/books/{hamlet}"),
+            dogear_e2e::serde_json::json!({"series": null}),
+        )
+        .await;
+    assert!(
+        r.body["series"].is_null() && r.body["series_index"].is_null(),
+        "{}",
+        r.body
+    );
+    let r = me
+        .api
+        .patch(
+            &format!("/v1/books/{hamlet}"),
+            dogear_e2e::serde_json::json!({"series_index": -1}),
+        )
+        .await;
+    assert!(r.assert_error(400, "bad_request").contains("series_index"));
+    let r = me
+        .api
+        .patch(
+            &format!("/v1/books/{hamlet}"),
+            dogear_e2e::serde_json::json!({"tags": "Drama"}),
+        )
+        .await;
+    assert!(r.assert_error(400, "bad_request").contains("tags"));
+
     // Nobody else sees any of it.
     let other = Reader::new(&server, "outsider").await;
     let job = job["job_id"].as_str().unwrap();

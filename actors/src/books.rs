@@ -20,6 +20,40 @@ pub struct BookPatch {
     pub authors: Option<Vec<String>>,
     pub language: Option<Option<String>>,
     pub identifiers: Option<BTreeMap<String, String>>,
+    pub series: Option<Option<String>>,
+    pub series_index: Option<Option<f64>>,
+    pub publisher: Option<Option<String>>,
+    pub published: Option<Option<String>>,
+    pub description: Option<Option<String>>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// Optional text of at most `max` bytes; blank means none.
+fn validate_text(field: &str, v: &Option<String>, max: usize) -> Result<Option<String>, AppError> {
+    match v.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) if t.len() > max => {
+            Err(AppError::bad(field, format!("must be at most {max} bytes")))
+        }
+        Some(t) => Ok(Some(t.to_string())),
+    }
+}
+
+pub fn validate_tags(tags: &[String]) -> Result<Vec<String>, AppError> {
+    if tags.len() > 128 {
+        return Err(AppError::bad("tags", "at most 128 tags"));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for t in tags {
+        let t = t.trim();
+        if t.is_empty() || t.len() > 256 {
+            return Err(AppError::bad("tags", "each tag must be 1-256 bytes"));
+        }
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(t)) {
+            out.push(t.to_string());
+        }
+    }
+    Ok(out)
 }
 
 pub fn validate_title(t: &str) -> Result<String, AppError> {
@@ -116,6 +150,35 @@ impl BookPatch {
         if let Some(ids) = &self.identifiers {
             validate_identifiers(ids)?;
             b.identifiers = ids.clone();
+        }
+        if let Some(s) = &self.series {
+            b.meta.series = validate_text("series", s, 512)?;
+        }
+        if let Some(i) = &self.series_index {
+            b.meta.series_index = match i {
+                Some(v) if !v.is_finite() || *v < 0.0 || *v > 1e6 => {
+                    return Err(AppError::bad(
+                        "series_index",
+                        "must be a number from 0 to 1000000",
+                    ));
+                }
+                other => *other,
+            };
+        }
+        if let Some(p) = &self.publisher {
+            b.meta.publisher = validate_text("publisher", p, 512)?;
+        }
+        if let Some(p) = &self.published {
+            b.meta.published = validate_text("published", p, 64)?;
+        }
+        if let Some(d) = &self.description {
+            b.meta.description = validate_text("description", d, 64 * 1024)?;
+        }
+        if let Some(t) = &self.tags {
+            b.meta.tags = validate_tags(t)?;
+        }
+        if b.meta.series.is_none() {
+            b.meta.series_index = None;
         }
         Ok(b)
     }

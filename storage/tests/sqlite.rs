@@ -46,3 +46,59 @@ async fn data_survives_reopen_and_migrations_are_idempotent() {
         "the reopened file carries the latest schema version"
     );
 }
+
+/// A database left by the first release (schema 1, books without files) opens under this
+/// build: migrated in place, its books keep their data and are found by the new search.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_1_database_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dogear.db");
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        dogear_storage::sqlite::migrate_to(&mut conn, 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users VALUES ('01a2089c-0000-7000-8000-000000000001', 'old', NULL, 'x', 0, 1);
+             INSERT INTO libraries VALUES ('01a2089c-0000-7000-8000-000000000002', 'Old', 'personal',
+                 '01a2089c-0000-7000-8000-000000000001', 1);
+             INSERT INTO memberships VALUES ('01a2089c-0000-7000-8000-000000000002',
+                 '01a2089c-0000-7000-8000-000000000001', 'owner');
+             INSERT INTO books VALUES ('01a2089c-0000-7000-8000-000000000003',
+                 '01a2089c-0000-7000-8000-000000000002', 'The Tempest', '[\"William Shakespeare\"]',
+                 'en', '{}', 5, 5, NULL, 1);
+             INSERT INTO books VALUES ('01a2089c-0000-7000-8000-000000000004',
+                 '01a2089c-0000-7000-8000-000000000002', 'Arcadia', '[\"Tom Stoppard\"]',
+                 NULL, '{}', 6, 6, NULL, 1);",
+        )
+        .unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 1);
+    }
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        dogear_storage::sqlite::SCHEMA_VERSION
+    );
+    let lib: dogear_storage::LibraryId = "01a2089c-0000-7000-8000-000000000002".parse().unwrap();
+    let q = |q: Option<&str>, sort| dogear_storage::BookQuery {
+        libraries: vec![lib],
+        q: q.map(String::from),
+        sort,
+        limit: 10,
+        ..Default::default()
+    };
+    let found = store
+        .list_books(&q(Some("shakespeare"), dogear_storage::BookSort::Id))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "old books are in the new full-text index");
+    assert_eq!(found[0].title, "The Tempest");
+    assert_eq!(found[0].meta, dogear_storage::BookMeta::default());
+    let by_title = store
+        .list_books(&q(None, dogear_storage::BookSort::Title))
+        .await
+        .unwrap();
+    let titles: Vec<_> = by_title.iter().map(|b| b.title.as_str()).collect();
+    assert_eq!(titles, ["Arcadia", "The Tempest"], "sort keys filled in");
+}

@@ -681,11 +681,14 @@ impl Actor for QueueActor {
         if free == 0 {
             return Ok(());
         }
-        let jobs = st
-            .importer
-            .store()
-            .claim_jobs(Timestamp::now(), free)
-            .await?;
+        // Look before claiming: claiming is a write, and an idle node should not commit
+        // (and fsync) every second.
+        let now = Timestamp::now();
+        match st.importer.store().next_job_at().await? {
+            Some(at) if at <= now => {}
+            _ => return Ok(()),
+        }
+        let jobs = st.importer.store().claim_jobs(now, free).await?;
         for job in jobs {
             st.running += 1;
             let importer = st.importer.clone();

@@ -44,6 +44,18 @@ struct PatchBody {
     language: Option<Option<String>>,
     #[serde(default)]
     identifiers: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "present")]
+    series: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    series_index: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    publisher: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    published: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
 }
 
 pub async fn libraries(ctx: &Ctx, user: UserId) -> Result<Response, ApiError> {
@@ -137,6 +149,12 @@ pub async fn patch(ctx: &Ctx, user: UserId, id: BookId, req: Req) -> Result<Resp
         authors: b.authors,
         language: b.language,
         identifiers: b.identifiers,
+        series: b.series,
+        series_index: b.series_index,
+        publisher: b.publisher,
+        published: b.published,
+        description: b.description,
+        tags: b.tags,
     };
     let book = ctx.app.update_book(user, id, patch).await?;
     Ok(http::json(StatusCode::OK, &wire::book(&book)))

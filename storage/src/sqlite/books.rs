@@ -132,6 +132,29 @@ impl BookRow {
     }
 }
 
+/// Recomputes every book's sort keys (after the migration that added them).
+pub(super) fn rekey(c: &Connection) -> Result<(), StoreError> {
+    let books: Vec<Book> = {
+        let mut st = c.prepare(&format!("SELECT {BOOK_COLS} FROM books"))?;
+        let rows = st.query_map([], book_row)?;
+        rows.map(|r| r?).collect::<Result<_, _>>()?
+    };
+    let tx = c.unchecked_transaction()?;
+    for b in &books {
+        tx.execute(
+            "UPDATE books SET title_key = ?2, author_key = ?3, series_key = ?4 WHERE id = ?1",
+            params![
+                b.id.to_string(),
+                b.title_key(),
+                b.author_key(),
+                b.series_key()
+            ],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 pub(super) struct JobRow {
     job: ImportJob,
     error: Option<String>,

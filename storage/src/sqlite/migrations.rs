@@ -92,9 +92,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE books ADD COLUMN title_key TEXT NOT NULL DEFAULT '';
     ALTER TABLE books ADD COLUMN author_key TEXT NOT NULL DEFAULT '';
     ALTER TABLE books ADD COLUMN series_key TEXT NOT NULL DEFAULT '';
-    UPDATE books SET title_key = lower(title),
-        author_key = lower(coalesce(json_extract(authors, '$[0]'), '')),
-        series_key = char(65535) || lower(title);
+    -- Sort keys of existing books are computed by `SqliteStore::open` (the same Rust code
+    -- that computes them for new books), right after this migration.
     -- One ordered index per sort, inside each library: a page is an index range scan.
     CREATE INDEX books_by_title ON books(library_id, title_key, id) WHERE deleted_at IS NULL;
     CREATE INDEX books_by_author ON books(library_id, author_key, id) WHERE deleted_at IS NULL;
@@ -167,8 +166,18 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub const LATEST: usize = MIGRATIONS.len();
 
-/// Brings the database up to [`LATEST`]. Refuses a database written by a newer Dogear.
+/// Brings the database up to [`LATEST`] and returns the version it had. Refuses a
+/// database written by a newer Dogear.
 pub fn migrate(conn: &mut Connection) -> Result<usize, String> {
+    let before = conn
+        .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+        .map_err(|e| e.to_string())? as usize;
+    migrate_to(conn, LATEST)?;
+    Ok(before)
+}
+
+/// Brings the database up to `target` (for tests of upgrades from older schemas).
+pub fn migrate_to(conn: &mut Connection, target: usize) -> Result<usize, String> {
     let current: usize = conn
         .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
         .map_err(|e| e.to_string())? as usize;
@@ -177,7 +186,12 @@ pub fn migrate(conn: &mut Connection) -> Result<usize, String> {
             "the database has schema version {current}, newer than this build's {LATEST}; upgrade dogear"
         ));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(current)
+        .take(target.saturating_sub(current))
+    {
         let tx = conn.transaction().map_err(|e| e.to_string())?;
         tx.execute_batch(sql)
             .map_err(|e| format!("migration {}: {e}", i + 1))?;

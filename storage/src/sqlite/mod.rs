@@ -8,6 +8,13 @@ mod writer;
 
 pub use migrations::LATEST as SCHEMA_VERSION;
 
+/// Applies the schema migrations up to `target` on a plain connection: for tests that
+/// need a database as an older Dogear left it.
+#[doc(hidden)]
+pub fn migrate_to(conn: &mut rusqlite::Connection, target: usize) -> Result<usize, String> {
+    migrations::migrate_to(conn, target)
+}
+
 use crate::error::StoreError;
 use crate::ids::*;
 use crate::records::*;
@@ -91,7 +98,10 @@ impl SqliteStore {
     pub fn open(path: &Path, opts: SqliteOptions) -> Result<SqliteStore, StoreError> {
         let mut conn = Connection::open(path)?;
         configure(&conn, opts.durability)?;
-        migrations::migrate(&mut conn).map_err(StoreError::Unavailable)?;
+        let before = migrations::migrate(&mut conn).map_err(StoreError::Unavailable)?;
+        if before < 2 {
+            books::rekey(&conn)?;
+        }
         let (tx, rx) = mpsc::channel(8192);
         let max_batch = opts.max_batch.max(1);
         let handle = std::thread::Builder::new()
