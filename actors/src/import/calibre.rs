@@ -13,7 +13,6 @@ use dogear_storage::{
     RegisterOutcome, SourceFile, Timestamp,
 };
 use notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -332,7 +331,7 @@ pub struct CalibreState {
     importer: Importer,
     cfg: CalibreConfig,
     pending: Arc<AtomicBool>,
-    _watcher: Option<Debouncer<notify::RecommendedWatcher, RecommendedCache>>,
+    _watcher: Option<super::watch::Watcher>,
     ticker: tokio::task::JoinHandle<()>,
     _active: ActiveGuard,
 }
@@ -356,24 +355,18 @@ impl Actor for CalibreActor {
         let pending = Arc::new(AtomicBool::new(false));
         let watcher = if cfg.watch {
             let me = myself.clone();
-            let flag = pending.clone();
-            let mut d = new_debouncer(
-                Duration::from_secs(2),
-                None,
-                move |res: DebounceEventResult| {
-                    let relevant = match &res {
-                        Ok(events) => events.iter().any(|e| e.paths.iter().any(|p| is_db_file(p))),
-                        Err(_) => false,
-                    };
-                    if relevant && !flag.swap(true, Ordering::SeqCst) {
-                        let _ = me.cast(CalibreMsg::Sync);
-                    }
-                },
-            )?;
             // The folder, not the file: Calibre replaces files and SQLite creates and
             // deletes its journal next to it.
-            d.watch(&cfg.path, RecursiveMode::NonRecursive)?;
-            Some(d)
+            Some(super::watch::debounced(
+                &cfg.path,
+                RecursiveMode::NonRecursive,
+                Duration::from_secs(2),
+                pending.clone(),
+                is_db_file,
+                move || {
+                    let _ = me.cast(CalibreMsg::Sync);
+                },
+            )?)
         } else {
             None
         };

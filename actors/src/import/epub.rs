@@ -59,7 +59,7 @@ impl Package {
 /// Resolves an href relative to `base` into a zip path (percent-decoded, `..` applied).
 pub fn resolve(base: &str, href: &str) -> String {
     let href = href.split('#').next().unwrap_or("");
-    let href = percent_decode(href);
+    let href = super::names::percent_decode(href);
     let mut parts: Vec<&str> = if href.starts_with('/') {
         Vec::new()
     } else {
@@ -75,26 +75,6 @@ pub fn resolve(base: &str, href: &str) -> String {
         }
     }
     parts.join("/")
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) =
-                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
 }
 
 /// Opens the archive and finds and parses the package document.

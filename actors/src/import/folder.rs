@@ -11,7 +11,6 @@ use crate::library_actor::LibraryMsg;
 use crate::supervisor::ActiveGuard;
 use dogear_storage::{BookSource, LibraryId, SourceFile};
 use notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -246,7 +245,7 @@ pub struct FolderState {
     cfg: FolderConfig,
     enqueued: HashMap<String, (u64, i64)>,
     pending: Arc<AtomicBool>,
-    _watcher: Option<Debouncer<notify::RecommendedWatcher, RecommendedCache>>,
+    _watcher: Option<super::watch::Watcher>,
     ticker: tokio::task::JoinHandle<()>,
     _active: ActiveGuard,
 }
@@ -264,18 +263,16 @@ impl Actor for FolderActor {
         let pending = Arc::new(AtomicBool::new(false));
         let watcher = if cfg.watch {
             let me = myself.clone();
-            let flag = pending.clone();
-            let mut d = new_debouncer(
+            Some(super::watch::debounced(
+                &cfg.path,
+                RecursiveMode::Recursive,
                 Duration::from_millis(500),
-                None,
-                move |res: DebounceEventResult| {
-                    if res.is_ok() && !flag.swap(true, Ordering::SeqCst) {
-                        let _ = me.cast(FolderMsg::Scan);
-                    }
+                pending.clone(),
+                |_| true,
+                move || {
+                    let _ = me.cast(FolderMsg::Scan);
                 },
-            )?;
-            d.watch(&cfg.path, RecursiveMode::Recursive)?;
-            Some(d)
+            )?)
         } else {
             None
         };

@@ -16,6 +16,7 @@ pub mod names;
 pub mod pdf;
 pub mod pipeline;
 pub mod supervise;
+pub mod watch;
 pub mod xml;
 
 use dogear_storage::{Format, JobIssue};

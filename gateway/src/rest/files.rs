@@ -34,7 +34,7 @@ pub fn disposition_filename(v: &str) -> Option<String> {
         if let Some(rest) = part.strip_prefix("filename*=") {
             let enc = rest.trim_matches('"');
             if let Some(idx) = enc.find("''") {
-                let decoded = percent_decode(&enc[idx + 2..]);
+                let decoded = dogear_actors::import::names::percent_decode(&enc[idx + 2..]);
                 if !decoded.is_empty() {
                     return Some(decoded);
                 }
@@ -47,27 +47,6 @@ pub fn disposition_filename(v: &str) -> Option<String> {
         }
     }
     plain
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && let Some(v) = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Keeps only the last path component and printable characters: the name is shown to
