@@ -15,6 +15,8 @@ const TAIL: u64 = 64 * 1024;
 const SCAN_MAX: u64 = 64 << 20;
 const MAX_OBJECT: usize = 1 << 20;
 const MAX_XMP: u64 = 4 << 20;
+/// Address space allowed to the page renderer.
+const RENDER_MAX_MEMORY: libc::rlim_t = 1 << 30;
 
 struct Pdf {
     file: File,
@@ -559,23 +561,41 @@ impl Parser<'_> {
 /// Renders page 1 to a JPEG with poppler's `pdftoppm` (at most 20 s, output on a pipe, so
 /// nothing is written to disk). `None` when the tool is missing or fails.
 pub fn render_first_page(path: &Path) -> Option<Vec<u8>> {
-    let mut child = Command::new("pdftoppm")
-        .args([
-            "-f",
-            "1",
-            "-l",
-            "1",
-            "-singlefile",
-            "-jpeg",
-            "-scale-to",
-            "1200",
-        ])
-        .arg(path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
+    let mut cmd = Command::new("pdftoppm");
+    cmd.args([
+        "-f",
+        "1",
+        "-l",
+        "1",
+        "-singlefile",
+        "-jpeg",
+        "-scale-to",
+        "1200",
+    ])
+    .arg(path)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    // A hostile PDF may make the renderer allocate without end or spin: cap the child's
+    // address space and CPU time, whatever the file asks for.
+    // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            let mem = libc::rlimit {
+                rlim_cur: RENDER_MAX_MEMORY,
+                rlim_max: RENDER_MAX_MEMORY,
+            };
+            let cpu = libc::rlimit {
+                rlim_cur: 20,
+                rlim_max: 20,
+            };
+            libc::setrlimit(libc::RLIMIT_AS, &mem);
+            libc::setrlimit(libc::RLIMIT_CPU, &cpu);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().ok()?;
     let mut stdout = child.stdout.take()?;
     let reader = std::thread::spawn(move || {
         let mut out = Vec::new();
