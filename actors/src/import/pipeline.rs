@@ -211,7 +211,8 @@ impl Importer {
         })
         .await?;
         stage("hash", t);
-        let replaces = job.book_id.take();
+        // A folder file that changed names the book it belongs to; a retry needs it again.
+        let replaces = job.book_id;
         if replaces.is_none()
             && let Some(existing) = self
                 .store_op(self.0.store.book_by_hash(job.library_id, &hash))
