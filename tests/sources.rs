@@ -119,6 +119,24 @@ async fn a_watched_folder_follows_adds_moves_and_removals() {
         find(&api, "notes").await.is_none(),
         "non-book files are ignored"
     );
+
+    // A file rewritten in place updates its book: same id, the new content's metadata.
+    let richard = find(&api, "Richard II").await.unwrap();
+    let rid = richard["id"].as_str().unwrap().to_string();
+    std::fs::copy(
+        good.join("henry-iv-part-2.epub"),
+        root.join("richard-ii.epub"),
+    )
+    .unwrap();
+    eventually(30, "the rewritten file's book updated in place", || {
+        let (api, rid) = (api.clone(), rid.clone());
+        async move {
+            let b = api.get(&format!("/v1/books/{rid}")).await.body;
+            (b["title"] == "Henry IV, Part 2").then_some(())
+        }
+    })
+    .await;
+    assert!(find(&api, "Richard II").await.is_none());
 }
 
 const EDIT: &str = r#"
