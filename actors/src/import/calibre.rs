@@ -1,23 +1,21 @@
-//! Calibre libraries. A `CalibreActor` per configured library mirrors its books into a
+//! Calibre libraries. A source actor per configured library mirrors its books into a
 //! Dogear library: at start, when `metadata.db` (or its `-wal`/`-shm`/`-journal`) changes
 //! (debounced 2 s), and on a timer. Book files and covers are served from the Calibre folder
 //! in place; `metadata.db` is only ever opened read-only.
 
 use super::hash;
 use super::pipeline::Importer;
+use super::source::{Source, Watch};
 use crate::library_actor::LibraryMsg;
-use crate::supervisor::ActiveGuard;
 use dogear_storage::calibre::{self, CalibreBook};
 use dogear_storage::{
     Book, BookFile, BookId, BookMeta, BookSource, Cover, FileLocation, Format, LibraryId,
     RegisterOutcome, SourceFile, Timestamp,
 };
 use notify::RecursiveMode;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
@@ -321,100 +319,43 @@ pub async fn sync(importer: &Importer, cfg: &CalibreConfig) -> Result<SyncReport
     Ok(report)
 }
 
-pub enum CalibreMsg {
-    Sync,
-}
-
-pub struct CalibreActor;
-
-pub struct CalibreState {
-    importer: Importer,
-    cfg: CalibreConfig,
-    pending: Arc<AtomicBool>,
-    _watcher: Option<super::watch::Watcher>,
-    ticker: tokio::task::JoinHandle<()>,
-    _active: ActiveGuard,
-}
-
 fn is_db_file(p: &Path) -> bool {
     p.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with("metadata.db"))
 }
 
-impl Actor for CalibreActor {
-    type Msg = CalibreMsg;
-    type State = CalibreState;
-    type Arguments = (Importer, CalibreConfig);
+/// A Calibre library as a [`Source`].
+pub struct CalibreSource(pub CalibreConfig);
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<CalibreMsg>,
-        (importer, cfg): Self::Arguments,
-    ) -> Result<CalibreState, ActorProcessingErr> {
-        let pending = Arc::new(AtomicBool::new(false));
-        let watcher = if cfg.watch {
-            let me = myself.clone();
-            // The folder, not the file: Calibre replaces files and SQLite creates and
-            // deletes its journal next to it.
-            Some(super::watch::debounced(
-                &cfg.path,
-                RecursiveMode::NonRecursive,
-                Duration::from_secs(2),
-                pending.clone(),
-                is_db_file,
-                move || {
-                    let _ = me.cast(CalibreMsg::Sync);
-                },
-            )?)
-        } else {
-            None
-        };
-        let ticker = myself.send_interval(cfg.scan_interval, || CalibreMsg::Sync);
-        let _ = myself.cast(CalibreMsg::Sync);
-        tracing::info!(library = %cfg.path.display(), watch = cfg.watch, "following a Calibre library");
-        Ok(CalibreState {
-            importer,
-            cfg,
-            pending,
-            _watcher: watcher,
-            ticker,
-            _active: ActiveGuard::new("calibre"),
+impl Source for CalibreSource {
+    const KIND: &'static str = "calibre";
+
+    fn path(&self) -> &Path {
+        &self.0.path
+    }
+
+    fn watch(&self) -> Option<Watch> {
+        // The folder, not the file: Calibre replaces files and SQLite creates and deletes
+        // its journal next to it.
+        self.0.watch.then_some(Watch {
+            mode: RecursiveMode::NonRecursive,
+            debounce: Duration::from_secs(2),
+            relevant: is_db_file,
         })
     }
 
-    async fn post_stop(
-        &self,
-        _m: ActorRef<CalibreMsg>,
-        st: &mut CalibreState,
-    ) -> Result<(), ActorProcessingErr> {
-        st.ticker.abort();
-        Ok(())
+    fn interval(&self) -> Duration {
+        self.0.scan_interval
     }
 
-    async fn handle(
-        &self,
-        _myself: ActorRef<CalibreMsg>,
-        msg: CalibreMsg,
-        st: &mut CalibreState,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            CalibreMsg::Sync => {
-                st.pending.store(false, Ordering::SeqCst);
-                let started = std::time::Instant::now();
-                match sync(&st.importer, &st.cfg).await {
-                    Ok(r) if r.added + r.updated + r.removed > 0 => tracing::info!(
-                        library = %st.cfg.path.display(), added = r.added, updated = r.updated,
-                        removed = r.removed, unchanged = r.unchanged,
-                        ms = started.elapsed().as_millis() as u64, "Calibre library synced"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(library = %st.cfg.path.display(), error = %e, "Calibre sync failed")
-                    }
-                }
-            }
-        }
-        Ok(())
+    async fn pass(&mut self, importer: &Importer) -> Result<Option<String>, String> {
+        let r = sync(importer, &self.0).await?;
+        Ok((r.added + r.updated + r.removed > 0).then(|| {
+            format!(
+                "Calibre library synced: added={} updated={} removed={} unchanged={}",
+                r.added, r.updated, r.removed, r.unchanged
+            )
+        }))
     }
 }

@@ -1,4 +1,4 @@
-//! Watched folders. A `FolderActor` per configured folder keeps the folder and the library in
+//! Watched folders. A source actor per configured folder keeps the folder and the library in
 //! step: file-system events (debounced) and a periodic timer both trigger the same
 //! reconciliation, which compares what is on disk with what was seen last time. New and
 //! changed files become import jobs; a file that moved (same size, time and content hash
@@ -7,15 +7,12 @@
 
 use super::hash;
 use super::pipeline::Importer;
+use super::source::{Source, Watch};
 use crate::library_actor::LibraryMsg;
-use crate::supervisor::ActiveGuard;
 use dogear_storage::{BookSource, LibraryId, SourceFile};
 use notify::RecursiveMode;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
@@ -234,91 +231,47 @@ pub async fn reconcile(
     Ok(report)
 }
 
-pub enum FolderMsg {
-    Scan,
-}
-
-pub struct FolderActor;
-
-pub struct FolderState {
-    importer: Importer,
-    cfg: FolderConfig,
+/// A watched folder as a [`Source`]: what it holds, and what this process has queued.
+pub struct FolderSource {
+    pub cfg: FolderConfig,
     enqueued: HashMap<String, (u64, i64)>,
-    pending: Arc<AtomicBool>,
-    _watcher: Option<super::watch::Watcher>,
-    ticker: tokio::task::JoinHandle<()>,
-    _active: ActiveGuard,
 }
 
-impl Actor for FolderActor {
-    type Msg = FolderMsg;
-    type State = FolderState;
-    type Arguments = (Importer, FolderConfig);
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<FolderMsg>,
-        (importer, cfg): Self::Arguments,
-    ) -> Result<FolderState, ActorProcessingErr> {
-        let pending = Arc::new(AtomicBool::new(false));
-        let watcher = if cfg.watch {
-            let me = myself.clone();
-            Some(super::watch::debounced(
-                &cfg.path,
-                RecursiveMode::Recursive,
-                Duration::from_millis(500),
-                pending.clone(),
-                |_| true,
-                move || {
-                    let _ = me.cast(FolderMsg::Scan);
-                },
-            )?)
-        } else {
-            None
-        };
-        let ticker = myself.send_interval(cfg.scan_interval, || FolderMsg::Scan);
-        let _ = myself.cast(FolderMsg::Scan);
-        tracing::info!(folder = %cfg.path.display(), watch = cfg.watch, "watching a book folder");
-        Ok(FolderState {
-            importer,
+impl FolderSource {
+    pub fn new(cfg: FolderConfig) -> FolderSource {
+        FolderSource {
             cfg,
             enqueued: HashMap::new(),
-            pending,
-            _watcher: watcher,
-            ticker,
-            _active: ActiveGuard::new("folder"),
+        }
+    }
+}
+
+impl Source for FolderSource {
+    const KIND: &'static str = "folder";
+
+    fn path(&self) -> &Path {
+        &self.cfg.path
+    }
+
+    fn watch(&self) -> Option<Watch> {
+        self.cfg.watch.then_some(Watch {
+            mode: RecursiveMode::Recursive,
+            debounce: Duration::from_millis(500),
+            relevant: |_| true,
         })
     }
 
-    async fn post_stop(
-        &self,
-        _m: ActorRef<FolderMsg>,
-        st: &mut FolderState,
-    ) -> Result<(), ActorProcessingErr> {
-        st.ticker.abort();
-        Ok(())
+    fn interval(&self) -> Duration {
+        self.cfg.scan_interval
     }
 
-    async fn handle(
-        &self,
-        _myself: ActorRef<FolderMsg>,
-        msg: FolderMsg,
-        st: &mut FolderState,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            FolderMsg::Scan => {
-                st.pending.store(false, Ordering::SeqCst);
-                match reconcile(&st.importer, &st.cfg, &mut st.enqueued).await {
-                    Ok(r) if r != ScanReport::default() => {
-                        tracing::info!(folder = %st.cfg.path.display(), queued = r.queued, moved = r.moved, removed = r.removed, "folder scanned")
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(folder = %st.cfg.path.display(), error = %e, "folder scan failed")
-                    }
-                }
-            }
-        }
-        Ok(())
+    async fn pass(&mut self, importer: &Importer) -> Result<Option<String>, String> {
+        let r = reconcile(importer, &self.cfg, &mut self.enqueued).await?;
+        Ok((r != ScanReport::default()).then(|| {
+            format!(
+                "folder scanned: {} queued, {} moved, {} removed",
+                r.queued, r.moved, r.removed
+            )
+        }))
     }
 }

@@ -15,6 +15,7 @@ pub mod kepub;
 pub mod names;
 pub mod pdf;
 pub mod pipeline;
+pub mod source;
 pub mod supervise;
 pub mod watch;
 pub mod xml;

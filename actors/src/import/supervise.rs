@@ -1,9 +1,10 @@
 //! The import supervisor: the queue actor and one actor per watched folder and Calibre
 //! library run linked to it, and whichever crashes is started again with its arguments.
 
-use super::calibre::{self, CalibreActor, CalibreConfig};
-use super::folder::{self, FolderActor, FolderConfig};
+use super::calibre::{self, CalibreConfig, CalibreSource};
+use super::folder::{self, FolderConfig, FolderSource};
 use super::pipeline::{Importer, QUEUE_KEY, QueueActor};
+use super::source::SourceActor;
 use crate::error::AppError;
 use crate::supervisor::{Restarter, Supervisor};
 use futures_util::future::BoxFuture;
@@ -42,10 +43,15 @@ pub async fn start(
             Arc::new(move |sup| {
                 let (imp, f, k) = (imp.clone(), f.clone(), k.clone());
                 Box::pin(async move {
-                    Actor::spawn_linked(Some(k), FolderActor, (imp, f), sup)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
+                    Actor::spawn_linked(
+                        Some(k),
+                        SourceActor::<FolderSource>::new(),
+                        (imp, FolderSource::new(f)),
+                        sup,
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
                 })
             }),
         );
@@ -59,10 +65,15 @@ pub async fn start(
             Arc::new(move |sup| {
                 let (imp, c, k) = (imp.clone(), c.clone(), k.clone());
                 Box::pin(async move {
-                    Actor::spawn_linked(Some(k), CalibreActor, (imp, c), sup)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
+                    Actor::spawn_linked(
+                        Some(k),
+                        SourceActor::<CalibreSource>::new(),
+                        (imp, CalibreSource(c)),
+                        sup,
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
                 })
             }),
         );
