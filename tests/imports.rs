@@ -542,6 +542,52 @@ async fn hostile_files_get_their_outcomes_and_the_batch_goes_on() {
         "staged uploads are removed once their jobs end: {staged:?}"
     );
 
+    // The failed ones are listed, newest first, with their errors (the dead letters).
+    let failed = me.api.get("/v1/imports?state=failed&limit=500").await;
+    assert_eq!(failed.status, 200, "{}", failed.body);
+    let failed = failed.body["items"].as_array().unwrap().clone();
+    let rejects = exp["bad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["outcome"] == "reject")
+        .count();
+    assert_eq!(failed.len(), rejects);
+    assert!(
+        failed
+            .iter()
+            .all(|j| j["state"] == "failed" && j["error"]["code"].is_string())
+    );
+    let ids: Vec<&str> = failed
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ids, sorted, "newest first");
+    let page = me.api.get("/v1/imports?limit=3").await;
+    assert_eq!(page.body["items"].as_array().unwrap().len(), 3);
+    let next = page.body["next_cursor"].as_str().unwrap().to_string();
+    let rest = me
+        .api
+        .get(&format!("/v1/imports?limit=500&cursor={next}"))
+        .await;
+    assert_eq!(
+        rest.body["items"].as_array().unwrap().len(),
+        2 * 10 - 3,
+        "pages cover every job"
+    );
+    me.api
+        .get("/v1/imports?state=lost")
+        .await
+        .assert_error(400, "bad_request");
+    let outsider = Reader::new(&server, "nosy").await;
+    let theirs = outsider.api.get("/v1/imports").await;
+    assert!(
+        theirs.body["items"].as_array().unwrap().is_empty(),
+        "nobody sees another's imports"
+    );
+
     // Upload errors the server can tell at once.
     let r = me.api.send("POST", "/v1/books/upload", Some("x")).await;
     assert!(

@@ -14,7 +14,7 @@ use crate::progress::ProgressWrite;
 use crate::user_actor::{Change, ProgressView, UserMsg, WriteOutcome};
 use dogear_storage::{
     Book, BookAfter, BookFile, BookId, BookQuery, BookSource, Cover, Device, DeviceId, DeviceKind,
-    FileLocation, Format, ImportJob, JobId, Library, LibraryId, LibraryKind, Objects,
+    FileLocation, Format, ImportJob, JobId, JobState, Library, LibraryId, LibraryKind, Objects,
     ProgressState, Role, Store, User, UserId,
 };
 use std::sync::Arc;
@@ -300,6 +300,41 @@ impl Dogear {
             .call_library(job.library_id, |reply| LibraryMsg::Role(user, reply))
             .await?;
         role.map(|_| job).ok_or(AppError::NotFound("import"))
+    }
+
+    /// Import jobs of the caller's libraries (or one of them), newest first: what came in,
+    /// what is waiting, and what failed and why.
+    pub async fn jobs(
+        &self,
+        user: UserId,
+        library: Option<LibraryId>,
+        state: Option<JobState>,
+        before: Option<JobId>,
+        limit: usize,
+    ) -> Result<(Vec<ImportJob>, Option<JobId>), AppError> {
+        let mut libraries: Vec<LibraryId> = self
+            .libraries(user)
+            .await?
+            .into_iter()
+            .map(|(l, _)| l.id)
+            .collect();
+        if let Some(l) = library {
+            if !libraries.contains(&l) {
+                return Err(AppError::NotFound("library"));
+            }
+            libraries = vec![l];
+        }
+        let mut jobs = self
+            .store
+            .list_jobs(&libraries, state, before, limit + 1)
+            .await?;
+        let next = if jobs.len() > limit {
+            jobs.truncate(limit);
+            jobs.last().map(|j| j.id)
+        } else {
+            None
+        };
+        Ok((jobs, next))
     }
 
     /// A file of a book the caller may read. A KEPUB is made on first request for books

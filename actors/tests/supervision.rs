@@ -109,6 +109,15 @@ impl Store for Crashy {
     async fn next_job_at(&self) -> Result<Option<Timestamp>, StoreError> {
         self.inner.next_job_at().await
     }
+    async fn list_jobs(
+        &self,
+        l: &[LibraryId],
+        s: Option<JobState>,
+        b: Option<JobId>,
+        n: usize,
+    ) -> Result<Vec<ImportJob>, StoreError> {
+        self.inner.list_jobs(l, s, b, n).await
+    }
     async fn job_counts(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
         self.inner.job_counts().await
     }

@@ -706,6 +706,29 @@ pub async fn imports(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(s.source_files("folder:test").await.unwrap(), vec![moved]);
+    let all = s.list_jobs(&[lib.id], None, None, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![later.id, j1.id],
+        "newest first"
+    );
+    let done_only = s
+        .list_jobs(&[lib.id], Some(JobState::Done), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(done_only.len(), 1);
+    assert_eq!(done_only[0].id, j1.id);
+    let older = s
+        .list_jobs(&[lib.id], None, Some(later.id), 10)
+        .await
+        .unwrap();
+    assert_eq!(older.len(), 1, "paging by id");
+    assert!(
+        s.list_jobs(&[other_lib.id], None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let counts = s.job_counts().await.unwrap();
     assert!(
         counts.contains(&(JobState::Done, 1)) && counts.contains(&(JobState::Queued, 1)),

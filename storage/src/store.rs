@@ -102,6 +102,14 @@ pub trait Store: Send + Sync + 'static {
     /// When the earliest queued job is due.
     async fn next_job_at(&self) -> Result<Option<Timestamp>, StoreError>;
     async fn job_counts(&self) -> Result<Vec<(JobState, u64)>, StoreError>;
+    /// Jobs of these libraries, newest first, optionally in one state, older than `before`.
+    async fn list_jobs(
+        &self,
+        libraries: &[LibraryId],
+        state: Option<JobState>,
+        before: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<ImportJob>, StoreError>;
 
     // What watched folders and Calibre libraries held at their last scan.
     async fn source_files(&self, source: &str) -> Result<Vec<SourceFile>, StoreError>;

@@ -5,7 +5,9 @@ use crate::error::ApiError;
 use crate::http::{self, Req};
 use crate::{Ctx, wire};
 use bytes::{Buf, Bytes};
-use dogear_storage::{BookId, FileLocation, Format, JobId, LibraryId, ObjectError, UserId};
+use dogear_storage::{
+    BookId, FileLocation, Format, JobId, JobState, LibraryId, ObjectError, UserId,
+};
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
 use std::collections::HashMap;
@@ -258,6 +260,39 @@ fn extract_multipart(src: &Path, dst: &Path, boundary: &str) -> Result<String, A
             }
         }
     }
+}
+
+/// `GET /v1/imports?state=&library_id=&limit=&cursor=`: newest first.
+pub async fn jobs(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiError> {
+    let limit = req.limit()?;
+    let state = match req.q("state").filter(|s| !s.is_empty()) {
+        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
+            ApiError::field("state", "must be one of queued, running, done, failed")
+        })?),
+        None => None,
+    };
+    let library = req
+        .q("library_id")
+        .filter(|s| !s.is_empty())
+        .map(|c| {
+            c.parse::<LibraryId>()
+                .map_err(|_| ApiError::field("library_id", "must be a library id"))
+        })
+        .transpose()?;
+    let before = req
+        .q("cursor")
+        .filter(|s| !s.is_empty())
+        .map(|c| {
+            c.parse::<JobId>()
+                .map_err(|_| ApiError::field("cursor", "is not a valid cursor"))
+        })
+        .transpose()?;
+    let (jobs, next) = ctx.app.jobs(user, library, state, before, limit).await?;
+    let items: Vec<_> = jobs.iter().map(wire::job).collect();
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": next.map(|n| n.to_string())}),
+    ))
 }
 
 pub async fn job(ctx: &Ctx, user: UserId, id: JobId) -> Result<Response, ApiError> {

@@ -34,6 +34,7 @@ fn template(segs: &[&str]) -> Option<&'static str> {
         ["v1", "books", "upload"] => "/v1/books/upload",
         ["v1", "books", _, "file"] => "/v1/books/{id}/file",
         ["v1", "books", _, "cover"] => "/v1/books/{id}/cover",
+        ["v1", "imports"] => "/v1/imports",
         ["v1", "imports", _] => "/v1/imports/{id}",
         ["v1", "books", _] => "/v1/books/{id}",
         ["v1", "books", _, "progress"] => "/v1/books/{id}/progress",
@@ -54,6 +55,7 @@ fn allowed(route: &str) -> &'static str {
         | "/v1/sync"
         | "/v1/books/{id}/file"
         | "/v1/books/{id}/cover"
+        | "/v1/imports"
         | "/v1/imports/{id}" => "GET",
         "/v1/devices" | "/v1/books" | "/v1/books/{id}/progress" => "GET, POST",
         "/v1/devices/{id}" => "DELETE",
@@ -132,6 +134,7 @@ async fn route_request(
             let user = auth(ctx, &req)?;
             files::cover(ctx, user, path_id(segs[2], "book")?, req).await
         }
+        ("/v1/imports", Method::GET) => files::jobs(ctx, auth(ctx, &req)?, req).await,
         ("/v1/imports/{id}", Method::GET) => {
             let user = auth(ctx, &req)?;
             files::job(ctx, user, path_id(segs[2], "import")?).await

@@ -149,6 +149,7 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX import_jobs_ready ON import_jobs(state, run_at);
+    CREATE INDEX import_jobs_by_library ON import_jobs(library_id, id);
     CREATE TABLE source_files (
         source TEXT NOT NULL,
         path TEXT NOT NULL,

@@ -614,6 +614,42 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn list_jobs(
+        &self,
+        libraries: &[LibraryId],
+        state: Option<JobState>,
+        before: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<ImportJob>, StoreError> {
+        let libs: Vec<String> = libraries.iter().map(|l| l.to_string()).collect();
+        self.read(move |c| {
+            let mut out = Vec::new();
+            for lib in &libs {
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT {JOB_COLS} FROM import_jobs
+                     WHERE library_id = ?1 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR id < ?3)
+                     ORDER BY id DESC LIMIT ?4"
+                ))?;
+                let rows = st.query_map(
+                    params![
+                        lib,
+                        state.map(|s| s.as_str()),
+                        before.map(|b| b.to_string()),
+                        limit as i64
+                    ],
+                    job_row,
+                )?;
+                for r in rows {
+                    out.push(r??);
+                }
+            }
+            out.sort_by_key(|j: &ImportJob| std::cmp::Reverse(j.id));
+            out.truncate(limit);
+            Ok(out)
+        })
+        .await
+    }
+
     async fn source_files(&self, source: &str) -> Result<Vec<SourceFile>, StoreError> {
         let source = source.to_string();
         self.read(move |c| {
