@@ -186,11 +186,40 @@ impl Dogear {
             Some(b) if b.deleted_at.is_none() => b,
             _ => return Err(AppError::NotFound("book")),
         };
+        if self.is_member(user, book.library_id).await? {
+            Ok(book)
+        } else {
+            Err(AppError::NotFound("book"))
+        }
+    }
+
+    /// The libraries a listing covers: all the caller's, or the one asked for if the caller
+    /// belongs to it (else 404).
+    async fn scope(
+        &self,
+        user: UserId,
+        library: Option<LibraryId>,
+    ) -> Result<Vec<LibraryId>, AppError> {
+        let mine: Vec<LibraryId> = self
+            .libraries(user)
+            .await?
+            .into_iter()
+            .map(|(l, _)| l.id)
+            .collect();
+        match library {
+            Some(l) if mine.contains(&l) => Ok(vec![l]),
+            Some(_) => Err(AppError::NotFound("library")),
+            None => Ok(mine),
+        }
+    }
+
+    /// Whether the caller belongs to the library (any role).
+    async fn is_member(&self, user: UserId, library: LibraryId) -> Result<bool, AppError> {
         let role = self
             .placement
-            .call_library(book.library_id, |reply| LibraryMsg::Role(user, reply))
+            .call_library(library, |reply| LibraryMsg::Role(user, reply))
             .await?;
-        role.map(|_| book).ok_or(AppError::NotFound("book"))
+        Ok(role.is_some())
     }
 
     /// Books of the caller's libraries (or of one of them) matching `query` (whose
@@ -201,18 +230,7 @@ impl Dogear {
         library: Option<LibraryId>,
         mut query: BookQuery,
     ) -> Result<(Vec<Book>, Option<BookAfter>), AppError> {
-        let mut libraries: Vec<LibraryId> = self
-            .libraries(user)
-            .await?
-            .into_iter()
-            .map(|(l, _)| l.id)
-            .collect();
-        if let Some(l) = library {
-            if !libraries.contains(&l) {
-                return Err(AppError::NotFound("library"));
-            }
-            libraries = vec![l];
-        }
+        let libraries = self.scope(user, library).await?;
         query.libraries = libraries;
         query.q = query
             .q
@@ -295,11 +313,11 @@ impl Dogear {
         if job.user_id == Some(user) {
             return Ok(job);
         }
-        let role = self
-            .placement
-            .call_library(job.library_id, |reply| LibraryMsg::Role(user, reply))
-            .await?;
-        role.map(|_| job).ok_or(AppError::NotFound("import"))
+        if self.is_member(user, job.library_id).await? {
+            Ok(job)
+        } else {
+            Err(AppError::NotFound("import"))
+        }
     }
 
     /// Import jobs of the caller's libraries (or one of them), newest first: what came in,
@@ -312,18 +330,7 @@ impl Dogear {
         before: Option<JobId>,
         limit: usize,
     ) -> Result<(Vec<ImportJob>, Option<JobId>), AppError> {
-        let mut libraries: Vec<LibraryId> = self
-            .libraries(user)
-            .await?
-            .into_iter()
-            .map(|(l, _)| l.id)
-            .collect();
-        if let Some(l) = library {
-            if !libraries.contains(&l) {
-                return Err(AppError::NotFound("library"));
-            }
-            libraries = vec![l];
-        }
+        let libraries = self.scope(user, library).await?;
         let mut jobs = self
             .store
             .list_jobs(&libraries, state, before, limit + 1)

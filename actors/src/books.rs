@@ -118,6 +118,34 @@ pub fn validate_identifiers(ids: &BTreeMap<String, String>) -> Result<(), AppErr
     Ok(())
 }
 
+/// Identifiers as a file or Calibre gives them, made to pass [`validate_identifiers`]:
+/// keys lower-cased and stripped to `a-z0-9_-` (at most 32 bytes), values cut to 256
+/// bytes, at most 32 of them, empty ones dropped.
+pub fn clean_identifiers<'a>(
+    ids: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in ids {
+        if out.len() == 32 {
+            break;
+        }
+        let key: String = k
+            .to_ascii_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .take(32)
+            .collect();
+        let mut end = v.len().min(256);
+        while !v.is_char_boundary(end) {
+            end -= 1;
+        }
+        if !key.is_empty() && end > 0 {
+            out.entry(key).or_insert_with(|| v[..end].to_string());
+        }
+    }
+    out
+}
+
 impl NewBook {
     pub fn validated(self) -> Result<NewBook, AppError> {
         validate_identifiers(&self.identifiers)?;

@@ -45,9 +45,31 @@ impl Req {
         }
     }
 
+    /// An optional id in the query (`?library_id=`); malformed is 400 naming the key.
+    pub fn opt_id<T: std::str::FromStr>(
+        &self,
+        key: &str,
+        what: &str,
+    ) -> Result<Option<T>, ApiError> {
+        opt_id(&self.query, key, what)
+    }
+
     pub fn bearer(&self) -> Option<&str> {
         bearer(&self.headers)
     }
+}
+
+/// An optional id in a query map; empty counts as absent, malformed is 400 naming the key.
+pub fn opt_id<T: std::str::FromStr>(
+    query: &HashMap<String, String>,
+    key: &str,
+    what: &str,
+) -> Result<Option<T>, ApiError> {
+    query
+        .get(key)
+        .filter(|s| !s.is_empty())
+        .map(|c| c.parse::<T>().map_err(|_| ApiError::field(key, what)))
+        .transpose()
 }
 
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {

@@ -108,17 +108,7 @@ pub fn book_of(root: &Path, library: LibraryId, b: &CalibreBook) -> Book {
     let published = b.pubdate.clone().filter(|d| {
         !d.starts_with("0101-") && !d.starts_with("0100-") && !d.is_empty() && d != "None"
     });
-    let mut identifiers = std::collections::BTreeMap::new();
-    for (k, v) in &b.identifiers {
-        let key: String = k
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-            .take(32)
-            .collect();
-        if !key.is_empty() && !v.is_empty() && v.len() <= 256 {
-            identifiers.insert(key, v.clone());
-        }
-    }
+    let identifiers = crate::books::clean_identifiers(&b.identifiers);
     Book {
         id: BookId::generate(),
         library_id: library,

@@ -553,18 +553,7 @@ pub fn book_from(
 ) -> Book {
     let now = Timestamp::now();
     let authors: Vec<_> = x.authors.iter().take(64).collect();
-    let mut identifiers = std::collections::BTreeMap::new();
-    for (k, v) in x.identifiers.iter().take(32) {
-        let key: String = k
-            .to_ascii_lowercase()
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-            .take(32)
-            .collect();
-        if !key.is_empty() && !v.is_empty() {
-            identifiers.insert(key, truncate(v, 256));
-        }
-    }
+    let identifiers = crate::books::clean_identifiers(&x.identifiers);
     let title = truncate(x.title.trim(), 1024);
     Book {
         id: BookId::generate(),

@@ -103,14 +103,7 @@ pub async fn list(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiErro
             })
         })
         .transpose()?;
-    let library = req
-        .q("library_id")
-        .filter(|s| !s.is_empty())
-        .map(|c| {
-            c.parse::<LibraryId>()
-                .map_err(|_| ApiError::field("library_id", "must be a library id"))
-        })
-        .transpose()?;
+    let library: Option<LibraryId> = req.opt_id("library_id", "must be a library id")?;
     let text = |k: &str| -> Result<Option<String>, ApiError> {
         match req.q(k).map(str::trim).filter(|s| !s.is_empty()) {
             Some(v) if v.len() > 512 => Err(ApiError::field(k, "must be at most 512 bytes")),

@@ -78,14 +78,7 @@ where
     let token = http::bearer(headers)
         .ok_or_else(|| ApiError::unauthorized("Authorization: missing bearer token"))?;
     let user = ctx.app.accounts().authenticate(token)?;
-    let library = query
-        .get("library_id")
-        .filter(|s| !s.is_empty())
-        .map(|c| {
-            c.parse::<LibraryId>()
-                .map_err(|_| ApiError::field("library_id", "must be a library id"))
-        })
-        .transpose()?;
+    let library: Option<LibraryId> = http::opt_id(query, "library_id", "must be a library id")?;
     let library = ctx.app.upload_library(user, library).await?;
     let max = ctx.settings.max_upload_bytes;
     if let Some(len) = headers
@@ -271,22 +264,8 @@ pub async fn jobs(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiErro
         })?),
         None => None,
     };
-    let library = req
-        .q("library_id")
-        .filter(|s| !s.is_empty())
-        .map(|c| {
-            c.parse::<LibraryId>()
-                .map_err(|_| ApiError::field("library_id", "must be a library id"))
-        })
-        .transpose()?;
-    let before = req
-        .q("cursor")
-        .filter(|s| !s.is_empty())
-        .map(|c| {
-            c.parse::<JobId>()
-                .map_err(|_| ApiError::field("cursor", "is not a valid cursor"))
-        })
-        .transpose()?;
+    let library: Option<LibraryId> = req.opt_id("library_id", "must be a library id")?;
+    let before: Option<JobId> = req.opt_id("cursor", "is not a valid cursor")?;
     let (jobs, next) = ctx.app.jobs(user, library, state, before, limit).await?;
     let items: Vec<_> = jobs.iter().map(wire::job).collect();
     Ok(http::json(
