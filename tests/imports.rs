@@ -4,10 +4,9 @@
 //! `dogear import` command, and an S3-compatible object store.
 
 use dogear_e2e::serde_json::Value;
-use dogear_e2e::{Reader, Server, expected, fixtures};
+use dogear_e2e::{Reader, Server, expected, fixtures, zip_entries};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Read;
 
 fn sha256(b: &[u8]) -> String {
     Sha256::digest(b)
@@ -405,56 +404,6 @@ async fn every_good_book_imports_with_its_metadata_and_round_trips() {
         .upload(b"x".to_vec(), "x.epub", mine.as_str())
         .await;
     r.assert_error(404, "not_found");
-}
-
-fn zip_entries(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
-    // A tiny reader for a test: the central directory lists every entry.
-    let mut out = BTreeMap::new();
-    let eocd = bytes
-        .windows(4)
-        .rposition(|w| w == [0x50, 0x4b, 0x05, 0x06])
-        .expect("EOCD");
-    let count = u16::from_le_bytes([bytes[eocd + 10], bytes[eocd + 11]]) as usize;
-    let mut p = u32::from_le_bytes(bytes[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
-    for _ in 0..count {
-        assert_eq!(&bytes[p..p + 4], [0x50, 0x4b, 0x01, 0x02]);
-        let method = u16::from_le_bytes([bytes[p + 10], bytes[p + 11]]);
-        let csize = u32::from_le_bytes(bytes[p + 20..p + 24].try_into().unwrap()) as usize;
-        let nlen = u16::from_le_bytes([bytes[p + 28], bytes[p + 29]]) as usize;
-        let elen = u16::from_le_bytes([bytes[p + 30], bytes[p + 31]]) as usize;
-        let clen = u16::from_le_bytes([bytes[p + 32], bytes[p + 33]]) as usize;
-        let local = u32::from_le_bytes(bytes[p + 42..p + 46].try_into().unwrap()) as usize;
-        let name = String::from_utf8(bytes[p + 46..p + 46 + nlen].to_vec()).unwrap();
-        let lnlen = u16::from_le_bytes([bytes[local + 26], bytes[local + 27]]) as usize;
-        let lelen = u16::from_le_bytes([bytes[local + 28], bytes[local + 29]]) as usize;
-        let data = &bytes[local + 30 + lnlen + lelen..local + 30 + lnlen + lelen + csize];
-        let content = match method {
-            0 => data.to_vec(),
-            8 => {
-                let mut v = Vec::new();
-                flate_inflate(data, &mut v);
-                v
-            }
-            m => panic!("method {m}"),
-        };
-        out.insert(name, content);
-        p += 46 + nlen + elen + clen;
-    }
-    out
-}
-
-fn flate_inflate(data: &[u8], out: &mut Vec<u8>) {
-    // Raw deflate via the system's python, to keep the test crate free of a zip dependency.
-    use std::io::Write;
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", "import sys,zlib; sys.stdout.buffer.write(zlib.decompress(sys.stdin.buffer.read(), -15))"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    child.stdout.take().unwrap().read_to_end(out).unwrap();
-    assert!(child.wait().unwrap().success());
 }
 
 #[tokio::test]

@@ -22,10 +22,11 @@ use std::sync::atomic::AtomicBool;
 use tokio::sync::mpsc;
 
 pub struct Dogear {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     accounts: Accounts,
-    placement: Placement,
-    importer: Importer,
+    pub(crate) placement: Placement,
+    pub(crate) importer: Importer,
+    pub(crate) kobo_tokens_cache: crate::kobo::service::TokenCache,
     import_sup: std::sync::Mutex<Option<ractor::ActorCell>>,
 }
 
@@ -63,6 +64,7 @@ impl Dogear {
             store,
             placement,
             importer,
+            kobo_tokens_cache: Default::default(),
             import_sup: std::sync::Mutex::new(None),
         })
     }
@@ -136,6 +138,7 @@ impl Dogear {
             .call_user(user, |reply| UserMsg::CreateDevice {
                 name: name.clone(),
                 kind,
+                token_hash: None,
                 reply,
             })
             .await?
@@ -148,7 +151,10 @@ impl Dogear {
     pub async fn delete_device(&self, user: UserId, id: DeviceId) -> Result<(), AppError> {
         self.placement
             .call_user(user, |reply| UserMsg::DeleteDevice(id, reply))
-            .await?
+            .await??;
+        // A Kobo's token goes with its device.
+        self.kobo_tokens_cache.forget_device(id);
+        Ok(())
     }
 
     // Libraries and books.

@@ -38,6 +38,12 @@ pub enum DeviceMsg {
     Push(Arc<Change>),
     /// The user's actor restarted and took this device back; nothing to do but stay alive.
     Resubscribe,
+    /// The next page of this Kobo's library sync (`restart`: it came without its token).
+    KoboSync {
+        restart: bool,
+        page_size: usize,
+        reply: RpcReplyPort<Result<crate::kobo::SyncPage, crate::error::AppError>>,
+    },
     Tick,
 }
 
@@ -55,6 +61,8 @@ pub struct DeviceState {
     subscribed: bool,
     last_active: Instant,
     ticker: Option<tokio::task::JoinHandle<()>>,
+    /// A Kobo's sync position, loaded from the store on its first sync here.
+    kobo: Option<crate::kobo::sync::SyncState>,
     _active: ActiveGuard,
 }
 
@@ -80,6 +88,7 @@ impl Actor for DeviceActor {
             subscribed: false,
             last_active: Instant::now(),
             ticker: Some(ticker),
+            kobo: None,
             _active: ActiveGuard::new("device"),
         })
     }
@@ -145,6 +154,32 @@ impl Actor for DeviceActor {
                 if st.sockets.is_empty() {
                     st.unsubscribe();
                 }
+            }
+            DeviceMsg::KoboSync {
+                restart,
+                page_size,
+                reply,
+            } => {
+                let store = st.placement.store().clone();
+                let mut pos = match st.kobo.take() {
+                    Some(p) => p,
+                    None => match crate::kobo::sync::load(&*store, st.device).await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            return Ok(());
+                        }
+                    },
+                };
+                let r = crate::kobo::sync::next_page(
+                    &*store, st.user, st.device, &mut pos, restart, page_size,
+                )
+                .await;
+                // On failure nothing was committed: reload from the store next time.
+                if r.is_ok() {
+                    st.kobo = Some(pos);
+                }
+                let _ = reply.send(r);
             }
             DeviceMsg::Tick => {
                 let idle = st.placement.settings().idle_timeout;

@@ -7,9 +7,11 @@ pub mod books;
 pub mod device_actor;
 pub mod error;
 pub mod import;
+pub mod kobo;
 pub mod library_actor;
 pub mod placement;
 pub mod progress;
+pub mod shelves;
 pub mod supervisor;
 pub mod user_actor;
 

@@ -55,10 +55,20 @@ pub enum UserMsg {
         book: BookId,
         reply: RpcReplyPort<Result<ProgressView, AppError>>,
     },
+    /// A Kobo's reading-state `PUT`, mapped onto a progress write here, against the state
+    /// this actor holds, so two racing PUTs each merge onto the other's result.
+    KoboWrite {
+        input: Box<crate::kobo::KoboStateIn>,
+        book: BookId,
+        device: DeviceId,
+        reply: RpcReplyPort<Result<WriteOutcome, AppError>>,
+    },
     HasDevice(DeviceId, RpcReplyPort<bool>),
     CreateDevice {
         name: String,
         kind: DeviceKind,
+        /// A Kobo's token (hashed), created with the device in one transaction.
+        token_hash: Option<String>,
         reply: RpcReplyPort<Result<Device, AppError>>,
     },
     ListDevices(RpcReplyPort<Vec<Device>>),
@@ -68,6 +78,11 @@ pub enum UserMsg {
     Unsubscribe(DeviceId),
     /// A book was deleted: forget that it was readable.
     BookRemoved(BookId),
+    /// A change to one of the user's shelves.
+    Shelf(
+        crate::shelves::ShelfOp,
+        RpcReplyPort<Result<Option<dogear_storage::Shelf>, AppError>>,
+    ),
     Tick,
 }
 
@@ -174,6 +189,15 @@ impl Actor for UserActor {
                 let r = st.write(write, origin).await;
                 let _ = reply.send(r);
             }
+            UserMsg::KoboWrite {
+                input,
+                book,
+                device,
+                reply,
+            } => {
+                let r = st.kobo_write(&input, book, device).await;
+                let _ = reply.send(r);
+            }
             UserMsg::Get { book, reply } => {
                 let r = st.get(book).await;
                 let _ = reply.send(r);
@@ -181,7 +205,12 @@ impl Actor for UserActor {
             UserMsg::HasDevice(id, reply) => {
                 let _ = reply.send(st.devices.contains_key(&id));
             }
-            UserMsg::CreateDevice { name, kind, reply } => {
+            UserMsg::CreateDevice {
+                name,
+                kind,
+                token_hash,
+                reply,
+            } => {
                 let device = Device {
                     id: DeviceId::generate(),
                     user_id: st.user,
@@ -189,7 +218,19 @@ impl Actor for UserActor {
                     kind,
                     created_at: Timestamp::now(),
                 };
-                let r = match st.store.create_device(&device).await {
+                let created = match token_hash {
+                    Some(token_hash) => {
+                        let token = dogear_storage::KoboToken {
+                            device_id: device.id,
+                            user_id: st.user,
+                            token_hash,
+                            created_at: device.created_at,
+                        };
+                        st.store.create_kobo_device(&device, &token).await
+                    }
+                    None => st.store.create_device(&device).await,
+                };
+                let r = match created {
                     Ok(()) => {
                         st.devices.insert(device.id, device.clone());
                         Ok(device)
@@ -216,6 +257,10 @@ impl Actor for UserActor {
                     Ok(false) => Err(AppError::NotFound("device")),
                     Err(e) => Err(e.into()),
                 };
+                let _ = reply.send(r);
+            }
+            UserMsg::Shelf(op, reply) => {
+                let r = crate::shelves::apply(&*st.store, st.user, op).await;
                 let _ = reply.send(r);
             }
             UserMsg::Subscribe(id, dev) => {
@@ -293,6 +338,19 @@ impl UserState {
         }
         self.readable.insert(book);
         Ok(())
+    }
+
+    async fn kobo_write(
+        &mut self,
+        input: &crate::kobo::KoboStateIn,
+        book: BookId,
+        device: DeviceId,
+    ) -> Result<WriteOutcome, AppError> {
+        self.check_book(book).await?;
+        let current = self.current(book).await?;
+        let w =
+            crate::kobo::state::to_write(input, book, device, current.as_ref(), Timestamp::now())?;
+        self.write(w, None).await
     }
 
     async fn get(&mut self, book: BookId) -> Result<ProgressView, AppError> {

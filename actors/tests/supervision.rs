@@ -176,6 +176,79 @@ impl Store for Crashy {
     ) -> Result<Vec<(u64, ProgressState)>, StoreError> {
         self.inner.progress_changes(u, after, limit).await
     }
+    async fn progress_states_of(
+        &self,
+        u: UserId,
+        books: &[BookId],
+    ) -> Result<Vec<ProgressState>, StoreError> {
+        self.inner.progress_states_of(u, books).await
+    }
+    async fn books_changed(
+        &self,
+        l: LibraryId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Book)>, StoreError> {
+        self.inner.books_changed(l, after, limit).await
+    }
+    async fn put_shelf(&self, s: &Shelf) -> Result<Shelf, StoreError> {
+        self.inner.put_shelf(s).await
+    }
+    async fn shelf(&self, id: ShelfId) -> Result<Option<Shelf>, StoreError> {
+        self.inner.shelf(id).await
+    }
+    async fn shelves(&self, u: UserId) -> Result<Vec<Shelf>, StoreError> {
+        self.inner.shelves(u).await
+    }
+    async fn shelves_changed(
+        &self,
+        u: UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Shelf>, StoreError> {
+        self.inner.shelves_changed(u, after, limit).await
+    }
+    async fn create_kobo_device(&self, d: &Device, t: &KoboToken) -> Result<(), StoreError> {
+        self.inner.create_kobo_device(d, t).await
+    }
+    async fn kobo_token(&self, h: &str) -> Result<Option<KoboToken>, StoreError> {
+        self.inner.kobo_token(h).await
+    }
+    async fn kobo_tokens(&self, u: UserId) -> Result<Vec<KoboToken>, StoreError> {
+        self.inner.kobo_tokens(u).await
+    }
+    async fn kobo_sync_state(&self, d: DeviceId) -> Result<Option<String>, StoreError> {
+        self.inner.kobo_sync_state(d).await
+    }
+    async fn kobo_ledger(
+        &self,
+        d: DeviceId,
+        books: &[BookId],
+    ) -> Result<Vec<KoboLedgerEntry>, StoreError> {
+        self.inner.kobo_ledger(d, books).await
+    }
+    async fn kobo_ledger_outside(
+        &self,
+        d: DeviceId,
+        libs: &[LibraryId],
+        limit: usize,
+    ) -> Result<Vec<KoboLedgerEntry>, StoreError> {
+        self.inner.kobo_ledger_outside(d, libs, limit).await
+    }
+    async fn kobo_tags(&self, d: DeviceId) -> Result<Vec<ShelfId>, StoreError> {
+        self.inner.kobo_tags(d).await
+    }
+    async fn save_kobo_sync(&self, d: DeviceId, w: &KoboSyncWrite) -> Result<(), StoreError> {
+        self.inner.save_kobo_sync(d, w).await
+    }
+    async fn set_kobo_archived(
+        &self,
+        d: DeviceId,
+        b: BookId,
+        archived: bool,
+    ) -> Result<bool, StoreError> {
+        self.inner.set_kobo_archived(d, b, archived).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

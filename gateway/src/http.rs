@@ -133,3 +133,16 @@ pub fn error(e: &ApiError) -> Response {
     }
     r
 }
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+pub fn encode_component(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

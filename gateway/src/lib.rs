@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod http;
+pub mod kobo;
 mod ops;
 pub mod rest;
 pub mod wire;
@@ -30,6 +31,12 @@ pub struct GatewaySettings {
     pub max_upload_bytes: u64,
     /// Server pings idle sockets this often; a socket silent for three periods is closed.
     pub ws_ping_interval: Duration,
+    /// Where devices reach this server (no trailing slash); else from each request.
+    pub public_url: Option<String>,
+    /// Most entries in one Kobo library-sync page.
+    pub kobo_page_size: usize,
+    /// Answer the Kobo's OAuth calls here rather than leaving them to Kobo.
+    pub kobo_local_oauth: bool,
 }
 
 impl Default for GatewaySettings {
@@ -38,6 +45,9 @@ impl Default for GatewaySettings {
             max_body_bytes: 1 << 20,
             max_upload_bytes: 512 << 20,
             ws_ping_interval: Duration::from_secs(30),
+            public_url: None,
+            kobo_page_size: 100,
+            kobo_local_oauth: true,
         }
     }
 }
@@ -64,6 +74,8 @@ pub fn describe_metrics() {
         metrics::counter!("dogear_import_results_total", "outcome" => outcome).increment(0);
     }
     metrics::gauge!("dogear_import_running").set(0.0);
+    metrics::counter!("dogear_kobo_sync_pages_total").increment(0);
+    metrics::counter!("dogear_kobo_sync_entries_total").increment(0);
 }
 
 pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
@@ -107,9 +119,10 @@ where
 {
     let started = Instant::now();
     let request_id = request_id(&headers);
-    let span =
-        tracing::info_span!("http", id = %request_id, method = %method, path = %path.as_str());
     let path = path.as_str().to_string();
+    // A Kobo's token is its password: it never reaches a log line.
+    let logged = kobo::redact(&path);
+    let span = tracing::info_span!("http", id = %request_id, method = %method, path = %logged);
     let (route, mut resp) = async {
         if method == Method::POST && path.trim_end_matches('/') == "/v1/books/upload" {
             let query = match http::parse_query(&raw_query) {
@@ -143,8 +156,11 @@ where
                 return ("unmatched", r);
             }
         };
+        let device_call = path.starts_with("/kobo/") || path.starts_with("/api/");
         let query = match http::parse_query(&raw_query) {
             Ok(q) => q,
+            // A Kobo's odd query strings (`DiffRequests=[{...}]`) must never fail its sync.
+            Err(_) if device_call => Default::default(),
             Err(e) => return ("unmatched", http::error(&e)),
         };
         let req = http::Req {
@@ -155,6 +171,12 @@ where
             body,
             remote,
         };
+        if req.path.starts_with("/kobo/") {
+            return kobo::dispatch(&ctx, req).await;
+        }
+        if req.path.starts_with("/api/") {
+            return kobo::reading_services(&req);
+        }
         rest::dispatch(&ctx, req).await
     }
     .instrument(span.clone())

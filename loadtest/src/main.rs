@@ -24,8 +24,9 @@ struct Args {
     /// Seconds each phase runs.
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Phases to run, comma-separated: health, http, ws, sockets, books (pages through
-    /// `GET /v1/books` of `--user`, 50 a page, each worker in another sort order).
+    /// Phases to run, comma-separated: health, http, ws, sockets, kobo (Kobo reading-state
+    /// PUTs), books (pages through `GET /v1/books` of `--user`, 50 a page, each worker in
+    /// another sort order), kobosync (one Kobo's full first sync of `--user`'s libraries).
     #[arg(long, default_value = "health,http,ws,sockets")]
     phases: String,
     /// Idle WebSockets to open in the `sockets` phase.
@@ -88,6 +89,8 @@ struct Account {
     token: String,
     device: String,
     book: String,
+    /// The account's Kobo `api_endpoint` (for the `kobo` phase).
+    kobo: String,
 }
 
 fn raise_fd_limit() {
@@ -169,11 +172,46 @@ async fn register(http: &reqwest::Client, base: &str, name: &str) -> Result<Acco
         json!({"title": "Load", "authors": ["Test"]}),
     )
     .await?;
+    let kobo = post_json(
+        http,
+        format!("{base}/v1/kobo/tokens"),
+        t,
+        json!({"device_name": "load kobo"}),
+    )
+    .await?;
     Ok(Account {
         device: device["id"].as_str().ok_or("device id")?.to_string(),
         book: book["id"].as_str().ok_or("book id")?.to_string(),
+        kobo: kobo["api_endpoint"]
+            .as_str()
+            .ok_or(format!("kobo token: {kobo}"))?
+            .to_string(),
         token,
     })
+}
+
+/// A Kobo reading-state `PUT` body as a device sends it, a little further on each step.
+fn kobo_body(a: &Account, step: u64) -> Value {
+    let at = format!(
+        "2026-11-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        1 + (step / 86_400) % 28,
+        (step / 3600) % 24,
+        (step / 60) % 60,
+        step % 60,
+        step % 1000
+    );
+    json!({"ReadingStates": [{
+        "EntitlementId": a.book,
+        "LastModified": at,
+        "PriorityTimestamp": at,
+        "StatusInfo": {"LastModified": at, "Status": "Reading"},
+        "Statistics": {"LastModified": at, "SpentReadingMinutes": step % 600, "RemainingTimeMinutes": 60},
+        "CurrentBookmark": {"LastModified": at,
+            "ProgressPercent": (step % 1_000_000) as f64 / 10_000.0,
+            "ContentSourceProgressPercent": (step % 100) as f64,
+            "Location": {"Value": format!("kobo.{}.1", step % 500), "Type": "KoboSpan",
+                         "Source": "OEBPS/Text/chapter05.xhtml"}}
+    }]})
 }
 
 fn body(a: &Account, step: u64) -> Value {
@@ -239,6 +277,78 @@ where
     }
 }
 
+/// A Kobo's whole first sync of `--user`'s libraries, one page after another as a device
+/// asks for them: pages, entries, and the seconds the requests took in all.
+async fn kobo_full_sync(http: &reqwest::Client, base: &str, args: &Args) -> Result<(), String> {
+    let (Some(user), Some(pw)) = (&args.user, &args.password) else {
+        return Err("the kobosync phase needs --user and --password".into());
+    };
+    let r = post_json(
+        http,
+        format!("{base}/v1/auth/login"),
+        None,
+        json!({"username": user, "password": pw}),
+    )
+    .await?;
+    let token = r["access_token"].as_str().ok_or(format!("login: {r}"))?;
+    let k = post_json(
+        http,
+        format!("{base}/v1/kobo/tokens"),
+        Some(token),
+        json!({"device_name": format!("bench {}", uuid::Uuid::new_v4())}),
+    )
+    .await?;
+    let endpoint = k["api_endpoint"].as_str().ok_or(format!("kobo: {k}"))?;
+    let mut sync_token: Option<String> = None;
+    let (mut pages, mut entries, mut lat) = (0usize, 0usize, Vec::new());
+    loop {
+        let mut rb = http.get(format!("{endpoint}/v1/library/sync"));
+        if let Some(t) = &sync_token {
+            rb = rb.header("x-kobo-synctoken", t);
+        }
+        let t = Instant::now();
+        let r = rb.send().await.map_err(|e| e.to_string())?;
+        let more = r
+            .headers()
+            .get("x-kobo-sync")
+            .is_some_and(|v| v == "continue");
+        sync_token = r
+            .headers()
+            .get("x-kobo-synctoken")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body: Value = r.json().await.map_err(|e| e.to_string())?;
+        lat.push(t.elapsed().as_micros() as u64);
+        pages += 1;
+        entries += body.as_array().map_or(0, Vec::len);
+        if !more {
+            break;
+        }
+    }
+    let total: u64 = lat.iter().sum();
+    lat.sort_unstable();
+    println!(
+        "Kobo first sync of {user}: {entries} entries in {pages} pages, {:.2} s of requests in all; page p50 {:.1} ms, max {:.1} ms",
+        total as f64 / 1e6,
+        lat[lat.len() / 2] as f64 / 1000.0,
+        lat[lat.len() - 1] as f64 / 1000.0
+    );
+    // And the sync a device makes next, with nothing new.
+    let mut rb = http.get(format!("{endpoint}/v1/library/sync"));
+    if let Some(t) = &sync_token {
+        rb = rb.header("x-kobo-synctoken", t);
+    }
+    let t = Instant::now();
+    let r = rb.send().await.map_err(|e| e.to_string())?;
+    let body: Value = r.json().await.map_err(|e| e.to_string())?;
+    println!(
+        "then a sync with nothing new: {} entries in {:.1} ms",
+        body.as_array().map_or(0, Vec::len),
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
@@ -272,7 +382,7 @@ async fn main() -> Result<(), String> {
     }
     let need_accounts = phases
         .iter()
-        .any(|p| matches!(*p, "http" | "ws" | "sockets"));
+        .any(|p| matches!(*p, "http" | "ws" | "sockets" | "kobo"));
     let mut accounts = Vec::new();
     if need_accounts {
         let t = Instant::now();
@@ -353,6 +463,21 @@ async fn main() -> Result<(), String> {
                         }
                         (ok, err, lat)
                     }
+                })
+                .await
+            }
+            "kobosync" => {
+                kobo_full_sync(&http, &base, &args).await?;
+                continue;
+            }
+            "kobo" => {
+                let (http, accounts) = (http.clone(), accounts.clone());
+                phase("Kobo state PUT", args.concurrency, duration, move |i| {
+                    let (http, a) = (http.clone(), accounts[i].clone());
+                    let url = format!("{}/v1/library/{}/state", a.kobo, a.book);
+                    http_loop(duration, move |step| {
+                        http.put(&url).json(&kobo_body(&a, step))
+                    })
                 })
                 .await
             }

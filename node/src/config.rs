@@ -13,7 +13,34 @@ pub struct Config {
     pub auth: Auth,
     pub actors: Actors,
     pub import: Import,
+    pub kobo: Kobo,
     pub log: Log,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Kobo {
+    /// Most entries in one library-sync page (1-100).
+    pub page_size: usize,
+    /// `local`: Dogear answers the device's OAuth calls itself (devices without a Kobo
+    /// account or internet); `kobo`: the device keeps refreshing its token with Kobo.
+    pub oauth: KoboOauth,
+}
+
+impl Default for Kobo {
+    fn default() -> Self {
+        Kobo {
+            page_size: 100,
+            oauth: KoboOauth::Local,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KoboOauth {
+    Local,
+    Kobo,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -71,6 +98,9 @@ pub struct CalibreSource {
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
     pub listen: SocketAddr,
+    /// The URL devices reach this server at (`https://books.example.org`), used in the
+    /// URLs handed to Kobos. Empty: taken from each request's X-Forwarded-* or Host.
+    pub public_url: String,
     pub max_body_bytes: usize,
     pub ws_ping_interval_secs: u64,
     /// Seconds to let in-flight requests finish at shutdown.
@@ -81,6 +111,7 @@ impl Default for Server {
     fn default() -> Self {
         Server {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: String::new(),
             max_body_bytes: 1 << 20,
             ws_ping_interval_secs: 30,
             shutdown_grace_secs: 10,
@@ -266,7 +297,20 @@ pub fn load(
 }
 
 fn validate(cfg: &Config) -> Result<(), String> {
-    let checks: [(bool, &str, &str); 9] = [
+    let checks: [(bool, &str, &str); 11] = [
+        (
+            (1..=100).contains(&cfg.kobo.page_size),
+            "kobo.page_size",
+            "must be between 1 and 100",
+        ),
+        (
+            cfg.server.public_url.is_empty()
+                || ((cfg.server.public_url.starts_with("http://")
+                    || cfg.server.public_url.starts_with("https://"))
+                    && !cfg.server.public_url.contains(char::is_whitespace)),
+            "server.public_url",
+            "must be an http:// or https:// URL",
+        ),
         (
             cfg.import.max_upload_bytes > 0,
             "import.max_upload_bytes",

@@ -172,6 +172,10 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
             max_body_bytes: cfg.server.max_body_bytes,
             max_upload_bytes: cfg.import.max_upload_bytes,
             ws_ping_interval: Duration::from_secs(cfg.server.ws_ping_interval_secs),
+            public_url: Some(cfg.server.public_url.trim_end_matches('/').to_string())
+                .filter(|u| !u.is_empty()),
+            kobo_page_size: cfg.kobo.page_size,
+            kobo_local_oauth: cfg.kobo.oauth == crate::config::KoboOauth::Local,
         },
         shutdown: stop_rx,
     });

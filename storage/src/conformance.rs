@@ -19,6 +19,9 @@ pub async fn run_all(store: &dyn Store) {
     multi_library_pages(store).await;
     imports(store).await;
     progress(store).await;
+    change_feeds(store).await;
+    shelves(store).await;
+    kobo_devices(store).await;
     closing(store).await;
 }
 
@@ -937,6 +940,190 @@ pub async fn progress(s: &dyn Store) {
     for uid in users {
         assert_eq!(s.progress_head(uid).await.unwrap(), 1);
     }
+}
+
+/// Books' change numbers: every write takes a larger one, in commit order, and the feed
+/// returns tombstones too, so a device can page through "what changed since".
+pub async fn change_feeds(s: &dyn Store) {
+    let r = seed_reader(s, "feeds").await;
+    let lib = r.library.id;
+    let all = s.books_changed(lib, 0, 100).await.unwrap();
+    assert_eq!(all.len(), 1, "the seeded book is in the feed");
+    let (first_seq, _) = all[0];
+    let a = book(lib, "A", "X");
+    let b = book(lib, "B", "Y");
+    s.create_book(&a).await.unwrap();
+    s.create_book(&b).await.unwrap();
+    let after = s.books_changed(lib, first_seq, 100).await.unwrap();
+    let ids: Vec<BookId> = after.iter().map(|(_, b)| b.id).collect();
+    assert_eq!(ids, vec![a.id, b.id], "changes come in write order");
+    assert!(
+        after[0].0 > first_seq && after[1].0 > after[0].0,
+        "numbers grow"
+    );
+    let mut a2 = a.clone();
+    a2.version = 2;
+    a2.deleted_at = Some(Timestamp::now());
+    s.update_book(&a2).await.unwrap();
+    let last = after[1].0;
+    let tail = s.books_changed(lib, last, 100).await.unwrap();
+    assert_eq!(tail.len(), 1, "only the tombstoned book changed");
+    assert_eq!(tail[0].1.id, a.id);
+    assert!(tail[0].1.deleted_at.is_some(), "tombstones are in the feed");
+    let paged = s.books_changed(lib, 0, 2).await.unwrap();
+    assert_eq!(paged.len(), 2, "limit");
+    let other = seed_reader(s, "feeds2").await;
+    assert_eq!(
+        s.books_changed(other.library.id, 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "feeds are per library"
+    );
+    let states = s
+        .progress_states_of(r.user.id, &[r.book.id, a.id])
+        .await
+        .unwrap();
+    assert!(states.is_empty(), "no progress yet");
+}
+
+pub async fn shelves(s: &dyn Store) {
+    let r = seed_reader(s, "shelver").await;
+    let now = Timestamp::now();
+    let shelf = Shelf {
+        id: ShelfId::generate(),
+        user_id: r.user.id,
+        name: "Beach".into(),
+        books: vec![r.book.id],
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+        change_seq: 0,
+    };
+    let put = s.put_shelf(&shelf).await.unwrap();
+    assert!(put.change_seq > 0, "a change number is assigned");
+    assert_eq!(
+        s.shelf(shelf.id).await.unwrap().unwrap().books,
+        vec![r.book.id]
+    );
+    let mut renamed = put.clone();
+    renamed.name = "Holiday".into();
+    renamed.books.clear();
+    let renamed = s.put_shelf(&renamed).await.unwrap();
+    assert!(renamed.change_seq > put.change_seq);
+    let listed = s.shelves(r.user.id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "Holiday");
+    assert!(listed[0].books.is_empty());
+    let changed = s
+        .shelves_changed(r.user.id, put.change_seq, 10)
+        .await
+        .unwrap();
+    assert_eq!(changed.len(), 1);
+    let mut gone = renamed.clone();
+    gone.deleted_at = Some(Timestamp::now());
+    s.put_shelf(&gone).await.unwrap();
+    assert!(
+        s.shelves(r.user.id).await.unwrap().is_empty(),
+        "deleted: not listed"
+    );
+    let tomb = s
+        .shelves_changed(r.user.id, renamed.change_seq, 10)
+        .await
+        .unwrap();
+    assert!(tomb[0].deleted_at.is_some(), "tombstones are in the feed");
+    let other = seed_reader(s, "shelver2").await;
+    assert!(
+        s.shelves_changed(other.user.id, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn kobo_devices(s: &dyn Store) {
+    let r = seed_reader(s, "koboist").await;
+    let dev = Device {
+        id: DeviceId::generate(),
+        user_id: r.user.id,
+        name: "Libra".into(),
+        kind: DeviceKind::Kobo,
+        created_at: Timestamp::now(),
+    };
+    let tok = KoboToken {
+        device_id: dev.id,
+        user_id: r.user.id,
+        token_hash: "h-1".into(),
+        created_at: dev.created_at,
+    };
+    s.create_kobo_device(&dev, &tok).await.unwrap();
+    assert_eq!(s.kobo_token("h-1").await.unwrap(), Some(tok.clone()));
+    assert_eq!(s.kobo_token("h-2").await.unwrap(), None);
+    assert_eq!(s.kobo_tokens(r.user.id).await.unwrap(), vec![tok.clone()]);
+    assert!(
+        s.devices(r.user.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.id == dev.id)
+    );
+    assert_eq!(s.kobo_sync_state(dev.id).await.unwrap(), None);
+    let other_lib = LibraryId::generate();
+    let entry = |b: BookId, lib: LibraryId| KoboLedgerEntry {
+        book_id: b,
+        library_id: lib,
+        fingerprint: "f1".into(),
+        removed: false,
+        archived: false,
+    };
+    let (b1, b2) = (r.book.id, BookId::generate());
+    let shelf = ShelfId::generate();
+    let w = KoboSyncWrite {
+        reset: false,
+        state: "{\"p\":1}".into(),
+        ledger: vec![entry(b1, r.library.id), entry(b2, other_lib)],
+        tags: vec![(shelf, true)],
+    };
+    s.save_kobo_sync(dev.id, &w).await.unwrap();
+    assert_eq!(
+        s.kobo_sync_state(dev.id).await.unwrap().as_deref(),
+        Some("{\"p\":1}")
+    );
+    assert_eq!(s.kobo_ledger(dev.id, &[b1, b2]).await.unwrap().len(), 2);
+    let outside = s
+        .kobo_ledger_outside(dev.id, &[r.library.id], 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        outside,
+        vec![entry(b2, other_lib)],
+        "books of other libraries"
+    );
+    assert_eq!(s.kobo_tags(dev.id).await.unwrap(), vec![shelf]);
+    assert!(s.set_kobo_archived(dev.id, b1, true).await.unwrap());
+    assert!(
+        !s.set_kobo_archived(dev.id, BookId::generate(), true)
+            .await
+            .unwrap()
+    );
+    assert!(s.kobo_ledger(dev.id, &[b1]).await.unwrap()[0].archived);
+    // A page after a reset replaces the ledger.
+    let reset = KoboSyncWrite {
+        reset: true,
+        state: "{}".into(),
+        ledger: vec![entry(b2, other_lib)],
+        tags: vec![(shelf, false)],
+    };
+    s.save_kobo_sync(dev.id, &reset).await.unwrap();
+    let left = s.kobo_ledger(dev.id, &[b1, b2]).await.unwrap();
+    assert_eq!(left, vec![entry(b2, other_lib)]);
+    assert!(s.kobo_tags(dev.id).await.unwrap().is_empty());
+    // Deleting the device revokes its token and forgets its sync state.
+    assert!(s.delete_device(r.user.id, dev.id).await.unwrap());
+    assert_eq!(s.kobo_token("h-1").await.unwrap(), None);
+    assert_eq!(s.kobo_sync_state(dev.id).await.unwrap(), None);
+    assert!(s.kobo_ledger(dev.id, &[b2]).await.unwrap().is_empty());
 }
 
 pub async fn closing(s: &dyn Store) {

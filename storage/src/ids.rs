@@ -68,3 +68,7 @@ id_type!(
     /// A queued import.
     JobId
 );
+id_type!(
+    /// A user's shelf (a Kobo collection on the device).
+    ShelfId
+);

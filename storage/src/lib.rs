@@ -13,7 +13,7 @@ pub mod store;
 pub mod time;
 
 pub use error::StoreError;
-pub use ids::{BookId, DeviceId, EventId, FamilyId, JobId, LibraryId, UserId};
+pub use ids::{BookId, DeviceId, EventId, FamilyId, JobId, LibraryId, ShelfId, UserId};
 pub use objects::{ObjectError, ObjectRead, Objects};
 pub use records::*;
 pub use store::{RecordOutcome, RotateOutcome, Store};

@@ -481,3 +481,51 @@ impl Book {
             .collect()
     }
 }
+
+/// A user's named set of books. Deleting one leaves a tombstone, so that devices that were
+/// given it learn to drop it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Shelf {
+    pub id: ShelfId,
+    pub user_id: UserId,
+    pub name: String,
+    /// In the order they were put on the shelf.
+    pub books: Vec<BookId>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub deleted_at: Option<Timestamp>,
+    /// Position in the change sequence shared with books (set by the store on every write).
+    pub change_seq: u64,
+}
+
+/// What one Kobo was given of one book: the fingerprint of the entitlement it received,
+/// whether it was then told to remove it, and whether the reader archived it on the device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KoboLedgerEntry {
+    pub book_id: BookId,
+    pub library_id: LibraryId,
+    pub fingerprint: String,
+    pub removed: bool,
+    pub archived: bool,
+}
+
+/// A Kobo's device token, stored as the SHA-256 of the secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KoboToken {
+    pub device_id: DeviceId,
+    pub user_id: UserId,
+    pub token_hash: String,
+    pub created_at: Timestamp,
+}
+
+/// One sync page's writes to a Kobo's stored state, committed together.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KoboSyncWrite {
+    /// Forget everything delivered before (the device came back without a sync token).
+    pub reset: bool,
+    /// The sync position, opaque to the store.
+    pub state: String,
+    pub ledger: Vec<KoboLedgerEntry>,
+    /// Shelves the device now has (`true`) or was told to delete (`false`).
+    pub tags: Vec<(ShelfId, bool)>,
+}

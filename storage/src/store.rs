@@ -150,4 +150,76 @@ pub trait Store: Send + Sync + 'static {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<(u64, ProgressState)>, StoreError>;
+
+    /// Current states of these books of the user (those that have one).
+    async fn progress_states_of(
+        &self,
+        user: UserId,
+        books: &[BookId],
+    ) -> Result<Vec<ProgressState>, StoreError>;
+
+    // Change feeds for devices that sync by difference.
+    /// Books of `library` written after change `after` (tombstones included), in change
+    /// order, with their change numbers.
+    async fn books_changed(
+        &self,
+        library: LibraryId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Book)>, StoreError>;
+
+    // Shelves.
+    /// Creates or replaces the shelf; the store gives it the next change number.
+    async fn put_shelf(&self, shelf: &Shelf) -> Result<Shelf, StoreError>;
+    /// Also returns tombstones.
+    async fn shelf(&self, id: ShelfId) -> Result<Option<Shelf>, StoreError>;
+    /// The user's live shelves, oldest first.
+    async fn shelves(&self, user: UserId) -> Result<Vec<Shelf>, StoreError>;
+    /// The user's shelves written after change `after` (tombstones included), in order.
+    async fn shelves_changed(
+        &self,
+        user: UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Shelf>, StoreError>;
+
+    // Kobo devices.
+    /// Creates the device and its token together.
+    async fn create_kobo_device(
+        &self,
+        device: &Device,
+        token: &KoboToken,
+    ) -> Result<(), StoreError>;
+    async fn kobo_token(&self, token_hash: &str) -> Result<Option<KoboToken>, StoreError>;
+    async fn kobo_tokens(&self, user: UserId) -> Result<Vec<KoboToken>, StoreError>;
+    /// The device's stored sync position, opaque to the store.
+    async fn kobo_sync_state(&self, device: DeviceId) -> Result<Option<String>, StoreError>;
+    /// The ledger entries of these books (those that have one).
+    async fn kobo_ledger(
+        &self,
+        device: DeviceId,
+        books: &[BookId],
+    ) -> Result<Vec<KoboLedgerEntry>, StoreError>;
+    /// Entries not marked removed whose library is not one of `libraries`.
+    async fn kobo_ledger_outside(
+        &self,
+        device: DeviceId,
+        libraries: &[LibraryId],
+        limit: usize,
+    ) -> Result<Vec<KoboLedgerEntry>, StoreError>;
+    /// Shelves the device was given and not told to delete.
+    async fn kobo_tags(&self, device: DeviceId) -> Result<Vec<ShelfId>, StoreError>;
+    /// Commits one sync page's position, ledger and tag changes in one transaction.
+    async fn save_kobo_sync(
+        &self,
+        device: DeviceId,
+        write: &KoboSyncWrite,
+    ) -> Result<(), StoreError>;
+    /// Marks a delivered book archived (or not) on the device; `false` if never delivered.
+    async fn set_kobo_archived(
+        &self,
+        device: DeviceId,
+        book: BookId,
+        archived: bool,
+    ) -> Result<bool, StoreError>;
 }

@@ -187,6 +187,23 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// Reads a whole response: JSON body parsed (a string if it is not JSON).
+    pub async fn of(r: reqwest::Response) -> Resp {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
     /// Asserts the error shape: `{"error":{"code","message"}}` with this status and code.
     pub fn assert_error(&self, status: u16, code: &str) -> &str {
         assert_eq!(self.status, status, "status; body {}", self.body);
@@ -223,20 +240,7 @@ impl Api {
                 .header("content-type", "application/json")
                 .body(b.to_string());
         }
-        let r = rb.send().await.expect("request");
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let text = r.text().await.expect("body");
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        Resp {
-            status,
-            headers,
-            body,
-        }
+        Resp::of(rb.send().await.expect("request")).await
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -553,4 +557,55 @@ impl Socket {
             }
         }
     }
+}
+
+/// The entries of a zip file by name, inflated.
+pub fn zip_entries(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    // A tiny reader for a test: the central directory lists every entry.
+    let mut out = std::collections::BTreeMap::new();
+    let eocd = bytes
+        .windows(4)
+        .rposition(|w| w == [0x50, 0x4b, 0x05, 0x06])
+        .expect("EOCD");
+    let count = u16::from_le_bytes([bytes[eocd + 10], bytes[eocd + 11]]) as usize;
+    let mut p = u32::from_le_bytes(bytes[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
+    for _ in 0..count {
+        assert_eq!(&bytes[p..p + 4], [0x50, 0x4b, 0x01, 0x02]);
+        let method = u16::from_le_bytes([bytes[p + 10], bytes[p + 11]]);
+        let csize = u32::from_le_bytes(bytes[p + 20..p + 24].try_into().unwrap()) as usize;
+        let nlen = u16::from_le_bytes([bytes[p + 28], bytes[p + 29]]) as usize;
+        let elen = u16::from_le_bytes([bytes[p + 30], bytes[p + 31]]) as usize;
+        let clen = u16::from_le_bytes([bytes[p + 32], bytes[p + 33]]) as usize;
+        let local = u32::from_le_bytes(bytes[p + 42..p + 46].try_into().unwrap()) as usize;
+        let name = String::from_utf8(bytes[p + 46..p + 46 + nlen].to_vec()).unwrap();
+        let lnlen = u16::from_le_bytes([bytes[local + 26], bytes[local + 27]]) as usize;
+        let lelen = u16::from_le_bytes([bytes[local + 28], bytes[local + 29]]) as usize;
+        let data = &bytes[local + 30 + lnlen + lelen..local + 30 + lnlen + lelen + csize];
+        let content = match method {
+            0 => data.to_vec(),
+            8 => {
+                let mut v = Vec::new();
+                flate_inflate(data, &mut v);
+                v
+            }
+            m => panic!("method {m}"),
+        };
+        out.insert(name, content);
+        p += 46 + nlen + elen + clen;
+    }
+    out
+}
+
+fn flate_inflate(data: &[u8], out: &mut Vec<u8>) {
+    // Raw deflate via the system's python, to keep the test crate free of a zip dependency.
+    use std::io::{Read, Write};
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", "import sys,zlib; sys.stdout.buffer.write(zlib.decompress(sys.stdin.buffer.read(), -15))"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    child.stdout.take().unwrap().read_to_end(out).unwrap();
+    assert!(child.wait().unwrap().success());
 }

@@ -354,6 +354,37 @@ pub async fn cover(ctx: &Ctx, user: UserId, id: BookId, req: Req) -> Result<Resp
     serve(ctx, &req.headers, &loc, &etag, ct, &extra).await
 }
 
+/// A book file for a device: streamed with ranges and validators, never a redirect (a Kobo
+/// follows none reliably), named `name` for the download.
+pub(crate) async fn serve_file(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    loc: &FileLocation,
+    etag: &str,
+    content_type: &str,
+    name: &str,
+) -> Result<Response, ApiError> {
+    let extra = [
+        (header::CONTENT_DISPOSITION, content_disposition(name)),
+        (header::CACHE_CONTROL, "private, no-cache".to_string()),
+    ];
+    serve(ctx, headers, loc, etag, content_type, &extra).await
+}
+
+/// A JPEG made for one size of one cover: its etag changes with the cover.
+pub(crate) async fn serve_image(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    loc: &FileLocation,
+    etag: &str,
+) -> Result<Response, ApiError> {
+    let extra = [(
+        header::CACHE_CONTROL,
+        "private, max-age=31536000".to_string(),
+    )];
+    serve(ctx, headers, loc, etag, "image/jpeg", &extra).await
+}
+
 fn content_disposition(name: &str) -> String {
     let ascii: String = name
         .chars()
@@ -365,16 +396,7 @@ fn content_disposition(name: &str) -> String {
             }
         })
         .collect();
-    let encoded: String = name
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let encoded = http::encode_component(name);
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 

@@ -5,7 +5,9 @@ mod accounts;
 mod books;
 mod devices;
 pub mod files;
+mod kobo_tokens;
 mod progress;
+mod shelves;
 
 use crate::error::ApiError;
 use crate::http::{self, Req};
@@ -40,6 +42,11 @@ fn template(segs: &[&str]) -> Option<&'static str> {
         ["v1", "books", _, "progress"] => "/v1/books/{id}/progress",
         ["v1", "progress", "changes"] => "/v1/progress/changes",
         ["v1", "sync"] => "/v1/sync",
+        ["v1", "kobo", "tokens"] => "/v1/kobo/tokens",
+        ["v1", "kobo", "tokens", _] => "/v1/kobo/tokens/{id}",
+        ["v1", "shelves"] => "/v1/shelves",
+        ["v1", "shelves", _] => "/v1/shelves/{id}",
+        ["v1", "shelves", _, "books", _] => "/v1/shelves/{id}/books/{book_id}",
         _ => return None,
     })
 }
@@ -57,7 +64,14 @@ fn allowed(route: &str) -> &'static str {
         | "/v1/books/{id}/cover"
         | "/v1/imports"
         | "/v1/imports/{id}" => "GET",
-        "/v1/devices" | "/v1/books" | "/v1/books/{id}/progress" => "GET, POST",
+        "/v1/devices"
+        | "/v1/books"
+        | "/v1/books/{id}/progress"
+        | "/v1/kobo/tokens"
+        | "/v1/shelves" => "GET, POST",
+        "/v1/kobo/tokens/{id}" => "DELETE",
+        "/v1/shelves/{id}" => "GET, PATCH, DELETE",
+        "/v1/shelves/{id}/books/{book_id}" => "PUT, DELETE",
         "/v1/devices/{id}" => "DELETE",
         "/v1/books/{id}" => "GET, PATCH, DELETE",
         _ => "POST",
@@ -150,6 +164,31 @@ async fn route_request(
         }
         ("/v1/progress/changes", Method::GET) => {
             progress::changes(ctx, auth(ctx, &req)?, req).await
+        }
+        ("/v1/kobo/tokens", Method::POST) => kobo_tokens::create(ctx, auth(ctx, &req)?, req).await,
+        ("/v1/kobo/tokens", Method::GET) => kobo_tokens::list(ctx, auth(ctx, &req)?).await,
+        ("/v1/kobo/tokens/{id}", Method::DELETE) => {
+            let user = auth(ctx, &req)?;
+            kobo_tokens::revoke(ctx, user, path_id(segs[3], "kobo token")?).await
+        }
+        ("/v1/shelves", Method::GET) => shelves::list(ctx, auth(ctx, &req)?).await,
+        ("/v1/shelves", Method::POST) => shelves::create(ctx, auth(ctx, &req)?, req).await,
+        ("/v1/shelves/{id}", m)
+            if m == Method::GET || m == Method::PATCH || m == Method::DELETE =>
+        {
+            let user = auth(ctx, &req)?;
+            let id = path_id(segs[2], "shelf")?;
+            match m {
+                Method::GET => shelves::get(ctx, user, id).await,
+                Method::PATCH => shelves::patch(ctx, user, id, req).await,
+                _ => shelves::delete(ctx, user, id).await,
+            }
+        }
+        ("/v1/shelves/{id}/books/{book_id}", m) if m == Method::PUT || m == Method::DELETE => {
+            let user = auth(ctx, &req)?;
+            let id = path_id(segs[2], "shelf")?;
+            let book = path_id(segs[4], "book")?;
+            shelves::book(ctx, user, id, book, m == Method::PUT).await
         }
         // Upgrades are taken before REST routing; this is a plain GET (or a trailing slash).
         ("/v1/sync", Method::GET) => Err(ApiError::bad_request(

@@ -47,10 +47,13 @@ impl BookRow {
     }
 
     pub(super) fn insert(&self, c: &Connection) -> Result<(), StoreError> {
+        bump_changes(c)?;
         c.prepare_cached(
             "INSERT INTO books (id, library_id, title, authors, language, identifiers, added_at,
-                                updated_at, deleted_at, version, meta, title_key, author_key, series_key)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                updated_at, deleted_at, version, meta, title_key, author_key, series_key,
+                                change_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                     (SELECT seq FROM change_counter WHERE id = 1))",
         )?
         .execute(params![
             self.id,
@@ -75,11 +78,13 @@ impl BookRow {
     /// Replaces the stored book if its version is one less than this one.
     pub(super) fn update(&self, c: &Connection) -> Result<(), StoreError> {
         let expected = self.version - 1;
+        bump_changes(c)?;
         let n = c
             .prepare_cached(
                 "UPDATE books SET title = ?2, authors = ?3, language = ?4, identifiers = ?5,
                         updated_at = ?6, deleted_at = ?7, version = ?8, meta = ?9,
-                        title_key = ?10, author_key = ?11, series_key = ?12
+                        title_key = ?10, author_key = ?11, series_key = ?12,
+                        change_seq = (SELECT seq FROM change_counter WHERE id = 1)
                  WHERE id = ?1 AND version = ?13",
             )?
             .execute(params![
@@ -356,4 +361,14 @@ fn list_one(c: &Connection, q: &BookQuery, library: &str) -> Result<Vec<Book>, S
     let mut st = c.prepare_cached(&sql)?;
     let rows = st.query_map(rusqlite::params_from_iter(values.iter()), book_row)?;
     rows.map(|r| r?).collect()
+}
+
+/// Takes the next number of the change sequence for the row written next in this
+/// transaction. One writer commits in order, so a reader that sees a number sees every
+/// smaller one: a cursor on it never skips a change committed later with an earlier clock.
+pub(super) fn bump_changes(c: &Connection) -> Result<u64, StoreError> {
+    Ok(
+        c.prepare_cached("UPDATE change_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq")?
+            .query_row([], |r| r.get::<_, i64>(0))? as u64,
+    )
 }

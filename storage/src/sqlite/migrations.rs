@@ -162,6 +162,51 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX source_files_by_book ON source_files(book_id);
     "#,
+    // 3: change sequence of books and shelves (what a device has not seen yet), shelves,
+    // Kobo device tokens, sync state and the per-device ledger of delivered books.
+    r#"
+    CREATE TABLE change_counter (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
+    ALTER TABLE books ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+    UPDATE books SET change_seq = rowid;
+    INSERT INTO change_counter (id, seq) SELECT 1, coalesce(max(change_seq), 0) FROM books;
+    CREATE INDEX books_changes ON books(library_id, change_seq);
+    CREATE TABLE shelves (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id),
+        name TEXT NOT NULL,
+        books TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        deleted_at INTEGER,
+        change_seq INTEGER NOT NULL
+    );
+    CREATE INDEX shelves_changes ON shelves(user_id, change_seq);
+    CREATE TABLE kobo_tokens (
+        device_id TEXT PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+        user_id TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX kobo_tokens_by_user ON kobo_tokens(user_id);
+    CREATE TABLE kobo_sync (
+        device_id TEXT PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+        state TEXT NOT NULL
+    );
+    CREATE TABLE kobo_ledger (
+        device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        book_id TEXT NOT NULL,
+        library_id TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        removed INTEGER NOT NULL,
+        archived INTEGER NOT NULL,
+        PRIMARY KEY (device_id, book_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE kobo_tags (
+        device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        shelf_id TEXT NOT NULL,
+        PRIMARY KEY (device_id, shelf_id)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -2,6 +2,7 @@
 //! commit, a small pool of reader connections.
 
 mod books;
+mod kobo;
 mod migrations;
 mod rows;
 mod writer;
@@ -358,21 +359,7 @@ impl Store for SqliteStore {
 
     async fn create_device(&self, d: &Device) -> Result<(), StoreError> {
         let d = d.clone();
-        self.write(move |c| {
-            c.execute(
-                "INSERT INTO devices (id, user_id, name, kind, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    d.id.to_string(),
-                    d.user_id.to_string(),
-                    d.name,
-                    d.kind.as_str(),
-                    d.created_at.millis()
-                ],
-            )
-            .map_err(|e| map_unique(e, "device"))?;
-            Ok(())
-        })
-        .await
+        self.write(move |c| kobo::insert_device(c, &d)).await
     }
 
     async fn devices(&self, user: UserId) -> Result<Vec<Device>, StoreError> {
@@ -855,6 +842,117 @@ impl Store for SqliteStore {
             .collect()
         })
         .await
+    }
+
+    async fn progress_states_of(
+        &self,
+        user: UserId,
+        books: &[BookId],
+    ) -> Result<Vec<ProgressState>, StoreError> {
+        let books = books.to_vec();
+        self.read(move |c| kobo::progress_states_of(c, user, &books))
+            .await
+    }
+
+    async fn books_changed(
+        &self,
+        library: LibraryId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Book)>, StoreError> {
+        self.read(move |c| kobo::books_changed(c, library, after, limit))
+            .await
+    }
+
+    async fn put_shelf(&self, shelf: &Shelf) -> Result<Shelf, StoreError> {
+        let shelf = shelf.clone();
+        self.write(move |c| kobo::put_shelf(c, &shelf)).await
+    }
+
+    async fn shelf(&self, id: ShelfId) -> Result<Option<Shelf>, StoreError> {
+        self.read(move |c| kobo::shelf(c, id)).await
+    }
+
+    async fn shelves(&self, user: UserId) -> Result<Vec<Shelf>, StoreError> {
+        self.read(move |c| kobo::shelves(c, user)).await
+    }
+
+    async fn shelves_changed(
+        &self,
+        user: UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Shelf>, StoreError> {
+        self.read(move |c| kobo::shelves_changed(c, user, after, limit))
+            .await
+    }
+
+    async fn create_kobo_device(
+        &self,
+        device: &Device,
+        token: &KoboToken,
+    ) -> Result<(), StoreError> {
+        let (d, t) = (device.clone(), token.clone());
+        self.write(move |c| kobo::create_kobo_device(c, &d, &t))
+            .await
+    }
+
+    async fn kobo_token(&self, token_hash: &str) -> Result<Option<KoboToken>, StoreError> {
+        let h = token_hash.to_string();
+        self.read(move |c| kobo::kobo_token(c, &h)).await
+    }
+
+    async fn kobo_tokens(&self, user: UserId) -> Result<Vec<KoboToken>, StoreError> {
+        self.read(move |c| kobo::kobo_tokens(c, user)).await
+    }
+
+    async fn kobo_sync_state(&self, device: DeviceId) -> Result<Option<String>, StoreError> {
+        self.read(move |c| kobo::kobo_sync_state(c, device)).await
+    }
+
+    async fn kobo_ledger(
+        &self,
+        device: DeviceId,
+        books: &[BookId],
+    ) -> Result<Vec<KoboLedgerEntry>, StoreError> {
+        let books = books.to_vec();
+        self.read(move |c| kobo::kobo_ledger(c, device, &books))
+            .await
+    }
+
+    async fn kobo_ledger_outside(
+        &self,
+        device: DeviceId,
+        libraries: &[LibraryId],
+        limit: usize,
+    ) -> Result<Vec<KoboLedgerEntry>, StoreError> {
+        let libraries = libraries.to_vec();
+        self.read(move |c| kobo::kobo_ledger_outside(c, device, &libraries, limit))
+            .await
+    }
+
+    async fn kobo_tags(&self, device: DeviceId) -> Result<Vec<ShelfId>, StoreError> {
+        self.read(move |c| kobo::kobo_tags(c, device)).await
+    }
+
+    async fn save_kobo_sync(
+        &self,
+        device: DeviceId,
+        write: &KoboSyncWrite,
+    ) -> Result<(), StoreError> {
+        let w = write.clone();
+        self.write(move |c| kobo::save_kobo_sync(c, device, &w))
+            .await
+    }
+
+    async fn set_kobo_archived(
+        &self,
+        device: DeviceId,
+        book: BookId,
+        archived: bool,
+    ) -> Result<bool, StoreError> {
+        self.write(move |c| kobo::set_kobo_archived(c, device, book, archived))
+            .await
     }
 }
 

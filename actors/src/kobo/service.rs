@@ -1,0 +1,265 @@
+//! The Kobo use cases on [`Dogear`]: tokens, sync pages, a book's metadata and state, the
+//! reading-state write, archive, covers at the device's size, downloads.
+
+use super::book::{KoboBook, KoboFormat};
+use super::state::{KoboStateIn, ReadingStateOut, reading_state};
+use super::sync::SyncPage;
+use super::token;
+use crate::app::Dogear;
+use crate::device_actor::DeviceMsg;
+use crate::error::AppError;
+use crate::user_actor::{UserMsg, WriteOutcome};
+use dogear_storage::{
+    Book, BookFile, BookId, Device, DeviceId, DeviceKind, FileLocation, Format, KoboToken, UserId,
+};
+
+/// How long a token look-up is trusted.
+pub const TOKEN_CACHE_SECS: u64 = 10;
+
+/// Recent token look-ups, by token hash.
+#[derive(Default)]
+pub struct TokenCache(
+    std::sync::Mutex<std::collections::HashMap<String, (KoboToken, std::time::Instant)>>,
+);
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<KoboToken> {
+        let map = self.0.lock().ok()?;
+        let (t, at) = map.get(hash)?;
+        (at.elapsed().as_secs() < TOKEN_CACHE_SECS).then(|| t.clone())
+    }
+
+    fn put(&self, hash: String, t: KoboToken) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() > 10_000 {
+                map.retain(|_, (_, at)| at.elapsed().as_secs() < TOKEN_CACHE_SECS);
+            }
+            map.insert(hash, (t, std::time::Instant::now()));
+        }
+    }
+
+    pub(crate) fn forget_device(&self, device: DeviceId) {
+        if let Ok(mut map) = self.0.lock() {
+            map.retain(|_, (t, _)| t.device_id != device);
+        }
+    }
+}
+
+/// Largest cover side a Kobo may ask for; larger requests get this.
+pub const MAX_COVER_SIDE: u32 = 2000;
+
+impl Dogear {
+    /// A new Kobo device and its secret token (returned once, stored hashed).
+    pub async fn create_kobo_token(
+        &self,
+        user: UserId,
+        name: &str,
+    ) -> Result<(Device, String), AppError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 128 {
+            return Err(AppError::bad("device_name", "must be 1-128 bytes of text"));
+        }
+        let secret = token::generate()?;
+        let hash = token::hash(&secret);
+        let name = name.to_string();
+        let device = self
+            .placement
+            .call_user(user, |reply| UserMsg::CreateDevice {
+                name: name.clone(),
+                kind: DeviceKind::Kobo,
+                token_hash: Some(hash.clone()),
+                reply,
+            })
+            .await??;
+        Ok((device, secret))
+    }
+
+    /// The user's Kobo devices that hold a token, oldest first.
+    pub async fn kobo_tokens(&self, user: UserId) -> Result<Vec<(Device, KoboToken)>, AppError> {
+        let devices = self.devices(user).await?;
+        let tokens = self.store.kobo_tokens(user).await?;
+        Ok(tokens
+            .into_iter()
+            .filter_map(|t| {
+                let d = devices.iter().find(|d| d.id == t.device_id)?.clone();
+                Some((d, t))
+            })
+            .collect())
+    }
+
+    /// Revokes a Kobo's token by deleting the device (its sync state and ledger go with it).
+    pub async fn revoke_kobo_token(&self, user: UserId, device: DeviceId) -> Result<(), AppError> {
+        let held = self.store.kobo_tokens(user).await?;
+        if !held.iter().any(|t| t.device_id == device) {
+            return Err(AppError::NotFound("kobo token"));
+        }
+        self.delete_device(user, device).await?;
+        let key = crate::placement::device_key(device);
+        if let Some(dev) = self.placement.running::<DeviceMsg>(&key) {
+            dev.stop(Some("revoked".into()));
+        }
+        Ok(())
+    }
+
+    /// The device a token in a Kobo's path stands for. Every Kobo request asks, so answers
+    /// are kept for a few seconds; a revocation on this node drops them at once (on another
+    /// node of a cluster it takes effect within [`TOKEN_CACHE_SECS`]).
+    pub async fn kobo_device(&self, secret: &str) -> Result<Option<KoboToken>, AppError> {
+        if !token::well_formed(secret) {
+            return Ok(None);
+        }
+        let hash = token::hash(secret);
+        if let Some(t) = self.kobo_tokens_cache.get(&hash) {
+            return Ok(Some(t));
+        }
+        let found = self.store.kobo_token(&hash).await?;
+        if let Some(t) = &found {
+            self.kobo_tokens_cache.put(hash, t.clone());
+        }
+        Ok(found)
+    }
+
+    /// The next page of the device's library sync, built by its actor (one at a time).
+    pub async fn kobo_sync(
+        &self,
+        dev: &KoboToken,
+        restart: bool,
+        page_size: usize,
+    ) -> Result<SyncPage, AppError> {
+        let actor = self.placement.device(dev.user_id, dev.device_id).await?;
+        match actor
+            .call(
+                |reply| DeviceMsg::KoboSync {
+                    restart,
+                    page_size,
+                    reply,
+                },
+                Some(std::time::Duration::from_secs(25)),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(r)) => r,
+            _ => Err(AppError::Unavailable("kobo sync did not finish".into())),
+        }
+    }
+
+    /// A book as a Kobo gets it, if the user may read it and a Kobo can take it.
+    pub async fn kobo_book(&self, user: UserId, id: BookId) -> Result<Option<KoboBook>, AppError> {
+        match self.book(user, id).await {
+            Ok(b) => Ok(KoboBook::of(&b)),
+            Err(AppError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn kobo_state(
+        &self,
+        dev: &KoboToken,
+        id: BookId,
+    ) -> Result<Option<ReadingStateOut>, AppError> {
+        let book = match self.book(dev.user_id, id).await {
+            Ok(b) => b,
+            Err(AppError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let view = self.progress(dev.user_id, id).await?;
+        Ok(Some(reading_state(
+            id,
+            book.added_at,
+            view.state.as_ref(),
+            dev.device_id,
+        )))
+    }
+
+    /// A Kobo's reading-state `PUT`: the same write through the user's actor as any other.
+    /// `None`: the user has no such book.
+    pub async fn kobo_put_state(
+        &self,
+        dev: &KoboToken,
+        id: BookId,
+        input: &KoboStateIn,
+    ) -> Result<Option<WriteOutcome>, AppError> {
+        let r = self
+            .placement
+            .call_user(dev.user_id, |reply| UserMsg::KoboWrite {
+                input: Box::new(input.clone()),
+                book: id,
+                device: dev.device_id,
+                reply,
+            })
+            .await?;
+        match r {
+            Ok(o) => Ok(Some(o)),
+            Err(AppError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The reader removed the book from the device (or took it back from its archive).
+    pub async fn kobo_archive(
+        &self,
+        dev: &KoboToken,
+        id: BookId,
+        archived: bool,
+    ) -> Result<(), AppError> {
+        self.store
+            .set_kobo_archived(dev.device_id, id, archived)
+            .await?;
+        Ok(())
+    }
+
+    /// The file a Kobo downloads: the KEPUB (made now if need be) or the EPUB.
+    pub async fn kobo_download(
+        &self,
+        user: UserId,
+        id: BookId,
+        format: KoboFormat,
+    ) -> Result<(Book, BookFile), AppError> {
+        match self.book_file(user, id, format.format()).await {
+            Err(AppError::NotFound("format")) if format == KoboFormat::Kepub => {
+                // The converter refused this EPUB: the device still gets the book.
+                self.book_file(user, id, Format::Epub).await
+            }
+            r => r,
+        }
+    }
+
+    /// The cover scaled to fit `width` x `height` as JPEG (greyscale on request), made on
+    /// first request and kept under the cover's etag and the size.
+    pub async fn kobo_cover(
+        &self,
+        user: UserId,
+        id: BookId,
+        width: u32,
+        height: u32,
+        grey: bool,
+    ) -> Result<(FileLocation, String), AppError> {
+        let book = self.book(user, id).await?;
+        let cover = book.meta.cover.clone().ok_or(AppError::NotFound("cover"))?;
+        let (w, h) = (
+            width.clamp(16, MAX_COVER_SIDE) & !1,
+            height.clamp(16, MAX_COVER_SIDE) & !1,
+        );
+        let etag = format!("{}-{w}x{h}{}", cover.etag, if grey { "g" } else { "" });
+        let key = format!("covers/{etag}.jpg");
+        let objects = self.importer.objects();
+        if !objects.exists(&key).await.unwrap_or(false) {
+            let unavailable = |e: String| AppError::Unavailable(format!("cover: {e}"));
+            let bytes = objects
+                .read_small(&cover.full, crate::import::MAX_COVER_BYTES)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            let made = tokio::task::spawn_blocking(move || {
+                crate::import::cover::scaled(bytes.to_vec(), w, h, grey)
+            })
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+            .map_err(|_| AppError::NotFound("cover"))?;
+            objects
+                .put_bytes(&key, made.into())
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+        }
+        Ok((FileLocation::Object { key }, etag))
+    }
+}

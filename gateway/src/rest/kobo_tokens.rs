@@ -1,0 +1,54 @@
+//! `/v1/kobo/tokens`: connecting a Kobo (one token per device) and revoking it.
+
+use crate::error::ApiError;
+use crate::http::{self, Req};
+use crate::{Ctx, kobo};
+use dogear_storage::{DeviceId, UserId};
+use serde::Deserialize;
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    device_name: String,
+}
+
+/// `201 {device_id, token, api_endpoint}`: `api_endpoint` is the exact value for
+/// `api_endpoint=` in `[OneStoreServices]` of the Kobo's `eReader.conf`. The token is shown
+/// this once; only its hash is kept.
+pub async fn create(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiError> {
+    let b: NewToken = req.json()?;
+    let (device, token) = ctx.app.create_kobo_token(user, &b.device_name).await?;
+    let base = kobo::public_base(ctx, &req.headers);
+    Ok(http::json(
+        StatusCode::CREATED,
+        &json!({
+            "device_id": device.id,
+            "device_name": device.name,
+            "token": token,
+            "api_endpoint": format!("{base}/kobo/{token}"),
+            "created_at": device.created_at,
+        }),
+    ))
+}
+
+pub async fn list(ctx: &Ctx, user: UserId) -> Result<Response, ApiError> {
+    let items: Vec<_> = ctx
+        .app
+        .kobo_tokens(user)
+        .await?
+        .into_iter()
+        .map(|(d, t)| json!({"device_id": d.id, "device_name": d.name, "created_at": t.created_at}))
+        .collect();
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": null}),
+    ))
+}
+
+pub async fn revoke(ctx: &Ctx, user: UserId, id: DeviceId) -> Result<Response, ApiError> {
+    ctx.app.revoke_kobo_token(user, id).await?;
+    Ok(http::empty(StatusCode::NO_CONTENT))
+}

@@ -1,0 +1,111 @@
+//! `/v1/shelves`: a user's shelves (Kobo collections on the device, both ways).
+
+use crate::Ctx;
+use crate::error::ApiError;
+use crate::http::{self, Req};
+use dogear_actors::shelves::ShelfOp;
+use dogear_storage::{BookId, Shelf, ShelfId, UserId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+pub fn shelf_json(s: &Shelf) -> Value {
+    json!({
+        "id": s.id,
+        "name": s.name,
+        "book_ids": s.books,
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewShelf {
+    name: String,
+    #[serde(default)]
+    book_ids: Vec<BookId>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShelfPatch {
+    name: String,
+}
+
+pub async fn list(ctx: &Ctx, user: UserId) -> Result<Response, ApiError> {
+    let items: Vec<Value> = ctx
+        .app
+        .shelves(user)
+        .await?
+        .iter()
+        .map(shelf_json)
+        .collect();
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": null}),
+    ))
+}
+
+pub async fn create(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiError> {
+    let b: NewShelf = req.json()?;
+    let books = ctx
+        .app
+        .readable_books(user, &b.book_ids, Some("book_ids"))
+        .await?;
+    let s = ctx
+        .app
+        .change_shelf(
+            user,
+            ShelfOp::Create {
+                name: b.name,
+                books,
+            },
+        )
+        .await?;
+    Ok(http::json(StatusCode::CREATED, &shelf_json(&s)))
+}
+
+pub async fn get(ctx: &Ctx, user: UserId, id: ShelfId) -> Result<Response, ApiError> {
+    let s = ctx.app.shelf(user, id).await?;
+    Ok(http::json(StatusCode::OK, &shelf_json(&s)))
+}
+
+pub async fn patch(ctx: &Ctx, user: UserId, id: ShelfId, req: Req) -> Result<Response, ApiError> {
+    let b: ShelfPatch = req.json()?;
+    let s = ctx
+        .app
+        .change_shelf(user, ShelfOp::Rename { id, name: b.name })
+        .await?;
+    Ok(http::json(StatusCode::OK, &shelf_json(&s)))
+}
+
+pub async fn delete(ctx: &Ctx, user: UserId, id: ShelfId) -> Result<Response, ApiError> {
+    ctx.app.change_shelf(user, ShelfOp::Delete { id }).await?;
+    Ok(http::empty(StatusCode::NO_CONTENT))
+}
+
+/// `PUT` puts the book on the shelf, `DELETE` takes it off; both answer the shelf.
+pub async fn book(
+    ctx: &Ctx,
+    user: UserId,
+    id: ShelfId,
+    book: BookId,
+    put: bool,
+) -> Result<Response, ApiError> {
+    let op = if put {
+        ctx.app.book(user, book).await?;
+        ShelfOp::Add {
+            id,
+            books: vec![book],
+        }
+    } else {
+        ShelfOp::Remove {
+            id,
+            books: vec![book],
+        }
+    };
+    let s = ctx.app.change_shelf(user, op).await?;
+    Ok(http::json(StatusCode::OK, &shelf_json(&s)))
+}

@@ -1,0 +1,961 @@
+//! A Kobo played over real HTTP against a real `dogear`: from a factory-fresh device through
+//! auth, initialization, a paged full sync, downloads and covers, reading state both ways
+//! (with a WebSocket client watching), library changes, collections, a restart, a factory
+//! reset, a second device, and revocation. Shapes are compared field by field with responses
+//! captured from calibre-web, a server real devices accept.
+
+use dogear_e2e::serde_json::{Value, json};
+use dogear_e2e::{Api, Reader, Resp, Server, Socket, eventually, fixtures, zip_entries};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+fn captures() -> PathBuf {
+    fixtures().join("../protocols/captures/calibre-web-0.6.27")
+}
+
+fn capture(name: &str) -> Value {
+    let raw = std::fs::read_to_string(captures().join(name)).expect("capture");
+    serde_json::from_str(&raw).expect("capture parses")
+}
+
+/// The capture's headers (lower-case names).
+fn capture_headers(name: &str) -> BTreeMap<String, String> {
+    std::fs::read_to_string(captures().join(name))
+        .expect("capture headers")
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
+        .collect()
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+const TIME_KEYS: [&str; 6] = [
+    "Created",
+    "LastModified",
+    "PriorityTimestamp",
+    "From",
+    "PublicationDate",
+    "LastTimeStartedReading",
+];
+
+fn is_kobo_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'Z'
+        && s.chars().filter(char::is_ascii_digit).count() == 14
+}
+
+/// Every field of the captured value exists in ours with the same JSON type (a captured
+/// `null` accepts anything), recursively; timestamps are in the store's format.
+fn same_shape(ours: &Value, theirs: &Value, path: &str) {
+    match (ours, theirs) {
+        (_, Value::Null) => {}
+        // A book without a publisher: calibre-web sends null there too.
+        (Value::Null, Value::String(_)) if path.ends_with("Publisher.Name") => {}
+        (Value::Object(o), Value::Object(t)) => {
+            for (k, tv) in t {
+                let ov = o
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{path}.{k}: missing; ours: {ours}"));
+                same_shape(ov, tv, &format!("{path}.{k}"));
+            }
+            for (k, ov) in o {
+                if let (true, Some(s)) = (TIME_KEYS.contains(&k.as_str()), ov.as_str()) {
+                    assert!(is_kobo_time(s), "{path}.{k}: {s:?} is not a Kobo timestamp");
+                }
+            }
+        }
+        (Value::Array(o), Value::Array(t)) => {
+            if let (Some(a), Some(b)) = (o.first(), t.first()) {
+                same_shape(a, b, &format!("{path}[0]"));
+            }
+        }
+        (o, t) => assert_eq!(kind(o), kind(t), "{path}: ours {o}, captured {t}"),
+    }
+}
+
+/// A Kobo: its base URL is the `api_endpoint` line, and it remembers its sync token.
+struct Kobo {
+    http: reqwest::Client,
+    endpoint: String,
+    sync_token: Option<String>,
+}
+
+impl Kobo {
+    fn new(endpoint: &str) -> Kobo {
+        Kobo {
+            http: reqwest::Client::new(),
+            endpoint: endpoint.to_string(),
+            sync_token: None,
+        }
+    }
+
+    async fn call(&self, method: &str, url: &str, body: Option<Value>) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut rb = self
+            .http
+            .request(method, url)
+            .header("authorization", "Bearer device-access-token")
+            .header("x-kobo-deviceid", "0123456789abcdef")
+            .header("user-agent", "Mozilla/5.0 (Kobo Touch 0390/4.46.23836)");
+        if let Some(b) = body {
+            rb = rb
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        Resp::of(rb.send().await.expect("kobo request")).await
+    }
+
+    async fn get(&self, path: &str) -> Resp {
+        self.call("GET", &format!("{}{path}", self.endpoint), None)
+            .await
+    }
+
+    /// One sync request with the token it holds; keeps the new token.
+    async fn sync_page(&mut self) -> (Vec<Value>, bool) {
+        let mut rb = self
+            .http
+            .get(format!(
+                "{}/v1/library/sync?Filter=ALL&DownloadUrlFilter=Generic,Android&PrioritizeRecentReads=true",
+                self.endpoint
+            ));
+        if let Some(t) = &self.sync_token {
+            rb = rb.header("x-kobo-synctoken", t);
+        }
+        let r = rb.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/json; charset=utf-8"
+        );
+        let token = r.headers()["x-kobo-synctoken"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            token.len() < 1024 && !token.contains('.'),
+            "sync token {token}"
+        );
+        let more = r
+            .headers()
+            .get("x-kobo-sync")
+            .is_some_and(|v| v == "continue");
+        let header_bytes: usize = r
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        assert!(header_bytes < 4096, "response headers {header_bytes} bytes");
+        self.sync_token = Some(token);
+        let body: Value = r.json().await.unwrap();
+        (
+            body.as_array().expect("sync body is an array").clone(),
+            more,
+        )
+    }
+
+    /// Pages until the server stops saying `continue`.
+    async fn sync_all(&mut self) -> Vec<Vec<Value>> {
+        let mut pages = Vec::new();
+        for _ in 0..500 {
+            let (items, more) = self.sync_page().await;
+            pages.push(items);
+            if !more {
+                return pages;
+            }
+        }
+        panic!("sync never ended");
+    }
+}
+
+fn key_of(item: &Value) -> &str {
+    item.as_object()
+        .and_then(|o| o.keys().next())
+        .map(String::as_str)
+        .unwrap_or("")
+}
+
+fn entitled_id(item: &Value) -> String {
+    item[key_of(item)]["BookEntitlement"]["Id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Uploads every good fixture; returns (book id, file) of the EPUBs.
+async fn import_fixtures(me: &Reader) -> Vec<(String, String)> {
+    let exp = dogear_e2e::expected();
+    let mut epubs = Vec::new();
+    for g in exp["good"].as_array().unwrap() {
+        let file = g["file"].as_str().unwrap();
+        let bytes = std::fs::read(fixtures().join(file)).unwrap();
+        let name = file.rsplit('/').next().unwrap();
+        let r = me.api.upload(bytes, name, None).await;
+        assert_eq!(r.status, 202, "{file}: {}", r.body);
+        let job = me.api.wait_job(r.body["job_id"].as_str().unwrap()).await;
+        assert_eq!(job["state"], "done", "{file}: {job}");
+        if file.ends_with(".epub") {
+            epubs.push((
+                job["book_id"].as_str().unwrap().to_string(),
+                file.to_string(),
+            ));
+        }
+    }
+    epubs
+}
+
+async fn new_kobo(api: &Api, name: &str) -> (String, String, String) {
+    let r = api
+        .post("/v1/kobo/tokens", json!({"device_name": name}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    (
+        r.body["device_id"].as_str().unwrap().to_string(),
+        r.body["token"].as_str().unwrap().to_string(),
+        r.body["api_endpoint"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Width, height and colour components from a JPEG's frame header.
+fn jpeg_frame(b: &[u8]) -> (u32, u32, u8) {
+    let mut i = 2;
+    while i + 9 < b.len() {
+        assert_eq!(b[i], 0xFF, "JPEG marker expected at {i}");
+        let marker = b[i + 1];
+        let len = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
+        if (0xC0..=0xC2).contains(&marker) {
+            let h = u16::from_be_bytes([b[i + 5], b[i + 6]]) as u32;
+            let w = u16::from_be_bytes([b[i + 7], b[i + 8]]) as u32;
+            return (w, h, b[i + 9]);
+        }
+        i += 2 + len;
+    }
+    panic!("no JPEG frame header");
+}
+
+#[tokio::test]
+async fn a_kobo_from_factory_fresh_to_revoked() {
+    let mut server = Server::start_with(&[("DOGEAR_KOBO__PAGE_SIZE", "10")]);
+    let mut me = Reader::new(&server, "koboreader").await;
+    let epubs = import_fixtures(&me).await;
+    assert!(epubs.len() > 10, "need several pages of EPUBs");
+    let epub_ids: BTreeSet<String> = epubs.iter().map(|(id, _)| id.clone()).collect();
+
+    // 1. A token for the device: the api_endpoint line points here and carries the token.
+    let (device_id, token, endpoint) = new_kobo(&me.api, "Libra Colour").await;
+    assert_eq!(token.len(), 64);
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(endpoint, format!("{}/kobo/{token}", server.client().base));
+    let list = me.api.get("/v1/kobo/tokens").await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.body["items"][0]["device_id"], device_id.as_str());
+    assert!(
+        !list.body.to_string().contains(&token),
+        "tokens are never listed"
+    );
+    let bad = me.api.post("/v1/kobo/tokens", json!({})).await;
+    assert!(bad.assert_error(400, "bad_request").contains("device_name"));
+    let mut kobo = Kobo::new(&endpoint);
+
+    // 2. Device auth: shaped like the capture, echoing the (empty) UserKey.
+    let auth_req = "{\"AffiliateName\":\"Kobo\",\"AppVersion\":\"4.38.21908\",\"ClientKey\":\"MDEyMzQ1Njc4OWFiY2RlZg==\",\"DeviceId\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"PlatformId\":\"00000000-0000-0000-0000-000000000377\",\"SerialNumber\":\"N000000000000\",\"UserKey\":\"\"}";
+    let auth = kobo
+        .call(
+            "POST",
+            &format!("{endpoint}/v1/auth/device"),
+            Some(serde_json::from_str(auth_req).unwrap()),
+        )
+        .await;
+    assert_eq!(auth.status, 200);
+    same_shape(
+        &auth.body,
+        &capture("small.kobo.v1.auth.device.body"),
+        "auth",
+    );
+    assert_eq!(auth.body["UserKey"], "");
+    let refresh = kobo
+        .call(
+            "POST",
+            &format!("{endpoint}/v1/auth/refresh"),
+            Some(json!({"RefreshToken": auth.body["RefreshToken"]})),
+        )
+        .await;
+    assert_eq!(refresh.status, 200);
+    assert!(refresh.body["AccessToken"].is_string());
+
+    // 3. Initialization: every key the store sends, every store URL pointing here.
+    let init = kobo.get("/v1/initialization").await;
+    assert_eq!(init.status, 200);
+    let cap_headers = capture_headers("small.kobo.v1.initialization.headers");
+    assert_eq!(
+        init.headers["x-kobo-apitoken"],
+        cap_headers["x-kobo-apitoken"]
+    );
+    let res = init.body["Resources"].as_object().expect("Resources");
+    let theirs = capture("small.kobo.v1.initialization.body");
+    for (k, v) in theirs["Resources"].as_object().unwrap() {
+        let ours = res.get(k).unwrap_or_else(|| panic!("resource {k} missing"));
+        assert_eq!(kind(ours), kind(v), "resource {k}");
+    }
+    let text = init.body.to_string();
+    assert!(!text.contains("storeapi.kobo.com"), "a store URL left");
+    for k in [
+        "library_sync",
+        "library_metadata",
+        "reading_state",
+        "delete_entitlement",
+        "add_entitlement",
+        "tags",
+        "tag_items",
+        "delete_tag_items",
+        "rename_tag",
+        "delete_tag",
+        "device_auth",
+        "device_refresh",
+        "get_download_keys",
+        "get_download_link",
+        "image_url_template",
+        "image_url_quality_template",
+        "oauth_host",
+    ] {
+        assert!(
+            res[k].as_str().unwrap().starts_with(&endpoint),
+            "{k}: {}",
+            res[k]
+        );
+    }
+    assert_eq!(res["reading_services_host"], server.client().base.as_str());
+    assert_eq!(res["image_host"], server.client().base.as_str());
+    assert!(
+        res["image_url_quality_template"]
+            .as_str()
+            .unwrap()
+            .ends_with("/{ImageId}/{Width}/{Height}/{Quality}/{IsGreyscale}/image.jpg")
+    );
+    assert_eq!(res["kobo_wishlist_enabled"], "False");
+
+    // 4. OAuth for a device without a Kobo account: discovery, authorize, token.
+    let oauth = res["oauth_host"].as_str().unwrap().to_string();
+    let disco = kobo
+        .call(
+            "GET",
+            &format!("{oauth}/.well-known/openid-configuration"),
+            None,
+        )
+        .await;
+    assert_eq!(disco.status, 200);
+    assert_eq!(disco.body["token_endpoint"], format!("{oauth}/token"));
+    assert!(disco.body.get("access_token").is_none());
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let authz = no_redirect
+        .get(format!(
+            "{oauth}/authorize?scope=openid&response_type=code&client_id=nickel&state=abc123&redirect_uri=kobo://UserAuthenticated&code_challenge=x&code_challenge_method=S256"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authz.status(), 302);
+    let loc = authz.headers()["location"].to_str().unwrap();
+    assert!(loc.starts_with("kobo://UserAuthenticated?code="), "{loc}");
+    let tok = no_redirect
+        .post(format!("{oauth}/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=authorization_code&code=x&code_verifier=y&client_id=nickel")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tok.status(), 200);
+    let tok: Value = tok.json().await.unwrap();
+    assert!(tok["access_token"].is_string() && tok["expires_in"] == 3600);
+
+    // 5. Store calls Dogear has no feature for: harmless 200s, never a 404 or 500.
+    let profile = kobo.get("/v1/user/profile").await;
+    assert_eq!(profile.status, 200);
+    assert_eq!(profile.body, capture("small.kobo.v1.user.profile.body"));
+    // Raw brackets and braces in the query, as devices send them.
+    let assets = kobo
+        .get("/v1/assets?DiffRequests=[{Key:EPD-KoboPlus-ReadOnly-NeverSubscribed,ETag:}]")
+        .await;
+    assert_eq!(assets.status, 200, "{}", assets.body);
+    assert_eq!(
+        kobo.get("/v1/user/loyalty/benefits").await.body,
+        json!({"Benefits": {}})
+    );
+    let tests = kobo
+        .call(
+            "POST",
+            &format!("{endpoint}/v1/analytics/gettests"),
+            Some(json!({"TestKey": "k-1", "PlatformId": "x"})),
+        )
+        .await;
+    assert_eq!(tests.body["TestKey"], "k-1");
+    let events = kobo
+        .call(
+            "POST",
+            &format!("{endpoint}/v1/analytics/event"),
+            Some(json!({"Events": [{"Id": "e1"}, {"Id": "e2"}]})),
+        )
+        .await;
+    assert_eq!(events.body["AcceptedEvents"], json!(["e1", "e2"]));
+    for path in [
+        "/v1/products/dictionary/en-us",
+        "/v1/deals",
+        "/v1/nothing/at/all",
+        "",
+    ] {
+        let r = kobo.get(path).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert_eq!(r.body, json!({}), "{path}");
+    }
+    let cfc = kobo
+        .call(
+            "POST",
+            &format!("{}/api/v3/content/checkforchanges", server.client().base),
+            Some(json!([{"ContentId": "x", "etag": "y"}])),
+        )
+        .await;
+    assert_eq!((cfc.status, cfc.body.clone()), (200, json!([])));
+
+    // 6. The full first sync: several pages of at most 10, every EPUB once, nothing else.
+    let pages = kobo.sync_all().await;
+    assert!(pages.len() >= 3, "{} pages", pages.len());
+    let mut seen = BTreeSet::new();
+    for p in &pages {
+        assert!(p.len() <= 10, "page of {}", p.len());
+        for item in p {
+            assert_eq!(key_of(item), "NewEntitlement", "{item}");
+            assert!(seen.insert(entitled_id(item)), "sent twice: {item}");
+        }
+    }
+    assert_eq!(seen, epub_ids, "the EPUBs, no PDF, CBZ or file-less book");
+    let cap_page = capture("small.kobo.v1.library.sync.page1.body");
+    let first = pages[0][0].clone();
+    same_shape(&first, &cap_page[0], "NewEntitlement");
+    let cap_sync_headers = capture_headers("small.kobo.v1.library.sync.page1.headers");
+    assert!(cap_sync_headers.contains_key("x-kobo-synctoken"));
+    // A second sync with nothing new returns nothing.
+    let (again, more) = kobo.sync_page().await;
+    assert_eq!((again.len(), more), (0, false), "{again:?}");
+    assert_eq!(
+        capture("small.kobo.v1.library.sync.again-nothing-new.body"),
+        json!([])
+    );
+
+    // 7. Metadata (an array of one) and the download it names: a KEPUB of the exact size.
+    let (hamlet, _) = epubs
+        .iter()
+        .find(|(_, f)| f.ends_with("/hamlet.epub"))
+        .cloned()
+        .expect("hamlet.epub among the fixtures");
+    let meta = kobo.get(&format!("/v1/library/{hamlet}/metadata")).await;
+    assert_eq!(meta.status, 200);
+    assert_eq!(meta.body.as_array().unwrap().len(), 1);
+    same_shape(
+        &meta.body,
+        &capture("small.kobo.v1.library.UUID.metadata.body"),
+        "metadata",
+    );
+    let dl = &meta.body[0]["DownloadUrls"];
+    assert_eq!(dl.as_array().unwrap().len(), 1, "KEPUB only: {dl}");
+    assert_eq!(dl[0]["Format"], "KEPUB");
+    let url = dl[0]["Url"].as_str().unwrap();
+    assert!(url.starts_with(&endpoint));
+    let r = kobo.http.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/epub+zip");
+    let disp = r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(disp.contains(".kepub.epub"), "{disp}");
+    let kepub = r.bytes().await.unwrap().to_vec();
+    assert_eq!(kepub.len() as u64, dl[0]["Size"].as_u64().unwrap());
+    let zip = zip_entries(&kepub);
+    assert_eq!(
+        zip.get("mimetype").map(Vec::as_slice),
+        Some(&b"application/epub+zip"[..])
+    );
+    let spans: usize = zip
+        .iter()
+        .filter(|(n, _)| n.ends_with(".xhtml") || n.ends_with(".html"))
+        .map(|(_, b)| {
+            String::from_utf8_lossy(b)
+                .matches("class=\"koboSpan\" id=\"kobo.")
+                .count()
+        })
+        .sum();
+    assert!(spans > 100, "koboSpans: {spans}");
+    let part = kobo
+        .http
+        .get(url)
+        .header("range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.unwrap().len(), 100);
+    let head = kobo.http.head(url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"].to_str().unwrap(),
+        kepub.len().to_string()
+    );
+    assert_eq!(
+        kobo.get("/v1/library/00000000-0000-0000-0000-000000000000/metadata")
+            .await
+            .body,
+        json!([])
+    );
+
+    // 8. Covers at the requested size, both template shapes, greyscale on request.
+    let with_cover = pages
+        .iter()
+        .flatten()
+        .map(|i| {
+            i["NewEntitlement"]["BookMetadata"]["CoverImageId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .find(|c| c.len() > 36)
+        .expect("a book with a cover");
+    let (status, h, jpg) = me
+        .api
+        .get_bytes(
+            &format!("/kobo/{token}/{with_cover}/355/530/false/image.jpg"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(h["content-type"], "image/jpeg");
+    let (w, hgt, comps) = jpeg_frame(&jpg);
+    assert!(
+        w <= 355 && hgt <= 530 && w % 2 == 0 && hgt % 2 == 0,
+        "{w}x{hgt}"
+    );
+    assert!(w >= 300 || hgt >= 500, "scaled to fill the box: {w}x{hgt}");
+    assert_eq!(comps, 3);
+    let cap_cover = capture_headers("small.kobo.cover.UUID.355x530.headers");
+    assert_eq!(cap_cover["content-type"], "image/jpeg");
+    let (status, _, grey) = me
+        .api
+        .get_bytes(
+            &format!("/kobo/{token}/{with_cover}/1264/1680/80/true/image.jpg"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(jpeg_frame(&grey).2, 1, "greyscale JPEG");
+
+    // 9. Reading on the Kobo: the PUT as a device sends it, seen live on a WebSocket and
+    //    through the REST API, and echoed back to the device exactly.
+    let web = me.add_device("web").await;
+    let (mut ws, _hello) = Socket::connect(&server, me.token(), &web).await;
+    let mut put: Value = capture("small.kobo.v1.library.UUID.state.PUT.request-body.json");
+    put["ReadingStates"][0]["EntitlementId"] = json!(hamlet);
+    let lm = put["ReadingStates"][0]["LastModified"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = kobo
+        .call(
+            "PUT",
+            &format!("{endpoint}/v1/library/{hamlet}/state"),
+            Some(put.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    same_shape(
+        &r.body,
+        &capture("small.kobo.v1.library.UUID.state.PUT.body"),
+        "PUT",
+    );
+    assert_eq!(r.body["UpdateResults"][0]["PriorityTimestamp"], lm.as_str());
+    let pushed = ws
+        .next_json_within(std::time::Duration::from_secs(10))
+        .await
+        .expect("a push on the web socket");
+    assert_eq!(pushed["type"], "progress");
+    assert_eq!(pushed["state"]["book_id"], hamlet.as_str());
+    assert_eq!(pushed["state"]["percent"], 11.0);
+    assert_eq!(pushed["state"]["device_id"], device_id.as_str());
+    let p = me.api.get(&format!("/v1/books/{hamlet}/progress")).await;
+    assert_eq!(p.body["state"]["percent"], 11.0);
+    assert_eq!(p.body["state"]["status"], "reading");
+    let st = kobo.get(&format!("/v1/library/{hamlet}/state")).await;
+    assert_eq!(st.status, 200);
+    same_shape(
+        &st.body,
+        &capture("small.kobo.v1.library.UUID.state.GET.body"),
+        "GET state",
+    );
+    // As the device wrote it: the shape of a Kobo-written state in a sync.
+    same_shape(
+        &st.body[0],
+        &capture("small.kobo.v1.library.sync.after-PUT.body")[0]["ChangedReadingState"]["ReadingState"],
+        "GET state after PUT",
+    );
+    let s0 = &st.body[0];
+    assert_eq!(s0["PriorityTimestamp"], lm.as_str());
+    assert_eq!(s0["CurrentBookmark"]["ProgressPercent"].to_string(), "11");
+    assert_eq!(s0["CurrentBookmark"]["Location"]["Value"], "kobo.12.3");
+    assert_eq!(s0["Statistics"]["SpentReadingMinutes"], 12);
+    // The same PUT again (two racing on wake-up) changes nothing.
+    let again = kobo
+        .call(
+            "PUT",
+            &format!("{endpoint}/v1/library/{hamlet}/state"),
+            Some(put.clone()),
+        )
+        .await;
+    assert_eq!(again.status, 200);
+    // Its own write does not come back to the device.
+    let (items, _) = kobo.sync_page().await;
+    assert!(items.is_empty(), "{items:?}");
+    // Bad bodies name the field and write nothing.
+    let mut worse = put.clone();
+    worse["ReadingStates"][0]["CurrentBookmark"]["ProgressPercent"] = json!(140);
+    let r = kobo
+        .call(
+            "PUT",
+            &format!("{endpoint}/v1/library/{hamlet}/state"),
+            Some(worse),
+        )
+        .await;
+    assert!(
+        r.assert_error(400, "bad_request")
+            .contains("ProgressPercent")
+    );
+    let r = kobo
+        .call(
+            "PUT",
+            &format!("{endpoint}/v1/library/{hamlet}/state"),
+            Some(json!({"ReadingStates": "no"})),
+        )
+        .await;
+    assert!(r.assert_error(400, "bad_request").contains("ReadingStates"));
+    assert_eq!(
+        me.api
+            .get(&format!("/v1/books/{hamlet}/progress"))
+            .await
+            .body["state"]["percent"],
+        11.0
+    );
+
+    // 10. Reading on the web: the Kobo gets it at its next sync, as newer than its own.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let w = me
+        .write(
+            &hamlet,
+            dogear_e2e::progress(&web, 50.0, now - 1_767_225_600_000),
+        )
+        .await;
+    assert_eq!(w.status, 200, "{}", w.body);
+    let (items, _) = kobo.sync_page().await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    let rs = &items[0]["ChangedReadingState"]["ReadingState"];
+    assert_eq!(rs["EntitlementId"], hamlet.as_str());
+    assert_eq!(rs["CurrentBookmark"]["ProgressPercent"].to_string(), "50");
+    assert!(rs["PriorityTimestamp"].as_str().unwrap() > lm.as_str());
+    // A web position has no Kobo span or statistics: those parts are left out.
+    let mut cap = capture("small.kobo.v1.library.sync.after-PUT.body")[0].clone();
+    let cap_rs = &mut cap["ChangedReadingState"]["ReadingState"];
+    for (part, field) in [
+        ("CurrentBookmark", "ContentSourceProgressPercent"),
+        ("CurrentBookmark", "Location"),
+        ("Statistics", "SpentReadingMinutes"),
+        ("Statistics", "RemainingTimeMinutes"),
+    ] {
+        cap_rs[part].as_object_mut().unwrap().remove(field);
+    }
+    same_shape(&items[0], &cap, "ChangedReadingState");
+
+    // 11. The library changes: an edit, a deletion, a new upload, a shelf.
+    let (edited, _) = epubs.iter().find(|(id, _)| *id != hamlet).cloned().unwrap();
+    let r = me
+        .api
+        .patch(
+            &format!("/v1/books/{edited}"),
+            json!({"title": "Renamed on the web"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (gone, gone_file) = epubs
+        .iter()
+        .find(|(id, _)| *id != hamlet && *id != edited)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        me.api.delete(&format!("/v1/books/{gone}")).await.status,
+        204
+    );
+    let shelf = me
+        .api
+        .post(
+            "/v1/shelves",
+            json!({"name": "Beach", "book_ids": [hamlet]}),
+        )
+        .await;
+    assert_eq!(shelf.status, 201, "{}", shelf.body);
+    let shelf_id = shelf.body["id"].as_str().unwrap().to_string();
+    let bytes = std::fs::read(fixtures().join(&gone_file)).unwrap();
+    let up = me.api.upload(bytes, "again.epub", None).await;
+    let job = me.api.wait_job(up.body["job_id"].as_str().unwrap()).await;
+    let fresh = job["book_id"].as_str().unwrap().to_string();
+    assert_ne!(fresh, gone);
+    let items: Vec<Value> = kobo.sync_all().await.into_iter().flatten().collect();
+    let find = |k: &str, id: &str| {
+        items
+            .iter()
+            .find(|i| key_of(i) == k && entitled_id(i) == id)
+            .cloned()
+    };
+    let renamed = find("NewEntitlement", &edited).expect("the edited book again");
+    assert_eq!(
+        renamed["NewEntitlement"]["BookMetadata"]["Title"],
+        "Renamed on the web"
+    );
+    let cpm = items
+        .iter()
+        .find(|i| key_of(i) == "ChangedProductMetadata")
+        .expect("ChangedProductMetadata with it");
+    assert_eq!(
+        cpm["ChangedProductMetadata"]["EntitlementId"],
+        edited.as_str()
+    );
+    let removed = find("ChangedEntitlement", &gone).expect("the deleted book removed");
+    assert_eq!(
+        removed["ChangedEntitlement"]["BookEntitlement"]["IsRemoved"],
+        true
+    );
+    assert!(find("NewEntitlement", &fresh).is_some(), "the new upload");
+    let tag = items
+        .iter()
+        .find(|i| key_of(i) == "NewTag")
+        .expect("the shelf as a collection");
+    assert_eq!(tag["NewTag"]["Tag"]["Id"], shelf_id.as_str());
+    assert_eq!(tag["NewTag"]["Tag"]["Name"], "Beach");
+    assert_eq!(
+        tag["NewTag"]["Tag"]["Items"],
+        json!([{"RevisionId": hamlet, "Type": "ProductRevisionTagItem"}])
+    );
+    assert_eq!(items.len(), 5, "nothing else: {items:?}");
+
+    // 12. Collections made on the device become shelves.
+    let made = kobo
+        .call(
+            "POST",
+            &format!("{endpoint}/v1/library/tags"),
+            Some(json!({"Name": "Made on Kobo", "Items": [
+                {"RevisionId": edited, "Type": "ProductRevisionTagItem"},
+                {"RevisionId": "not-a-dogear-book", "Type": "ProductRevisionTagItem"}]})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let tag_id = made.body.as_str().expect("a bare string id").to_string();
+    let shelves = me.api.get("/v1/shelves").await.body;
+    let mine = shelves["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == tag_id.as_str())
+        .expect("the collection as a shelf")
+        .clone();
+    assert_eq!(mine["name"], "Made on Kobo");
+    assert_eq!(mine["book_ids"], json!([edited]));
+    let add = kobo
+        .call(
+            "POST",
+            &format!("{endpoint}/v1/library/tags/{tag_id}/Items"),
+            Some(json!({"Items": [{"RevisionId": hamlet, "Type": "ProductRevisionTagItem"}]})),
+        )
+        .await;
+    assert_eq!(add.status, 201);
+    let rename = kobo
+        .call(
+            "PUT",
+            &format!("{endpoint}/v1/library/tags/{tag_id}"),
+            Some(json!({"Name": "Holiday"})),
+        )
+        .await;
+    assert_eq!(rename.status, 200);
+    let s = me.api.get(&format!("/v1/shelves/{tag_id}")).await.body;
+    assert_eq!(
+        (s["name"].clone(), s["book_ids"].clone()),
+        (json!("Holiday"), json!([edited, hamlet]))
+    );
+    let unknown = kobo
+        .call(
+            "DELETE",
+            &format!("{endpoint}/v1/library/tags/0190ffee-0000-7000-8000-000000000002"),
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, 200, "unknown tags never 404");
+    let del = kobo
+        .call(
+            "DELETE",
+            &format!("{endpoint}/v1/library/tags/{shelf_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(del.status, 200);
+    assert_eq!(
+        me.api.get(&format!("/v1/shelves/{shelf_id}")).await.status,
+        404
+    );
+
+    // 13. The reader removes a book from the device: 204, and it is not offered again.
+    let r = kobo
+        .call("DELETE", &format!("{endpoint}/v1/library/{hamlet}"), None)
+        .await;
+    assert_eq!(r.status, 204);
+    let r = me
+        .api
+        .patch(
+            &format!("/v1/books/{hamlet}"),
+            json!({"title": "Hamlet, edited"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let after: Vec<Value> = kobo.sync_all().await.into_iter().flatten().collect();
+    assert!(
+        !after.iter().any(|i| entitled_id(i) == hamlet),
+        "an archived book is not pushed back: {after:?}"
+    );
+
+    // 14. The position is stored: after a SIGKILL and a restart, nothing new means nothing.
+    server.kill9();
+    server.restart();
+    let base = server.client().base;
+    me.api.base = base.clone();
+    kobo.endpoint = format!("{base}/kobo/{token}");
+    let (items, more) = kobo.sync_page().await;
+    assert_eq!((items.len(), more), (0, false), "{items:?}");
+
+    // 15. A factory reset (no token): everything again, as new.
+    kobo.sync_token = None;
+    let all: Vec<Value> = kobo.sync_all().await.into_iter().flatten().collect();
+    let news: BTreeSet<String> = all
+        .iter()
+        .filter(|i| key_of(i) == "NewEntitlement")
+        .map(entitled_id)
+        .collect();
+    assert_eq!(news.len(), epub_ids.len(), "every live EPUB again");
+
+    // 16. A second Kobo of the same reader gets everything on its own.
+    let (_, _, second) = new_kobo(&me.api, "Clara").await;
+    let mut clara = Kobo::new(&second);
+    let n: usize = clara.sync_all().await.iter().map(Vec::len).sum();
+    assert!(n >= epub_ids.len(), "{n}");
+
+    // 17. Another reader's Kobo sees none of it.
+    let other = Reader::new(&server, "stranger").await;
+    let (_, _, theirs) = new_kobo(&other.api, "Sage").await;
+    let stranger = Kobo::new(&theirs);
+    assert_eq!(
+        stranger
+            .get(&format!("/v1/library/{hamlet}/metadata"))
+            .await
+            .body,
+        json!([])
+    );
+    let r = stranger.get(&format!("/download/{hamlet}/kepub")).await;
+    assert_eq!(r.status, 404);
+
+    // 18. Revoked: the device is refused, and the token was never logged.
+    let r = me.api.delete(&format!("/v1/kobo/tokens/{device_id}")).await;
+    assert_eq!(r.status, 204);
+    let r = kobo.get("/v1/library/sync").await;
+    r.assert_error(401, "unauthorized");
+    let r = kobo.get("/v1/initialization").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        me.api
+            .delete(&format!("/v1/kobo/tokens/{device_id}"))
+            .await
+            .status,
+        404
+    );
+    let log = server.log();
+    assert!(
+        log.contains("/kobo/{token}/"),
+        "requests are logged, redacted"
+    );
+    assert!(!log.contains(&token), "the token is in the log");
+    assert!(
+        !server.metrics().await.contains(&token),
+        "the token is in the metrics"
+    );
+}
+
+#[tokio::test]
+async fn urls_follow_the_proxy_and_the_configured_public_url() {
+    let server = Server::start();
+    let me = Reader::new(&server, "proxied").await;
+    let r = me
+        .api
+        .http
+        .post(format!("{}/v1/kobo/tokens", me.api.base))
+        .bearer_auth(me.token())
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "books.example.org")
+        .header("x-forwarded-port", "443")
+        .json(&json!({"device_name": "Libra"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    let token = body["token"].as_str().unwrap();
+    assert_eq!(
+        body["api_endpoint"],
+        format!("https://books.example.org/kobo/{token}")
+    );
+    let configured =
+        Server::start_with(&[("DOGEAR_SERVER__PUBLIC_URL", "https://read.example.net/")]);
+    let you = Reader::new(&configured, "configured").await;
+    let (_, token, endpoint) = new_kobo(&you.api, "Libra").await;
+    assert_eq!(endpoint, format!("https://read.example.net/kobo/{token}"));
+    // The device reaches the server at its own address; the URLs it is given are public.
+    let local = format!("{}/kobo/{token}", configured.client().base);
+    let init = Kobo::new(&local).get("/v1/initialization").await;
+    assert_eq!(
+        init.body["Resources"]["library_sync"],
+        format!("https://read.example.net/kobo/{token}/v1/library/sync")
+    );
+    let r = eventually(5, "an unknown token refused", || async {
+        let r = Kobo::new(&format!(
+            "{}/kobo/{}",
+            configured.client().base,
+            "0".repeat(64)
+        ))
+        .get("/v1/library/sync")
+        .await;
+        (r.status == 401).then_some(())
+    })
+    .await;
+    let _: () = r;
+}
