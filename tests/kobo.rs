@@ -679,7 +679,19 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
     assert_eq!(rs["EntitlementId"], hamlet.as_str());
     assert_eq!(rs["CurrentBookmark"]["ProgressPercent"].to_string(), "50");
     assert!(rs["PriorityTimestamp"].as_str().unwrap() > lm.as_str());
-    // A web position has no Kobo span or statistics: those parts are left out.
+    // Placed on a span of the KEPUB the Kobo downloaded, about half-way through.
+    let loc = &rs["CurrentBookmark"]["Location"];
+    let source = loc["Source"]
+        .as_str()
+        .expect("a Location for the web's position");
+    let span = loc["Value"].as_str().unwrap();
+    let doc = String::from_utf8_lossy(zip.get(source).expect("Source is a file of the KEPUB"));
+    assert!(
+        doc.contains(&format!("id=\"{span}\"")),
+        "{span} in {source}"
+    );
+    assert_eq!(loc["Type"], "KoboSpan");
+    // A web position carries no reading statistics: those are left out.
     let mut cap = capture("small.kobo.v1.library.sync.after-PUT.body")[0].clone();
     let cap_rs = &mut cap["ChangedReadingState"]["ReadingState"];
     for (part, field) in [
@@ -958,4 +970,92 @@ async fn urls_follow_the_proxy_and_the_configured_public_url() {
     })
     .await;
     let _: () = r;
+}
+
+#[tokio::test]
+async fn calibre_books_go_out_as_kepubs_made_on_first_download_and_stay_put() {
+    let lib = tempfile::tempdir().unwrap();
+    dogear_e2e::copy_dir(&fixtures().join("calibre-library"), lib.path());
+    let config = format!(
+        "[[import.calibre]]\npath = \"{}\"\nlibrary = \"calikobo\"\n",
+        lib.path().display()
+    );
+    let (_server, me) = dogear_e2e::node_with(&config, "calikobo", &[]).await;
+    let api = me.api.clone();
+    let epubs: Vec<Value> = eventually(30, "25 Calibre books", || {
+        let api = api.clone();
+        async move {
+            let all = api.all_books("").await;
+            (all.len() >= 26).then_some(all)
+        }
+    })
+    .await
+    .into_iter()
+    .filter(|b| {
+        b["formats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["format"] == "epub")
+    })
+    .collect();
+    assert!(!epubs.is_empty());
+    let (_, _, endpoint) = new_kobo(&me.api, "Libra").await;
+    let mut kobo = Kobo::new(&endpoint);
+    let items: Vec<Value> = kobo.sync_all().await.into_iter().flatten().collect();
+    assert_eq!(items.len(), epubs.len(), "one entitlement per EPUB book");
+    for b in &epubs {
+        let item = items
+            .iter()
+            .find(|i| entitled_id(i) == b["id"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("{} synced", b["title"]));
+        let dl = &item["NewEntitlement"]["BookMetadata"]["DownloadUrls"];
+        assert_eq!(dl[0]["Format"], "KEPUB", "{}", b["title"]);
+        let epub_size = b["formats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["format"] == "epub")
+            .unwrap()["size"]
+            .clone();
+        assert_eq!(
+            dl[0]["Size"], epub_size,
+            "the EPUB's size until the KEPUB exists"
+        );
+    }
+    // The first download makes the KEPUB, from the Calibre folder, left untouched.
+    let url = items[0]["NewEntitlement"]["BookMetadata"]["DownloadUrls"][0]["Url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = kobo.http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains(".kepub.epub")
+    );
+    let kepub = r.bytes().await.unwrap().to_vec();
+    let spans: usize = zip_entries(&kepub)
+        .values()
+        .map(|b| {
+            String::from_utf8_lossy(b)
+                .matches("class=\"koboSpan\"")
+                .count()
+        })
+        .sum();
+    assert!(spans > 0, "a KEPUB, made on demand");
+    // Making it changed the book record, not what the device shows: no re-announcement
+    // (that would make the Kobo drop the copy it just downloaded).
+    let (again, more) = kobo.sync_page().await;
+    assert_eq!((again.len(), more), (0, false), "{again:?}");
+    let meta = kobo
+        .get(&format!("/v1/library/{}/metadata", entitled_id(&items[0])))
+        .await;
+    assert_eq!(
+        meta.body[0]["DownloadUrls"][0]["Size"].as_u64().unwrap(),
+        kepub.len() as u64,
+        "the exact size once the KEPUB exists"
+    );
 }

@@ -2,7 +2,7 @@
 //! removed while it runs and while it is down; a Calibre library edited by another process.
 
 use dogear_e2e::serde_json::{Value, json};
-use dogear_e2e::{Api, Reader, Server, eventually, fixtures, progress};
+use dogear_e2e::{Api, copy_dir, eventually, fixtures, node_with, progress};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -11,23 +11,6 @@ fn sha256_file(p: &Path) -> String {
         .iter()
         .map(|x| format!("{x:02x}"))
         .collect()
-}
-
-/// Starts a node, registers `name`, then restarts it with `config` (sources need the user).
-async fn node_with(config: &str, name: &str, extra_env: &[(&str, &str)]) -> (Server, Reader) {
-    let mut server = Server::start_with(extra_env);
-    let me = Reader::new(&server, name).await;
-    server.terminate();
-    let path = server.data.parent().unwrap().join("dogear.toml");
-    std::fs::write(&path, config).unwrap();
-    server.set_env("DOGEAR_CONFIG", path.to_str().unwrap());
-    server.restart();
-    let api = Api {
-        base: server.base.clone(),
-        ..me.api.clone()
-    };
-    let me = Reader { api, ..me };
-    (server, me)
 }
 
 async fn find(api: &Api, title: &str) -> Option<Value> {
@@ -326,16 +309,4 @@ async fn a_calibre_library_is_mirrored_read_only_and_followed_live() {
     })
     .await;
     assert_eq!(sha256_file(&db), edited, "Dogear never writes metadata.db");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dest = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }

@@ -27,6 +27,7 @@ pub struct Dogear {
     pub(crate) placement: Placement,
     pub(crate) importer: Importer,
     pub(crate) kobo_tokens_cache: crate::kobo::service::TokenCache,
+    pub(crate) kobo_places: crate::kobo::position::LocateCache,
     import_sup: std::sync::Mutex<Option<ractor::ActorCell>>,
 }
 
@@ -65,6 +66,7 @@ impl Dogear {
             placement,
             importer,
             kobo_tokens_cache: Default::default(),
+            kobo_places: Default::default(),
             import_sup: std::sync::Mutex::new(None),
         })
     }

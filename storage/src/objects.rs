@@ -128,6 +128,18 @@ impl Objects {
         &self.description
     }
 
+    /// The file behind `loc` on this machine, if it has one (a local store, or a file
+    /// served in place), so it can be opened with random access.
+    pub fn local_path(&self, loc: &FileLocation) -> Option<PathBuf> {
+        match loc {
+            FileLocation::External { path } => Some(PathBuf::from(path)),
+            FileLocation::Object { key } => {
+                let root = self.root.as_ref()?;
+                Some(root.join(ObjectPath::from(key.as_str()).as_ref()))
+            }
+        }
+    }
+
     /// Copies a local file under `key`, streaming it.
     pub async fn put_file(&self, key: &str, file: &Path) -> Result<(), ObjectError> {
         let path = ObjectPath::from(key);

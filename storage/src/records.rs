@@ -324,6 +324,10 @@ pub struct BookMeta {
     pub languages: Vec<String>,
     /// 0-10, two per star (Calibre's scale).
     pub rating: Option<u8>,
+    /// A fixed-layout EPUB (`rendition:layout` `pre-paginated`): Kobo renders it page by
+    /// page as it is (`EPUB3FL`), not as a KEPUB.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fixed_layout: bool,
     pub cover: Option<Cover>,
     pub formats: Vec<BookFile>,
     pub source: Option<BookSource>,

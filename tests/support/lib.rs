@@ -609,3 +609,34 @@ fn flate_inflate(data: &[u8], out: &mut Vec<u8>) {
     child.stdout.take().unwrap().read_to_end(out).unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// A node configured with `config` (TOML), with user `name` registered first (while
+/// registration is open), and that user's client pointed at the restarted node.
+pub async fn node_with(config: &str, name: &str, extra_env: &[(&str, &str)]) -> (Server, Reader) {
+    let mut server = Server::start_with(extra_env);
+    let me = Reader::new(&server, name).await;
+    server.terminate();
+    let path = server.data.parent().unwrap().join("dogear.toml");
+    std::fs::write(&path, config).unwrap();
+    server.set_env("DOGEAR_CONFIG", path.to_str().unwrap());
+    server.restart();
+    let api = Api {
+        base: server.base.clone(),
+        ..me.api.clone()
+    };
+    let me = Reader { api, ..me };
+    (server, me)
+}
+
+/// Copies a folder tree (fixtures are read-only; sources need a copy they may change).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}

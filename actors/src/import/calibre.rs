@@ -146,6 +146,8 @@ pub fn book_of(root: &Path, library: LibraryId, b: &CalibreBook) -> Book {
             tags: b.tags.clone(),
             languages,
             rating: b.rating,
+            // Calibre does not record it, and opening 20,000 EPUBs to look is not worth it.
+            fixed_layout: false,
             cover,
             formats,
             source: Some(BookSource::Calibre),

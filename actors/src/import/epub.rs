@@ -279,6 +279,12 @@ pub fn metadata(pkg: &Package) -> Extracted {
         .filter(|s| !s.is_empty())
         .collect();
 
+    x.fixed_layout = meta.elements().any(|e| {
+        e.local() == "meta"
+            && e.attr("property") == Some("rendition:layout")
+            && e.attr("refines").is_none()
+            && e.text().trim() == "pre-paginated"
+    });
     // Series: calibre's metas, else EPUB 3 `belongs-to-collection` of type series.
     if let Some(s) = named
         .get("calibre:series")
@@ -363,4 +369,28 @@ pub fn identifier(
         return Some((s.to_ascii_lowercase(), v.to_string()));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn package(metadata: &str) -> Package {
+        let opf = format!(
+            r#"<package xmlns="http://www.idpf.org/2007/opf" version="3.0"><metadata xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>T</dc:title>{metadata}</metadata></package>"#
+        );
+        Package {
+            opf_path: "OEBPS/content.opf".into(),
+            opf: crate::import::xml::parse(&opf).unwrap(),
+        }
+    }
+
+    #[test]
+    fn fixed_layout_is_read_from_the_rendition_meta() {
+        let fl = package(r#"<meta property="rendition:layout">pre-paginated</meta>"#);
+        assert!(metadata(&fl).fixed_layout);
+        let reflow = package(r#"<meta property="rendition:layout">reflowable</meta>"#);
+        assert!(!metadata(&reflow).fixed_layout);
+        assert!(!metadata(&package("")).fixed_layout);
+    }
 }

@@ -78,6 +78,8 @@ pub struct Extracted {
     pub published: Option<String>,
     pub description: Option<String>,
     pub tags: Vec<String>,
+    /// EPUB 3 `rendition:layout` is `pre-paginated`.
+    pub fixed_layout: bool,
     /// The cover image's bytes as stored in the file (not yet decoded).
     pub cover: Option<Vec<u8>>,
     /// Where the metadata came from (`opf`, `info`, `xmp`, `ComicInfo.xml`, `filename`).

@@ -593,6 +593,7 @@ pub fn book_from(
             tags: x.tags.iter().take(128).map(|t| truncate(t, 256)).collect(),
             languages: x.languages.clone(),
             rating: None,
+            fixed_layout: x.fixed_layout,
             cover,
             formats,
             source: Some(job.source),

@@ -11,13 +11,16 @@ pub enum KoboFormat {
     Kepub,
     /// A plain EPUB (its KEPUB could not be made at import).
     Epub,
+    /// A fixed-layout EPUB, sent as it is (`EPUB3FL`): one page per document already gives
+    /// page-level positions, and a KEPUB of it displays badly.
+    FixedLayout,
 }
 
 impl KoboFormat {
     pub fn path(self) -> &'static str {
         match self {
             KoboFormat::Kepub => "kepub",
-            KoboFormat::Epub => "epub",
+            KoboFormat::Epub | KoboFormat::FixedLayout => "epub",
         }
     }
     pub fn parse(s: &str) -> Option<KoboFormat> {
@@ -30,7 +33,7 @@ impl KoboFormat {
     pub fn format(self) -> Format {
         match self {
             KoboFormat::Kepub => Format::Kepub,
-            KoboFormat::Epub => Format::Epub,
+            KoboFormat::Epub | KoboFormat::FixedLayout => Format::Epub,
         }
     }
 }
@@ -57,6 +60,7 @@ impl KoboBook {
         // Calibre books get their KEPUB on first download; uploaded and folder books got
         // theirs at import, so one without a KEPUB is one the converter refused.
         let (format, size) = match (kepub, epub) {
+            (_, Some(e)) if book.meta.fixed_layout => (KoboFormat::FixedLayout, e.size),
             (Some(k), _) => (KoboFormat::Kepub, k.size),
             (None, Some(e)) if book.meta.source() == BookSource::Calibre => {
                 (KoboFormat::Kepub, e.size)

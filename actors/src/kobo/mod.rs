@@ -3,6 +3,7 @@
 //! gateway's `kobo` module only turns these into Kobo's JSON and back.
 
 pub mod book;
+pub mod position;
 pub mod state;
 pub mod sync;
 pub mod token;

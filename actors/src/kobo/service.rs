@@ -3,7 +3,7 @@
 
 use super::book::{KoboBook, KoboFormat};
 use super::state::{KoboStateIn, ReadingStateOut, reading_state};
-use super::sync::SyncPage;
+use super::sync::{KoboItem, SyncPage};
 use super::token;
 use crate::app::Dogear;
 use crate::device_actor::DeviceMsg;
@@ -12,6 +12,12 @@ use crate::user_actor::{UserMsg, WriteOutcome};
 use dogear_storage::{
     Book, BookFile, BookId, Device, DeviceId, DeviceKind, FileLocation, Format, KoboToken, UserId,
 };
+
+fn state_book(s: &ReadingStateOut) -> BookId {
+    s.entitlement_id
+        .parse()
+        .unwrap_or(BookId(uuid::Uuid::nil()))
+}
 
 /// How long a token look-up is trusted.
 pub const TOKEN_CACHE_SECS: u64 = 10;
@@ -127,7 +133,7 @@ impl Dogear {
         page_size: usize,
     ) -> Result<SyncPage, AppError> {
         let actor = self.placement.device(dev.user_id, dev.device_id).await?;
-        match actor
+        let mut page = match actor
             .call(
                 |reply| DeviceMsg::KoboSync {
                     restart,
@@ -140,6 +146,48 @@ impl Dogear {
         {
             Ok(ractor::rpc::CallResult::Success(r)) => r,
             _ => Err(AppError::Unavailable("kobo sync did not finish".into())),
+        }?;
+        for item in &mut page.items {
+            match item {
+                KoboItem::NewEntitlement { book, state, .. } => {
+                    self.place(&book.book, state).await;
+                }
+                KoboItem::ChangedReadingState(state) if state.locate_at.is_some() => {
+                    if let Ok(Some(book)) = self.store.book(state_book(state)).await {
+                        self.place(&book, state).await;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(page)
+    }
+
+    /// Puts a position from elsewhere on a span of the book's KEPUB, when it has one.
+    async fn place(&self, book: &Book, state: &mut ReadingStateOut) {
+        let Some(percent) = state.locate_at else {
+            return;
+        };
+        let Some(kepub) = book.meta.format(Format::Kepub).cloned() else {
+            return;
+        };
+        let found = match self.kobo_places.get(&kepub.hash, percent) {
+            Some(found) => found,
+            None => {
+                let Some(path) = self.importer.objects().local_path(&kepub.location) else {
+                    return;
+                };
+                let found =
+                    tokio::task::spawn_blocking(move || super::position::locate(&path, percent))
+                        .await
+                        .ok()
+                        .flatten();
+                self.kobo_places.put(&kepub.hash, percent, found.clone());
+                found
+            }
+        };
+        if let Some(at) = found {
+            state.place(&at);
         }
     }
 
@@ -163,12 +211,9 @@ impl Dogear {
             Err(e) => return Err(e),
         };
         let view = self.progress(dev.user_id, id).await?;
-        Ok(Some(reading_state(
-            id,
-            book.added_at,
-            view.state.as_ref(),
-            dev.device_id,
-        )))
+        let mut state = reading_state(id, book.added_at, view.state.as_ref(), dev.device_id);
+        self.place(&book, &mut state).await;
+        Ok(Some(state))
     }
 
     /// A Kobo's reading-state `PUT`: the same write through the user's actor as any other.

@@ -350,6 +350,10 @@ pub fn to_write(
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ReadingStateOut {
+    /// A position from elsewhere, to be placed on a span of the device's KEPUB before it
+    /// goes out (see [`super::position`]); not part of the wire shape.
+    #[serde(skip)]
+    pub locate_at: Option<f64>,
     pub entitlement_id: String,
     pub created: String,
     pub last_modified: String,
@@ -402,6 +406,19 @@ pub struct LocationOut {
     pub source: String,
 }
 
+impl ReadingStateOut {
+    /// Places the bookmark on a span found for [`Self::locate_at`].
+    pub fn place(&mut self, at: &super::position::Located) {
+        self.current_bookmark.location = Some(LocationOut {
+            value: at.span.clone(),
+            kind: KOBO_SPAN.into(),
+            source: at.source.clone(),
+        });
+        self.current_bookmark.content_source_progress_percent = number(at.document_percent);
+        self.locate_at = None;
+    }
+}
+
 /// A whole number as an integer (`33`, not `33.0`: the device compares them as text).
 fn number(v: f64) -> Option<Number> {
     if v.fract() == 0.0 && v.abs() < 1e15 {
@@ -423,6 +440,7 @@ pub fn reading_state(
     let created = kobo_time(added);
     let Some(s) = state else {
         return ReadingStateOut {
+            locate_at: None,
             entitlement_id: book.to_string(),
             created: created.clone(),
             last_modified: created.clone(),
@@ -473,6 +491,7 @@ pub fn reading_state(
     if let (true, Some(m)) = (own, mark.as_ref()) {
         let at = |part: &Option<String>| part.clone().unwrap_or_else(|| m.lm.clone());
         return ReadingStateOut {
+            locate_at: None,
             entitlement_id: book.to_string(),
             created,
             last_modified: m.lm.clone(),
@@ -498,7 +517,11 @@ pub fn reading_state(
         };
     }
     let at = kobo_time(s.updated_at);
+    let p = s.percent.get();
+    let locate_at = (location.is_none() && s.status == ReadStatus::Reading && p > 0.0 && p < 100.0)
+        .then_some(p);
     ReadingStateOut {
+        locate_at,
         entitlement_id: book.to_string(),
         created,
         last_modified: at.clone(),

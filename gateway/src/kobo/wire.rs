@@ -77,6 +77,10 @@ pub fn metadata(kb: &KoboBook, urls: &Urls) -> Value {
             "Format": "KEPUB", "Size": kb.size, "Url": urls.download(b.id, KoboFormat::Kepub),
             "Platform": "Generic", "DrmType": "None",
         })],
+        KoboFormat::FixedLayout => vec![json!({
+            "Format": "EPUB3FL", "Size": kb.size, "Url": urls.download(b.id, KoboFormat::FixedLayout),
+            "Platform": "Generic", "DrmType": "None",
+        })],
         // Old firmware looks for `EPUB`, newer for `EPUB3`: the same file under both.
         KoboFormat::Epub => ["EPUB3", "EPUB"]
             .iter()
