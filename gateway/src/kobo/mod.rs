@@ -246,11 +246,26 @@ fn store_call(segs: &[&str], req: &Req) -> Response {
                 .unwrap_or_default();
             json!({"Result": "Success", "AcceptedEvents": ids, "RejectedEvents": {}})
         }
+        // Store features of §5 of the protocol notes: expected, quietly answered.
+        [
+            "v1",
+            "user" | "products" | "deals" | "assets" | "affiliate" | "configuration",
+            ..,
+        ]
+        | [
+            "v1",
+            "library",
+            "downloadkeys" | "downloadlink" | "borrow" | "tags",
+        ]
+        | ["v2", ..] => {
+            tracing::debug!(method = %req.method, path = %redact(&req.path), "kobo store call answered 200 {{}}");
+            json!({})
+        }
         _ => {
-            tracing::debug!(
+            tracing::info!(
                 method = %req.method,
                 path = %redact(&req.path),
-                "kobo store call Dogear does not serve; answered 200 {{}}"
+                "unknown kobo call; answered 200 {{}}"
             );
             json!({})
         }
