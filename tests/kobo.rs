@@ -232,6 +232,24 @@ async fn new_kobo(api: &Api, name: &str) -> (String, String, String) {
     )
 }
 
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys,gzip; sys.stdout.buffer.write(gzip.decompress(sys.stdin.buffer.read()))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    assert!(child.wait().unwrap().success(), "gzip data");
+    out
+}
+
 /// Width, height and colour components from a JPEG's frame header.
 fn jpeg_frame(b: &[u8]) -> (u32, u32, u8) {
     let mut i = 2;
@@ -349,6 +367,26 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
             .ends_with("/{ImageId}/{Width}/{Height}/{Quality}/{IsGreyscale}/image.jpg")
     );
     assert_eq!(res["kobo_wishlist_enabled"], "False");
+    // Asked for gzip, as the device does: compressed, and the same document.
+    let z = kobo
+        .http
+        .get(format!("{endpoint}/v1/initialization"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(z.headers()["content-encoding"], "gzip");
+    assert_eq!(z.headers()["x-kobo-apitoken"], "e30=");
+    let packed = z.bytes().await.unwrap().to_vec();
+    assert!(
+        packed.len() * 3 < text.len(),
+        "{} of {}",
+        packed.len(),
+        text.len()
+    );
+    let plain = gunzip(&packed);
+    let unpacked: Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(unpacked["Resources"], init.body["Resources"]);
 
     // 4. OAuth for a device without a Kobo account: discovery, authorize, token.
     let oauth = res["oauth_host"].as_str().unwrap().to_string();

@@ -301,8 +301,12 @@ async fn kobo_full_sync(http: &reqwest::Client, base: &str, args: &Args) -> Resu
     let endpoint = k["api_endpoint"].as_str().ok_or(format!("kobo: {k}"))?;
     let mut sync_token: Option<String> = None;
     let (mut pages, mut entries, mut lat) = (0usize, 0usize, Vec::new());
+    let (mut wire, mut plain) = (0usize, 0usize);
     loop {
-        let mut rb = http.get(format!("{endpoint}/v1/library/sync"));
+        // As a device asks: with gzip.
+        let mut rb = http
+            .get(format!("{endpoint}/v1/library/sync"))
+            .header("accept-encoding", "gzip");
         if let Some(t) = &sync_token {
             rb = rb.header("x-kobo-synctoken", t);
         }
@@ -312,19 +316,41 @@ async fn kobo_full_sync(http: &reqwest::Client, base: &str, args: &Args) -> Resu
             .headers()
             .get("x-kobo-sync")
             .is_some_and(|v| v == "continue");
+        let gz = r
+            .headers()
+            .get("content-encoding")
+            .is_some_and(|v| v == "gzip");
         sync_token = r
             .headers()
             .get("x-kobo-synctoken")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body: Value = r.json().await.map_err(|e| e.to_string())?;
+        let raw = r.bytes().await.map_err(|e| e.to_string())?;
         lat.push(t.elapsed().as_micros() as u64);
+        wire += raw.len();
+        let text = if gz {
+            use std::io::Read;
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .read_to_end(&mut out)
+                .map_err(|e| e.to_string())?;
+            out
+        } else {
+            raw.to_vec()
+        };
+        plain += text.len();
+        let body: Value = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
         pages += 1;
         entries += body.as_array().map_or(0, Vec::len);
         if !more {
             break;
         }
     }
+    println!(
+        "{:.1} MB of JSON, {:.1} MB on the wire (gzip)",
+        plain as f64 / 1e6,
+        wire as f64 / 1e6
+    );
     let total: u64 = lat.iter().sum();
     lat.sort_unstable();
     println!(
