@@ -5,7 +5,7 @@
 //! captured from calibre-web, a server real devices accept.
 
 use dogear_e2e::serde_json::{Value, json};
-use dogear_e2e::{Api, Reader, Resp, Server, Socket, eventually, fixtures, zip_entries};
+use dogear_e2e::{Api, Reader, Resp, Server, Socket, eventually, fixtures, gunzip, zip_entries};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -230,24 +230,6 @@ async fn new_kobo(api: &Api, name: &str) -> (String, String, String) {
         r.body["token"].as_str().unwrap().to_string(),
         r.body["api_endpoint"].as_str().unwrap().to_string(),
     )
-}
-
-fn gunzip(data: &[u8]) -> Vec<u8> {
-    use std::io::{Read, Write};
-    let mut child = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sys,gzip; sys.stdout.buffer.write(gzip.decompress(sys.stdin.buffer.read()))",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let mut out = Vec::new();
-    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-    assert!(child.wait().unwrap().success(), "gzip data");
-    out
 }
 
 /// Width, height and colour components from a JPEG's frame header.

@@ -21,6 +21,15 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use tokio::sync::mpsc;
 
+/// A device's name as given, trimmed: 1-128 bytes; errors name `field`.
+pub(crate) fn device_name(name: &str, field: &str) -> Result<String, AppError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 128 {
+        return Err(AppError::bad(field, "must be 1-128 bytes of text"));
+    }
+    Ok(name.to_string())
+}
+
 pub struct Dogear {
     pub(crate) store: Arc<dyn Store>,
     accounts: Accounts,
@@ -131,11 +140,7 @@ impl Dogear {
         name: &str,
         kind: DeviceKind,
     ) -> Result<Device, AppError> {
-        let name = name.trim();
-        if name.is_empty() || name.len() > 128 {
-            return Err(AppError::bad("name", "must be 1-128 bytes of text"));
-        }
-        let name = name.to_string();
+        let name = device_name(name, "name")?;
         self.placement
             .call_user(user, |reply| UserMsg::CreateDevice {
                 name: name.clone(),

@@ -597,17 +597,35 @@ pub fn zip_entries(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> 
 }
 
 fn flate_inflate(data: &[u8], out: &mut Vec<u8>) {
-    // Raw deflate via the system's python, to keep the test crate free of a zip dependency.
+    out.extend(python_filter(
+        "import sys,zlib; sys.stdout.buffer.write(zlib.decompress(sys.stdin.buffer.read(), -15))",
+        data,
+    ));
+}
+
+/// Gzip-compressed bytes, inflated.
+pub fn gunzip(data: &[u8]) -> Vec<u8> {
+    python_filter(
+        "import sys,gzip; sys.stdout.buffer.write(gzip.decompress(sys.stdin.buffer.read()))",
+        data,
+    )
+}
+
+/// Runs `data` through a python one-liner (stdin to stdout): the system's zlib, to keep the
+/// test crate free of a compression dependency.
+fn python_filter(script: &str, data: &[u8]) -> Vec<u8> {
     use std::io::{Read, Write};
     let mut child = std::process::Command::new("python3")
-        .args(["-c", "import sys,zlib; sys.stdout.buffer.write(zlib.decompress(sys.stdin.buffer.read(), -15))"])
+        .args(["-c", script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("python3");
     child.stdin.take().unwrap().write_all(data).unwrap();
-    child.stdout.take().unwrap().read_to_end(out).unwrap();
-    assert!(child.wait().unwrap().success());
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    assert!(child.wait().unwrap().success(), "{script}");
+    out
 }
 
 /// A node configured with `config` (TOML), with user `name` registered first (while

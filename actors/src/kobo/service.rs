@@ -13,12 +13,6 @@ use dogear_storage::{
     Book, BookFile, BookId, Device, DeviceId, DeviceKind, FileLocation, Format, KoboToken, UserId,
 };
 
-fn state_book(s: &ReadingStateOut) -> BookId {
-    s.entitlement_id
-        .parse()
-        .unwrap_or(BookId(uuid::Uuid::nil()))
-}
-
 /// How long a token look-up is trusted.
 pub const TOKEN_CACHE_SECS: u64 = 10;
 
@@ -61,13 +55,9 @@ impl Dogear {
         user: UserId,
         name: &str,
     ) -> Result<(Device, String), AppError> {
-        let name = name.trim();
-        if name.is_empty() || name.len() > 128 {
-            return Err(AppError::bad("device_name", "must be 1-128 bytes of text"));
-        }
+        let name = crate::app::device_name(name, "device_name")?;
         let secret = token::generate()?;
         let hash = token::hash(&secret);
-        let name = name.to_string();
         let device = self
             .placement
             .call_user(user, |reply| UserMsg::CreateDevice {
@@ -153,7 +143,9 @@ impl Dogear {
                     self.place(&book.book, state).await;
                 }
                 KoboItem::ChangedReadingState(state) if state.locate_at.is_some() => {
-                    if let Ok(Some(book)) = self.store.book(state_book(state)).await {
+                    if let Ok(id) = state.entitlement_id.parse::<BookId>()
+                        && let Ok(Some(book)) = self.store.book(id).await
+                    {
                         self.place(&book, state).await;
                     }
                 }
