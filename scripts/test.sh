@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Dogear's whole test suite on a fresh machine: unit and property tests, the storage
-# conformance suite on real SQLite files, the importers against the shared fixtures, and
+# conformance suite on real SQLite files, the importers against the fixtures in tests/fixtures, and
 # end-to-end tests against real `dogear` processes over loopback HTTP and WebSocket.
 #
 # Services the tests need are installed if missing and started here, thrown away after:
@@ -8,6 +8,28 @@
 #   - poppler's pdftoppm (Debian's poppler-utils), which renders PDF covers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The repository stands alone: nothing in it may reach for a path outside it (the project's
+# shared folder, a developer's home). Refuse to start, naming the file, if something does.
+outside="$(grep -rIlE '\.\./shared/|\.\./\.\./shared|/work/[s]hared' \
+    --exclude-dir=target --exclude-dir=.git --exclude-dir=fixtures . || true)"
+if [ -n "$outside" ]; then
+    echo "scripts/test.sh: these files refer to a path outside the repository:" >&2
+    echo "$outside" >&2
+    exit 1
+fi
+
+# On CI (or with DOGEAR_TEST_IN_COPY=1) the suite runs from a copy of the repository's files
+# in an empty directory, so a test that still reads something beside the checkout fails there.
+if [ "${DOGEAR_TEST_COPIED:-}" != 1 ] && { [ "${CI:-}" = true ] || [ "${DOGEAR_TEST_IN_COPY:-}" = 1 ]; }; then
+    copy="$(mktemp -d)"
+    trap 'rm -rf "$copy"' EXIT
+    mkdir "$copy/dogear"
+    tar --exclude=./target --exclude=./.git -cf - . | tar -xf - -C "$copy/dogear"
+    echo "running the suite from a copy of the repository alone: $copy/dogear" >&2
+    (cd "$copy/dogear" && DOGEAR_TEST_COPIED=1 bash scripts/test.sh "$@")
+    exit $?
+fi
 
 if ! command -v pdftoppm >/dev/null 2>&1; then
     echo "installing poppler-utils (PDF cover rendering)" >&2

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 fn captures() -> PathBuf {
-    fixtures().join("../protocols/captures/calibre-web-0.6.27")
+    fixtures().join("captures/calibre-web-0.6.27")
 }
 
 fn capture(name: &str) -> Value {

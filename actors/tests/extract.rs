@@ -1,4 +1,4 @@
-//! The importer's readers against the shared fixtures: every good book's metadata equals
+//! The importer's readers against the fixtures in `tests/fixtures`: every good book's metadata equals
 //! `expected.json`, every bad file gets its expected outcome, and every EPUB converts to a
 //! well-formed KEPUB.
 
@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
 
 fn expected() -> Value {

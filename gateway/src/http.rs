@@ -127,7 +127,7 @@ pub fn empty(status: StatusCode) -> Response {
 }
 
 pub fn error(e: &ApiError) -> Response {
-    let mut r = json(e.status, &e.body());
+    let mut r = json(e.status(), &e.body());
     if let Some(secs) = e.retry_after {
         r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
     }

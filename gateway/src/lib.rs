@@ -97,7 +97,7 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .and(warp::path::full())
         .and(raw_query)
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(warp::ext::optional::<Peer>().map(|p: Option<Peer>| p.map(|p| p.0)))
         .and(warp::body::stream())
         .and(with_ctx)
         .then(handle);
@@ -133,7 +133,7 @@ where
                 Ok(r) => ("/v1/books/upload", r),
                 Err(e) => {
                     let mut r = http::error(&e);
-                    if e.status == warp::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    if e.code == error::Code::PayloadTooLarge {
                         // The rest of the body is left unread: the connection cannot be reused.
                         r.headers_mut().insert(
                             warp::http::header::CONNECTION,
@@ -227,11 +227,9 @@ where
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|_| ApiError::bad_request("body: could not be read"))?;
         if buf.len() + chunk.remaining() > max {
-            return Err(ApiError::new(
-                warp::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("body: larger than {max} bytes"),
-            ));
+            return Err(ApiError::too_large(format!(
+                "body: larger than {max} bytes"
+            )));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -243,15 +241,104 @@ where
     Ok(buf.freeze())
 }
 
+/// The connection limits of [`serve`].
+#[derive(Clone, Debug)]
+pub struct ConnLimits {
+    /// Time a connection has to send a whole request head, counted from when it is ready for
+    /// one: a new connection, or a kept-alive one after its last response. A client that sends
+    /// nothing, or drips a header line now and then, is closed when it runs out.
+    pub header_read_timeout: Duration,
+    /// Reuse connections for further requests.
+    pub keep_alive: bool,
+    /// Open HTTP connections at most; beyond it new ones wait in the listen backlog until one
+    /// closes. Upgraded WebSockets leave the count (their own pings close dead ones).
+    pub max_connections: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive: true,
+            max_connections: 4096,
+        }
+    }
+}
+
+/// The peer of a connection, put in each request's extensions by [`serve`].
+#[derive(Clone, Copy, Debug)]
+struct Peer(SocketAddr);
+
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests end.
+/// hyper runs each connection here rather than inside warp so that the limits apply.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     ctx: Arc<Ctx>,
+    limits: ConnLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(routes(ctx))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    let filter = routes(ctx);
+    let max = limits.max_connections.clamp(1, u32::MAX as usize >> 4);
+    let permits = Arc::new(tokio::sync::Semaphore::new(max));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = warp::service(filter.clone());
+        let svc =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(Peer(addr));
+                let mut svc = svc.clone();
+                tower_service::Service::call(&mut svc, req)
+            });
+        // HTTP/1 only, without protocol sniffing: a sniffing server reads the first bytes
+        // before the header timer starts, so a client that sends nothing would never time out.
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .keep_alive(limits.keep_alive);
+        let mut stopping = stop_rx.clone();
+        tokio::spawn(async move {
+            let conn = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stopping.changed() => {
+                    // Finish the request in flight, then close.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // Every connection holds a permit until it ends: all of them back means all ended.
+    let _ = permits.acquire_many(max as u32).await;
 }

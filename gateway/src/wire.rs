@@ -1,4 +1,4 @@
-//! The JSON shapes of `../shared/api/v1.md`, and their conversions from domain records.
+//! The JSON shapes of the REST API (`docs/api.md`), and their conversions from domain records.
 //! Field names here are the contract: add fields, never rename or drop them.
 
 use dogear_actors::FeedCursor;

@@ -187,9 +187,7 @@ async fn run_session(ctx: Arc<Ctx>, user: UserId, device: DeviceId, ws: WebSocke
         Ok(f) => f,
         Err(e) => {
             let e = ApiError::from(e);
-            let _ = tx
-                .send(Message::text(error_frame(e.code, &e.message, None)))
-                .await;
+            let _ = tx.send(Message::text(error_frame(&e, None))).await;
             let _ = tx.send(close_frame(1011, "unavailable")).await;
             return;
         }
@@ -233,7 +231,7 @@ async fn run_session(ctx: Arc<Ctx>, user: UserId, device: DeviceId, ws: WebSocke
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
-                        let f = error_frame("bad_request", "frames must be JSON text", None);
+                        let f = error_frame(&ApiError::bad_request("frame: must be JSON text"), None);
                         if tx.send(Message::text(f)).await.is_err() {
                             break;
                         }
@@ -299,8 +297,8 @@ impl TimedSink {
     }
 }
 
-fn error_frame(code: &str, message: &str, event_id: Option<&Value>) -> String {
-    let mut v = json!({"type": "error", "code": code, "message": message});
+fn error_frame(e: &ApiError, event_id: Option<&Value>) -> String {
+    let mut v = json!({"type": "error", "code": e.code.as_str(), "message": e.message});
     if let Some(id) = event_id {
         v["event_id"] = id.clone();
     }
@@ -319,8 +317,7 @@ impl Session {
             Ok(v @ Value::Object(_)) => v,
             _ => {
                 return vec![error_frame(
-                    "bad_request",
-                    "frame: expected a JSON object",
+                    &ApiError::bad_request("frame: expected a JSON object"),
                     None,
                 )];
             }
@@ -329,8 +326,7 @@ impl Session {
             Ok(f) => f.kind,
             Err(_) => {
                 return vec![error_frame(
-                    "bad_request",
-                    "type: missing or not a string",
+                    &ApiError::bad_request("type: missing or not a string"),
                     None,
                 )];
             }
@@ -343,16 +339,16 @@ impl Session {
             {
                 Ok(FeedCursor::Log(c)) => self.resume(c).await,
                 Ok(FeedCursor::Snapshot { .. }) => vec![error_frame(
-                    "bad_request",
-                    "cursor: a snapshot cursor cannot resume a socket; use the hello cursor",
+                    &ApiError::bad_request(
+                        "cursor: a snapshot cursor cannot resume a socket; use the hello cursor",
+                    ),
                     None,
                 )],
-                Err(e) => vec![error_frame(e.code, &e.message, None)],
+                Err(e) => vec![error_frame(&e, None)],
             },
             "ping" => vec![json!({"type": "pong"}).to_string()],
             other => vec![error_frame(
-                "bad_request",
-                &format!("type: unknown frame type {other:?}"),
+                &ApiError::bad_request(format!("type: unknown frame type {other:?}")),
                 None,
             )],
         }
@@ -364,7 +360,7 @@ impl Session {
             .and_then(|b| parse::<ProgressBody>(text).map(|body| body.into_write(b.book_id)));
         let write = match parsed {
             Ok(w) => w,
-            Err(e) => return error_frame(e.code, &e.message, event_id.as_ref()),
+            Err(e) => return error_frame(&e, event_id.as_ref()),
         };
         match self
             .ctx
@@ -380,7 +376,7 @@ impl Session {
             }
             Err(e) => {
                 let e = ApiError::from(e);
-                error_frame(e.code, &e.message, event_id.as_ref())
+                error_frame(&e, event_id.as_ref())
             }
         }
     }
@@ -409,7 +405,7 @@ impl Session {
                 }
                 Err(e) => {
                     let e = ApiError::from(e);
-                    out.push(error_frame(e.code, &e.message, None));
+                    out.push(error_frame(&e, None));
                     return out;
                 }
             }

@@ -8,7 +8,7 @@ usage: make_calibre.py OUT_DIR N [FIXTURES_DIR]
 import os, shutil, sqlite3, struct, sys, uuid
 
 out, n = sys.argv[1], int(sys.argv[2])
-fixtures = sys.argv[3] if len(sys.argv) > 3 else os.path.join(os.path.dirname(__file__), "../../../shared/fixtures")
+fixtures = sys.argv[3] if len(sys.argv) > 3 else os.path.join(os.path.dirname(__file__), "../../tests/fixtures")
 os.makedirs(out, exist_ok=True)
 db_path = os.path.join(out, "metadata.db")
 shutil.copy(os.path.join(fixtures, "calibre-library/metadata.db"), db_path)

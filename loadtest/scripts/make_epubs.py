@@ -8,7 +8,7 @@ usage: make_epubs.py OUT_DIR N [FIXTURES_DIR]
 import os, struct, sys
 
 out, n = sys.argv[1], int(sys.argv[2])
-fixtures = sys.argv[3] if len(sys.argv) > 3 else os.path.join(os.path.dirname(__file__), "../../../shared/fixtures/books/good")
+fixtures = sys.argv[3] if len(sys.argv) > 3 else os.path.join(os.path.dirname(__file__), "../../tests/fixtures/books/good")
 books = sorted(os.path.join(fixtures, f) for f in os.listdir(fixtures) if f.endswith(".epub"))
 os.makedirs(out, exist_ok=True)
 datas = [open(b, "rb").read() for b in books]

@@ -105,6 +105,13 @@ pub struct Server {
     pub ws_ping_interval_secs: u64,
     /// Seconds to let in-flight requests finish at shutdown.
     pub shutdown_grace_secs: u64,
+    /// Seconds a connection has to send a complete request head, counted from when it is
+    /// ready for one (new, or idle after its last response): idle and dripping clients close.
+    pub header_read_timeout_secs: u64,
+    /// Keep connections open for further requests (HTTP keep-alive).
+    pub keep_alive: bool,
+    /// Open HTTP connections at most (lowered to fit the process's file limit).
+    pub max_connections: usize,
 }
 
 impl Default for Server {
@@ -115,6 +122,9 @@ impl Default for Server {
             max_body_bytes: 1 << 20,
             ws_ping_interval_secs: 30,
             shutdown_grace_secs: 10,
+            header_read_timeout_secs: 10,
+            keep_alive: true,
+            max_connections: 4096,
         }
     }
 }
@@ -297,7 +307,17 @@ pub fn load(
 }
 
 fn validate(cfg: &Config) -> Result<(), String> {
-    let checks: [(bool, &str, &str); 11] = [
+    let checks: [(bool, &str, &str); 13] = [
+        (
+            cfg.server.header_read_timeout_secs > 0,
+            "server.header_read_timeout_secs",
+            "must be positive",
+        ),
+        (
+            cfg.server.max_connections > 0,
+            "server.max_connections",
+            "must be positive",
+        ),
         (
             (1..=100).contains(&cfg.kobo.page_size),
             "kobo.page_size",
@@ -487,6 +507,76 @@ mod tests {
             load(Some(&p), &env, &flags).unwrap().server.listen.port(),
             1
         );
+    }
+
+    /// Every key of the config struct, as `section.key` (`import.folders[].path` inside
+    /// arrays of tables).
+    fn every_key() -> Vec<String> {
+        fn walk(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match v {
+                    toml::Value::Table(inner) => walk(&key, inner, out),
+                    toml::Value::Array(items) if items.iter().all(|i| i.is_table()) => {
+                        for item in items.iter().filter_map(|i| i.as_table()).take(1) {
+                            walk(&format!("{key}[]"), item, out);
+                        }
+                    }
+                    _ => out.push(key),
+                }
+            }
+        }
+        let mut cfg = Config::default();
+        cfg.auth.jwt_secret = Some("x".repeat(32));
+        cfg.import.folders.push(FolderSource {
+            path: "/books".into(),
+            library: "ada".into(),
+            watch: true,
+        });
+        cfg.import.calibre.push(CalibreSource {
+            path: "/calibre".into(),
+            library: "ada".into(),
+            watch: true,
+        });
+        let mut out = Vec::new();
+        walk("", &toml::Table::try_from(cfg).unwrap(), &mut out);
+        out
+    }
+
+    /// `docs/configuration.md` and the annotated `cluster.toml` cannot drift from the struct:
+    /// a key added to `Config` without its documentation fails here.
+    #[test]
+    fn every_key_is_documented() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let doc = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap();
+        let example = std::fs::read_to_string(root.join("cluster.toml")).unwrap();
+        let keys = every_key();
+        assert!(keys.len() > 30, "{keys:?}");
+        for key in &keys {
+            assert!(
+                doc.contains(&format!("`{key}`")),
+                "docs/configuration.md does not document `{key}`"
+            );
+            let last = key.rsplit('.').next().unwrap();
+            assert!(
+                example.lines().any(|l| l
+                    .trim_start_matches(['#', ' '])
+                    .starts_with(&format!("{last} ="))),
+                "cluster.toml has no line for `{key}`"
+            );
+        }
+        // And nothing documented that does not exist.
+        for line in doc.lines().filter(|l| l.starts_with("| `")) {
+            let key = line[3..].split('`').next().unwrap();
+            assert!(
+                keys.iter().any(|k| k == key),
+                "docs/configuration.md documents unknown `{key}`"
+            );
+        }
     }
 
     #[test]

@@ -27,10 +27,87 @@ pub fn init_tracing(cfg: &Config) {
         .try_init();
 }
 
-fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, String> {
-    let dir = &cfg.storage.data_dir;
+/// Creates the data directory readable by this user alone (`0700`, files `0600`): the
+/// database holds password hashes, token hashes and every reader's history. Files made later by
+/// this process (the WAL, objects, staging) get the same modes through the umask.
+fn prepare_data_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+    let tighten = |p: &Path, mode: u32| -> Result<(), String> {
+        let meta = std::fs::symlink_metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("cannot restrict {}: {e}", p.display()))?;
+        }
+        Ok(())
+    };
+    tighten(dir, 0o700)?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            tighten(&entry.path(), 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+/// The data directory's lock, held for the life of the process.
+static DATA_LOCK: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
+/// Takes an exclusive lock on `data_dir/dogear.lock`, so that two nodes never run actors for
+/// the same readers on one database. The kernel releases it when this process ends, however
+/// it ends, so a crash leaves nothing to clean up.
+fn lock_data_dir(dir: &Path) -> Result<(), String> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("dogear.lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {holder})")
+            };
+            return Err(format!(
+                "data directory {} is in use: another dogear process{who} holds the lock {}; \
+                 stop it, or give this one another --data directory",
+                dir.display(),
+                path.display()
+            ));
+        }
+        return Err(format!("cannot lock {}: {err}", path.display()));
+    }
+    let _ = f.set_len(0);
+    let _ = f.rewind();
+    let _ = write!(f, "{}", std::process::id());
+    let _ = f.sync_all();
+    let _ = DATA_LOCK.set(f);
+    Ok(())
+}
+
+fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, String> {
+    let dir = &cfg.storage.data_dir;
+    prepare_data_dir(dir)?;
     let opts = SqliteOptions {
         durability: match cfg.storage.durability {
             Durability::Full => sqlite::Durability::Full,
@@ -110,6 +187,29 @@ fn install_metrics() -> Result<PrometheusHandle, String> {
 }
 
 /// Lets one process hold many idle sockets: raise the open-file limit to its hard maximum.
+/// The configured connection cap, lowered to fit the file limit: every connection is a file
+/// descriptor, and the database, the object store and the watchers need some too.
+fn max_connections(configured: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    if !ok || lim.rlim_cur == libc::RLIM_INFINITY {
+        return configured;
+    }
+    let room = (lim.rlim_cur as usize).saturating_sub(256).max(16);
+    if configured > room {
+        tracing::warn!(
+            configured,
+            allowed = room,
+            "server.max_connections is above what the file limit allows; using the lower number"
+        );
+    }
+    configured.min(room)
+}
+
 fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     unsafe {
@@ -191,7 +291,12 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         },
     );
     let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(dogear_gateway::serve(listener, ctx, async move {
+    let limits = dogear_gateway::ConnLimits {
+        header_read_timeout: Duration::from_secs(cfg.server.header_read_timeout_secs),
+        keep_alive: cfg.server.keep_alive,
+        max_connections: max_connections(cfg.server.max_connections),
+    };
+    let server = tokio::spawn(dogear_gateway::serve(listener, ctx, limits, async move {
         let _ = signal_rx.await;
     }));
     shutdown_signal().await;
@@ -209,6 +314,8 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
 
 /// Opens the store and the object store and starts the actors (not the import sources).
 pub async fn start_app(cfg: &Config) -> Result<(Dogear, String), String> {
+    prepare_data_dir(&cfg.storage.data_dir)?;
+    lock_data_dir(&cfg.storage.data_dir)?;
     let store = open_store(cfg)?;
     let keys = jwt_keys(cfg)?;
     let actors = ActorSettings {

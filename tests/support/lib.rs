@@ -346,9 +346,9 @@ pub fn encode(s: &str) -> String {
         .collect()
 }
 
-/// `../shared/fixtures` from the repository root.
+/// `tests/fixtures`: the books, the Calibre library and the captures the tests use.
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
 /// `fixtures/expected.json`.

@@ -112,7 +112,7 @@ mod tests {
     fn a_percentage_lands_on_a_span_of_the_right_document() {
         let dir = tempfile::tempdir().unwrap();
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/books/good/hamlet.epub");
+            .join("../tests/fixtures/books/good/hamlet.epub");
         let out = dir.path().join("hamlet.kepub.epub");
         let f = std::fs::File::create(&out).unwrap();
         crate::import::kepub::convert(&src, std::io::BufWriter::new(f)).unwrap();

@@ -1,4 +1,4 @@
-//! The Kobo store protocol (`../shared/protocols/kobo.md`): every request a stock Kobo makes
+//! The Kobo store protocol (`docs/protocols/kobo.md`): every request a stock Kobo makes
 //! under `/kobo/<token>/`, plus the reading-services calls it makes at the server root.
 //! Each is translated into the same `Dogear` calls the REST API makes; nothing here decides
 //! what a device gets.
@@ -185,8 +185,8 @@ pub async fn dispatch(ctx: &Ctx, req: Req) -> (&'static str, Response) {
     let resp = match handle(ctx, &dev, &urls, &segs, &req).await {
         Ok(r) => gzip_json(r, &req.headers).await,
         Err(e) => {
-            if e.status.is_server_error() {
-                tracing::warn!(status = e.status.as_u16(), "kobo request failed");
+            if e.status().is_server_error() {
+                tracing::warn!(status = e.status().as_u16(), "kobo request failed");
             }
             http::error(&e)
         }

@@ -1,7 +1,7 @@
 //! Books in and out: uploads (streamed to disk, never held in memory), import jobs, and
 //! file and cover downloads with ranges and validators.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::http::{self, Req};
 use crate::{Ctx, wire};
 use bytes::{Buf, Bytes};
@@ -22,11 +22,9 @@ use warp::http::header::{self, HeaderMap, HeaderValue};
 use warp::reply::Response;
 
 fn too_large(max: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("body: the file is larger than the {max} bytes this server accepts"),
-    )
+    ApiError::too_large(format!(
+        "body: the file is larger than the {max} bytes this server accepts"
+    ))
 }
 
 /// `filename="..."` or `filename*=UTF-8''...` from a Content-Disposition value.
@@ -497,8 +495,7 @@ async fn serve(
             Ok(r) => r,
             Err(()) => {
                 let mut r = http::error(&ApiError::new(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    "range_not_satisfiable",
+                    Code::RangeNotSatisfiable,
                     format!("Range: the file has {size} bytes"),
                 ));
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {

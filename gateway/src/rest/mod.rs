@@ -1,5 +1,9 @@
-//! The REST API: route table and dispatch. Each submodule turns one resource's JSON into
-//! calls on `Dogear` and back.
+//! The REST API: one route table and its dispatch. Each submodule turns one resource's JSON
+//! into calls on `Dogear` and back.
+//!
+//! [`ROUTES`] is the only place a route is declared: the dispatcher, the `Allow` header of a
+//! `405`, the `route` label of the metrics and the test that keeps `docs/openapi.yaml` complete
+//! all read it.
 
 mod accounts;
 mod books;
@@ -9,197 +13,244 @@ mod kobo_tokens;
 mod progress;
 mod shelves;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::http::{self, Req};
 use crate::{Ctx, ops};
 use dogear_storage::UserId;
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
+use warp::http::Method;
 use warp::http::header::{ALLOW, HeaderValue};
-use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 
-/// The route template of a path (the `route` label of the metrics), if any.
-fn template(segs: &[&str]) -> Option<&'static str> {
-    Some(match segs {
-        ["health"] => "/health",
-        ["ready"] => "/ready",
-        ["metrics"] => "/metrics",
-        ["v1", "auth", "register"] => "/v1/auth/register",
-        ["v1", "auth", "login"] => "/v1/auth/login",
-        ["v1", "auth", "refresh"] => "/v1/auth/refresh",
-        ["v1", "auth", "logout"] => "/v1/auth/logout",
-        ["v1", "users", "me"] => "/v1/users/me",
-        ["v1", "devices"] => "/v1/devices",
-        ["v1", "devices", _] => "/v1/devices/{id}",
-        ["v1", "libraries"] => "/v1/libraries",
-        ["v1", "books"] => "/v1/books",
-        ["v1", "books", "upload"] => "/v1/books/upload",
-        ["v1", "books", _, "file"] => "/v1/books/{id}/file",
-        ["v1", "books", _, "cover"] => "/v1/books/{id}/cover",
-        ["v1", "imports"] => "/v1/imports",
-        ["v1", "imports", _] => "/v1/imports/{id}",
-        ["v1", "books", _] => "/v1/books/{id}",
-        ["v1", "books", _, "progress"] => "/v1/books/{id}/progress",
-        ["v1", "progress", "changes"] => "/v1/progress/changes",
-        ["v1", "sync"] => "/v1/sync",
-        ["v1", "kobo", "tokens"] => "/v1/kobo/tokens",
-        ["v1", "kobo", "tokens", _] => "/v1/kobo/tokens/{id}",
-        ["v1", "shelves"] => "/v1/shelves",
-        ["v1", "shelves", _] => "/v1/shelves/{id}",
-        ["v1", "shelves", _, "books", _] => "/v1/shelves/{id}/books/{book_id}",
-        _ => return None,
-    })
+/// What a handler returns: a boxed future, so handlers of every shape fit one table.
+type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response, ApiError>> + Send + 'a>>;
+type Handler = for<'a> fn(&'a Ctx, Params, Req) -> Reply<'a>;
+
+/// One route: a method, a path template (`{name}` matches one segment) and its handler.
+pub struct Route {
+    pub method: Method,
+    pub template: &'static str,
+    /// `None` for the two routes taken before the table because they need the raw request:
+    /// uploads (the body is streamed to disk) and the WebSocket upgrade.
+    handler: Option<Handler>,
 }
 
-fn allowed(route: &str) -> &'static str {
-    match route {
-        "/health"
-        | "/ready"
-        | "/metrics"
-        | "/v1/users/me"
-        | "/v1/libraries"
-        | "/v1/progress/changes"
-        | "/v1/sync"
-        | "/v1/books/{id}/file"
-        | "/v1/books/{id}/cover"
-        | "/v1/imports"
-        | "/v1/imports/{id}" => "GET",
-        "/v1/devices"
-        | "/v1/books"
-        | "/v1/books/{id}/progress"
-        | "/v1/kobo/tokens"
-        | "/v1/shelves" => "GET, POST",
-        "/v1/kobo/tokens/{id}" => "DELETE",
-        "/v1/shelves/{id}" => "GET, PATCH, DELETE",
-        "/v1/shelves/{id}/books/{book_id}" => "PUT, DELETE",
-        "/v1/devices/{id}" => "DELETE",
-        "/v1/books/{id}" => "GET, PATCH, DELETE",
-        _ => "POST",
+/// The values of a template's `{...}` segments, in order.
+pub struct Params(Vec<String>);
+
+impl Params {
+    /// Parameter `i` as an id. A malformed id cannot name anything that exists: `404`.
+    fn id<T: FromStr>(&self, i: usize, what: &str) -> Result<T, ApiError> {
+        self.0
+            .get(i)
+            .and_then(|s| T::from_str(s).ok())
+            .ok_or_else(|| ApiError::not_found(what))
     }
 }
 
-pub async fn dispatch(ctx: &Ctx, req: Req) -> (&'static str, Response) {
-    let path = req.path.clone();
+macro_rules! route {
+    ($method:ident $template:literal, |$ctx:ident, $p:ident, $req:ident| $body:expr) => {
+        Route {
+            method: Method::$method,
+            template: $template,
+            handler: Some({
+                #[allow(unused_variables)]
+                fn handler<'a>($ctx: &'a Ctx, $p: Params, $req: Req) -> Reply<'a> {
+                    Box::pin(async move { $body })
+                }
+                handler as Handler
+            }),
+        }
+    };
+    ($method:ident $template:literal, taken_before_the_table) => {
+        Route {
+            method: Method::$method,
+            template: $template,
+            handler: None,
+        }
+    };
+}
+
+/// Every REST route Dogear serves. The Kobo store protocol (`/kobo/<token>/...`) and the
+/// reading-services calls (`/api/...`) are the device's protocol, routed in `crate::kobo`.
+pub static ROUTES: &[Route] = &[
+    route!(GET "/health", |ctx, p, req| Ok(ops::health())),
+    route!(GET "/ready", |ctx, p, req| Ok(ops::ready(ctx).await)),
+    route!(GET "/metrics", |ctx, p, req| Ok(ops::metrics(ctx))),
+    route!(POST "/v1/auth/register", |ctx, p, req| accounts::register(ctx, req).await),
+    route!(POST "/v1/auth/login", |ctx, p, req| accounts::login(ctx, req).await),
+    route!(POST "/v1/auth/refresh", |ctx, p, req| accounts::refresh(ctx, req).await),
+    route!(POST "/v1/auth/logout", |ctx, p, req| accounts::logout(ctx, req).await),
+    route!(GET "/v1/users/me", |ctx, p, req| accounts::me(ctx, auth(ctx, &req)?).await),
+    route!(POST "/v1/devices", |ctx, p, req| devices::create(ctx, auth(ctx, &req)?, req).await),
+    route!(GET "/v1/devices", |ctx, p, req| devices::list(ctx, auth(ctx, &req)?).await),
+    route!(DELETE "/v1/devices/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        devices::delete(ctx, user, p.id(0, "device")?).await
+    }),
+    route!(GET "/v1/libraries", |ctx, p, req| books::libraries(ctx, auth(ctx, &req)?).await),
+    route!(POST "/v1/books", |ctx, p, req| books::create(ctx, auth(ctx, &req)?, req).await),
+    route!(GET "/v1/books", |ctx, p, req| books::list(ctx, auth(ctx, &req)?, req).await),
+    route!(POST "/v1/books/upload", taken_before_the_table),
+    route!(GET "/v1/books/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        books::get(ctx, user, p.id(0, "book")?).await
+    }),
+    route!(PATCH "/v1/books/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        books::patch(ctx, user, p.id(0, "book")?, req).await
+    }),
+    route!(DELETE "/v1/books/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        books::delete(ctx, user, p.id(0, "book")?).await
+    }),
+    route!(GET "/v1/books/{id}/file", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        files::file(ctx, user, p.id(0, "book")?, req).await
+    }),
+    route!(GET "/v1/books/{id}/cover", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        files::cover(ctx, user, p.id(0, "book")?, req).await
+    }),
+    route!(GET "/v1/imports", |ctx, p, req| files::jobs(ctx, auth(ctx, &req)?, req).await),
+    route!(GET "/v1/imports/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        files::job(ctx, user, p.id(0, "import")?).await
+    }),
+    route!(GET "/v1/books/{id}/progress", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        progress::get(ctx, user, p.id(0, "book")?).await
+    }),
+    route!(POST "/v1/books/{id}/progress", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        progress::post(ctx, user, p.id(0, "book")?, req).await
+    }),
+    route!(GET "/v1/progress/changes", |ctx, p, req| {
+        progress::changes(ctx, auth(ctx, &req)?, req).await
+    }),
+    // Upgrades are taken before the table; what reaches it is a plain GET.
+    route!(GET "/v1/sync", |ctx, p, req| Err(ApiError::bad_request(
+        "upgrade: /v1/sync needs a WebSocket upgrade request",
+    ))),
+    route!(POST "/v1/kobo/tokens", |ctx, p, req| {
+        kobo_tokens::create(ctx, auth(ctx, &req)?, req).await
+    }),
+    route!(GET "/v1/kobo/tokens", |ctx, p, req| kobo_tokens::list(ctx, auth(ctx, &req)?).await),
+    route!(DELETE "/v1/kobo/tokens/{device_id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        kobo_tokens::revoke(ctx, user, p.id(0, "kobo token")?).await
+    }),
+    route!(GET "/v1/shelves", |ctx, p, req| shelves::list(ctx, auth(ctx, &req)?).await),
+    route!(POST "/v1/shelves", |ctx, p, req| shelves::create(ctx, auth(ctx, &req)?, req).await),
+    route!(GET "/v1/shelves/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        shelves::get(ctx, user, p.id(0, "shelf")?).await
+    }),
+    route!(PATCH "/v1/shelves/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        shelves::patch(ctx, user, p.id(0, "shelf")?, req).await
+    }),
+    route!(DELETE "/v1/shelves/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        shelves::delete(ctx, user, p.id(0, "shelf")?).await
+    }),
+    route!(PUT "/v1/shelves/{id}/books/{book_id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        shelves::book(ctx, user, p.id(0, "shelf")?, p.id(1, "book")?, true).await
+    }),
+    route!(DELETE "/v1/shelves/{id}/books/{book_id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        shelves::book(ctx, user, p.id(0, "shelf")?, p.id(1, "book")?, false).await
+    }),
+];
+
+/// The template `segs` matches and its parameters; the most literal template wins, so
+/// `/v1/books/upload` is not `/v1/books/{id}`.
+fn find(segs: &[&str]) -> Option<(&'static str, Params)> {
+    let mut best: Option<(usize, &'static str, Params)> = None;
+    for r in ROUTES {
+        let parts: Vec<&str> = r.template.trim_start_matches('/').split('/').collect();
+        if parts.len() != segs.len() {
+            continue;
+        }
+        let mut params = Vec::new();
+        let mut literal = 0;
+        let fits = parts.iter().zip(segs).all(|(t, s)| {
+            if t.starts_with('{') {
+                params.push((*s).to_string());
+                true
+            } else {
+                literal += 1;
+                t == s
+            }
+        });
+        if fits && best.as_ref().is_none_or(|(n, ..)| literal > *n) {
+            best = Some((literal, r.template, Params(params)));
+        }
+    }
+    best.map(|(_, t, p)| (t, p))
+}
+
+/// The methods a template has, for `Allow`.
+fn allowed(template: &str) -> String {
+    const ORDER: [Method; 5] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ];
+    let mut methods: Vec<&Method> = ROUTES
+        .iter()
+        .filter(|r| r.template == template)
+        .map(|r| &r.method)
+        .collect();
+    methods.sort_by_key(|m| ORDER.iter().position(|o| o == *m));
+    let names: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+    names.join(", ")
+}
+
+/// The route template of a path (the `route` label of the metrics), if any.
+pub fn template(path: &str) -> Option<&'static str> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let Some(route) = template(&segs) else {
+    find(&segs).map(|(t, _)| t)
+}
+
+pub async fn dispatch(ctx: &Ctx, req: Req) -> (&'static str, Response) {
+    let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    let Some((template, params)) = find(&segs) else {
         return (
             "unmatched",
-            http::error(&ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such route",
-            )),
+            http::error(&ApiError::new(Code::NotFound, "no such route")),
         );
     };
-    let result = route_request(ctx, route, &segs, req).await;
+    let route = ROUTES
+        .iter()
+        .find(|r| r.template == template && r.method == req.method);
+    let result = match route.and_then(|r| r.handler) {
+        Some(handler) => handler(ctx, params, req).await,
+        // Only uploads have no handler, and they are taken before the table.
+        None if route.is_some() => Err(ApiError::new(Code::NotFound, "no such route")),
+        None => Err(ApiError::new(
+            Code::MethodNotAllowed,
+            format!("method {} is not allowed on {template}", req.method),
+        )),
+    };
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
             let mut r = http::error(&e);
-            if e.status == StatusCode::METHOD_NOT_ALLOWED {
-                r.headers_mut()
-                    .insert(ALLOW, HeaderValue::from_static(allowed(route)));
+            if e.code == Code::MethodNotAllowed
+                && let Ok(v) = HeaderValue::from_str(&allowed(template))
+            {
+                r.headers_mut().insert(ALLOW, v);
             }
             r
         }
     };
-    (route, resp)
-}
-
-async fn route_request(
-    ctx: &Ctx,
-    route: &'static str,
-    segs: &[&str],
-    req: Req,
-) -> Result<Response, ApiError> {
-    let m = req.method.clone();
-    match (route, m) {
-        ("/health", Method::GET) => Ok(ops::health()),
-        ("/ready", Method::GET) => Ok(ops::ready(ctx).await),
-        ("/metrics", Method::GET) => Ok(ops::metrics(ctx)),
-        ("/v1/auth/register", Method::POST) => accounts::register(ctx, req).await,
-        ("/v1/auth/login", Method::POST) => accounts::login(ctx, req).await,
-        ("/v1/auth/refresh", Method::POST) => accounts::refresh(ctx, req).await,
-        ("/v1/auth/logout", Method::POST) => accounts::logout(ctx, req).await,
-        ("/v1/users/me", Method::GET) => accounts::me(ctx, auth(ctx, &req)?).await,
-        ("/v1/devices", Method::POST) => devices::create(ctx, auth(ctx, &req)?, req).await,
-        ("/v1/devices", Method::GET) => devices::list(ctx, auth(ctx, &req)?).await,
-        ("/v1/devices/{id}", Method::DELETE) => {
-            let user = auth(ctx, &req)?;
-            devices::delete(ctx, user, path_id(segs[2], "device")?).await
-        }
-        ("/v1/libraries", Method::GET) => books::libraries(ctx, auth(ctx, &req)?).await,
-        ("/v1/books", Method::POST) => books::create(ctx, auth(ctx, &req)?, req).await,
-        ("/v1/books", Method::GET) => books::list(ctx, auth(ctx, &req)?, req).await,
-        ("/v1/books/{id}", m) if m == Method::GET || m == Method::PATCH || m == Method::DELETE => {
-            let user = auth(ctx, &req)?;
-            let id = path_id(segs[2], "book")?;
-            match m {
-                Method::GET => books::get(ctx, user, id).await,
-                Method::PATCH => books::patch(ctx, user, id, req).await,
-                _ => books::delete(ctx, user, id).await,
-            }
-        }
-        ("/v1/books/{id}/file", Method::GET) => {
-            let user = auth(ctx, &req)?;
-            files::file(ctx, user, path_id(segs[2], "book")?, req).await
-        }
-        ("/v1/books/{id}/cover", Method::GET) => {
-            let user = auth(ctx, &req)?;
-            files::cover(ctx, user, path_id(segs[2], "book")?, req).await
-        }
-        ("/v1/imports", Method::GET) => files::jobs(ctx, auth(ctx, &req)?, req).await,
-        ("/v1/imports/{id}", Method::GET) => {
-            let user = auth(ctx, &req)?;
-            files::job(ctx, user, path_id(segs[2], "import")?).await
-        }
-        ("/v1/books/{id}/progress", m) if m == Method::GET || m == Method::POST => {
-            let user = auth(ctx, &req)?;
-            let id = path_id(segs[2], "book")?;
-            if m == Method::GET {
-                progress::get(ctx, user, id).await
-            } else {
-                progress::post(ctx, user, id, req).await
-            }
-        }
-        ("/v1/progress/changes", Method::GET) => {
-            progress::changes(ctx, auth(ctx, &req)?, req).await
-        }
-        ("/v1/kobo/tokens", Method::POST) => kobo_tokens::create(ctx, auth(ctx, &req)?, req).await,
-        ("/v1/kobo/tokens", Method::GET) => kobo_tokens::list(ctx, auth(ctx, &req)?).await,
-        ("/v1/kobo/tokens/{id}", Method::DELETE) => {
-            let user = auth(ctx, &req)?;
-            kobo_tokens::revoke(ctx, user, path_id(segs[3], "kobo token")?).await
-        }
-        ("/v1/shelves", Method::GET) => shelves::list(ctx, auth(ctx, &req)?).await,
-        ("/v1/shelves", Method::POST) => shelves::create(ctx, auth(ctx, &req)?, req).await,
-        ("/v1/shelves/{id}", m)
-            if m == Method::GET || m == Method::PATCH || m == Method::DELETE =>
-        {
-            let user = auth(ctx, &req)?;
-            let id = path_id(segs[2], "shelf")?;
-            match m {
-                Method::GET => shelves::get(ctx, user, id).await,
-                Method::PATCH => shelves::patch(ctx, user, id, req).await,
-                _ => shelves::delete(ctx, user, id).await,
-            }
-        }
-        ("/v1/shelves/{id}/books/{book_id}", m) if m == Method::PUT || m == Method::DELETE => {
-            let user = auth(ctx, &req)?;
-            let id = path_id(segs[2], "shelf")?;
-            let book = path_id(segs[4], "book")?;
-            shelves::book(ctx, user, id, book, m == Method::PUT).await
-        }
-        // Upgrades are taken before REST routing; this is a plain GET (or a trailing slash).
-        ("/v1/sync", Method::GET) => Err(ApiError::bad_request(
-            "upgrade: /v1/sync needs a WebSocket upgrade request",
-        )),
-        _ => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("method {} is not allowed on {route}", req.method),
-        )),
-    }
+    (template, resp)
 }
 
 pub(crate) fn auth(ctx: &Ctx, req: &Req) -> Result<UserId, ApiError> {
@@ -209,7 +260,33 @@ pub(crate) fn auth(ctx: &Ctx, req: &Req) -> Result<UserId, ApiError> {
     Ok(ctx.app.accounts().authenticate(token)?)
 }
 
-/// An id in the path. A malformed one cannot name anything that exists: 404.
-fn path_id<T: FromStr>(s: &str, what: &str) -> Result<T, ApiError> {
-    T::from_str(s).map_err(|_| ApiError::not_found(what))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_segments_win_over_parameters() {
+        assert_eq!(template("/v1/books/upload"), Some("/v1/books/upload"));
+        assert_eq!(template("/v1/books/x"), Some("/v1/books/{id}"));
+        assert_eq!(
+            template("/v1/books/x/progress/"),
+            Some("/v1/books/{id}/progress")
+        );
+        assert_eq!(template("/v1/nope"), None);
+        assert_eq!(allowed("/v1/books/{id}"), "GET, PATCH, DELETE");
+    }
+
+    #[test]
+    fn every_route_is_declared_once() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(
+                    !(a.method == b.method && a.template == b.template),
+                    "{} {} twice",
+                    a.method,
+                    a.template
+                );
+            }
+        }
+    }
 }

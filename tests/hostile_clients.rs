@@ -1,0 +1,181 @@
+//! A running node probed as an attacker would: idle and dripping connections, a second node on
+//! the same data directory, files other local users could read.
+
+use dogear_e2e::Server;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn addr(server: &Server) -> String {
+    server.base.trim_start_matches("http://").to_string()
+}
+
+/// A plain `GET /health` on a fresh connection, answered within `wait`.
+fn health(server: &Server, wait: Duration) -> Result<String, String> {
+    let mut s = TcpStream::connect(addr(server)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(wait)).map_err(|e| e.to_string())?;
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// True once the server has closed `s` (a read returns 0 bytes or an error).
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 256];
+    matches!(s.read(&mut buf), Ok(0) | Err(_))
+}
+
+#[test]
+fn idle_and_dripping_connections_are_closed_and_health_still_answers() {
+    let server = Server::start_with(&[
+        ("DOGEAR_SERVER__HEADER_READ_TIMEOUT_SECS", "2"),
+        ("DOGEAR_SERVER__MAX_CONNECTIONS", "64"),
+    ]);
+    // Three times the cap: connections that send nothing at all...
+    let mut idle: Vec<TcpStream> = (0..150)
+        .map(|_| TcpStream::connect(addr(&server)).expect("connect"))
+        .collect();
+    // ...and ones that drip a header line every 500 ms, never finishing the head.
+    let mut drip: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr(&server)).expect("connect");
+            s.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    let dripper = std::thread::spawn(move || {
+        for i in 0..16 {
+            for s in &mut drip {
+                let _ = s.write_all(format!("X-Drip-{i}: y\r\n").as_bytes());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        drip
+    });
+    // While they are all held, a real client is still answered: the first held connections
+    // time out and make room for it.
+    let answer = health(&server, Duration::from_secs(15)).expect("/health answered");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""status":"ok""#), "{answer}");
+
+    // Every idle connection is closed by the server, not left open.
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        assert!(closed_by_server(s), "an idle connection stayed open");
+    }
+    // A dripping client is cut off too, long before it stops dripping (8 s of drip).
+    let mut drip = dripper.join().unwrap();
+    for s in &mut drip {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert!(closed_by_server(s), "a dripping connection stayed open");
+    }
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // A kept-alive connection idle past the timeout is closed as well.
+    let mut s = TcpStream::connect(addr(&server)).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(
+        closed_by_server(&mut s),
+        "an idle kept-alive connection stayed open"
+    );
+    // And the node is still fine.
+    let answer = health(&server, Duration::from_secs(5)).expect("/health answered");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn the_data_directory_is_private_and_held_by_one_node() {
+    let server = Server::start();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&server.data), 0o700, "data directory");
+    for name in ["dogear.db", "jwt.secret", "dogear.lock"] {
+        assert_eq!(mode(&server.data.join(name)), 0o600, "{name}");
+    }
+    for entry in std::fs::read_dir(&server.data).unwrap().flatten() {
+        let m = mode(&entry.path());
+        assert_eq!(m & 0o077, 0, "{} is {m:o}", entry.path().display());
+    }
+
+    // A second node on the same data directory refuses to start, naming the lock.
+    let out = Command::new(dogear_e2e::dogear_bin())
+        .arg("--data")
+        .arg(&server.data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("dogear.lock") && err.contains("in use"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&server.pid().to_string()),
+        "names the holder: {err}"
+    );
+    // The first is untouched.
+    assert!(
+        health(&server, Duration::from_secs(5))
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+
+    // The lock dies with its holder: after SIGKILL a new node starts on the same directory.
+    let mut server = server;
+    server.kill9();
+    server.restart();
+    assert!(
+        health(&server, Duration::from_secs(5))
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+}
+
+#[test]
+fn an_existing_loose_data_directory_is_tightened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(data.join("dogear.db"), b"").unwrap();
+    std::fs::set_permissions(
+        data.join("dogear.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = Command::new(dogear_e2e::dogear_bin())
+        .arg("--data")
+        .arg(&data)
+        .args(["user", "add", "ada", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"correct horse battery\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("dogear.db")), 0o600);
+}
