@@ -23,6 +23,27 @@ pub struct Entry {
     pub name: String,
     pub size: u64,
     pub is_dir: bool,
+    /// Why this entry is not a regular file (a symbolic link, a device, ...): it is never
+    /// read, copied or handed out.
+    pub special: Option<&'static str>,
+}
+
+/// What an entry is, by the file type in its Unix mode (the external attributes of a zip
+/// made on Unix) and its name: `None` for regular files and empty directories.
+fn special_kind(mode: Option<u32>, name: &str, size: u64, csize: u64) -> Option<&'static str> {
+    const S_IFMT: u32 = 0o170000;
+    let kind = match mode.map(|m| m & S_IFMT) {
+        None | Some(0) | Some(0o100000) => None,
+        Some(0o040000) => (!name.ends_with('/')).then_some("a directory"),
+        Some(0o120000) => Some("a symbolic link"),
+        Some(0o020000) | Some(0o060000) => Some("a device file"),
+        Some(0o010000) => Some("a FIFO"),
+        Some(0o140000) => Some("a socket"),
+        Some(_) => Some("not a regular file"),
+    };
+    kind.or_else(|| {
+        (name.ends_with('/') && (size > 0 || csize > 0)).then_some("a directory holding data")
+    })
 }
 
 pub struct Archive {
@@ -87,10 +108,12 @@ impl Archive {
             if let Some(start) = f.data_start() {
                 spans.push((f.header_start(), start.saturating_add(csize), i));
             }
+            let special = special_kind(f.unix_mode(), &name, size, csize);
             entries.push(Entry {
+                is_dir: f.is_dir() && special.is_none(),
                 name,
                 size,
-                is_dir: f.is_dir(),
+                special,
             });
         }
         if total > MAX_TOTAL {
@@ -115,6 +138,59 @@ impl Archive {
 
     pub fn has(&self, name: &str) -> bool {
         self.zip.index_for_name(name).is_some()
+    }
+
+    /// `unsafe_path` if entry `idx` is not a regular file: nothing of it is ever read.
+    fn regular(&self, idx: usize) -> Result<(), ImportError> {
+        match self.entries.get(idx) {
+            Some(Entry {
+                name,
+                special: Some(kind),
+                ..
+            }) => Err(ImportError::new(
+                "unsafe_path",
+                format!("entry {name:?} is {kind}, not a regular file"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A warning naming the entries that are not regular files (left out of everything
+    /// Dogear makes from the book), if there are any.
+    pub fn dropped_warning(&self) -> Option<dogear_storage::JobIssue> {
+        let dropped: Vec<String> = self
+            .entries
+            .iter()
+            .filter_map(|e| e.special.map(|k| format!("{:?} ({k})", e.name)))
+            .collect();
+        if dropped.is_empty() {
+            return None;
+        }
+        let shown = dropped
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = dropped.len().saturating_sub(5);
+        Some(dogear_storage::JobIssue {
+            code: "entry_dropped".into(),
+            message: format!(
+                "{} zip entr{} not a regular file and left out of everything made from the \
+                 book: {shown}{}",
+                dropped.len(),
+                if dropped.len() == 1 {
+                    "y is"
+                } else {
+                    "ies are"
+                },
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ),
+        })
     }
 
     /// Reads one entry whole, refusing more than `max` inflated bytes.
@@ -143,6 +219,7 @@ impl Archive {
         out: &mut Vec<u8>,
     ) -> Result<(), ImportError> {
         out.clear();
+        self.regular(idx)?;
         let f = self.zip.by_index(idx).map_err(|e| {
             ImportError::new(
                 "corrupt_archive",
@@ -177,6 +254,7 @@ impl Archive {
         idx: usize,
         w: &mut zip::ZipWriter<W>,
     ) -> Result<(), ImportError> {
+        self.regular(idx)?;
         let f = self.zip.by_index_raw(idx).map_err(|e| {
             ImportError::new(
                 "corrupt_archive",

@@ -25,7 +25,7 @@ pub fn extract(path: &Path) -> Result<Extracted, ImportError> {
         .entries
         .iter()
         .enumerate()
-        .filter(|(_, e)| !e.is_dir && is_image(&e.name))
+        .filter(|(_, e)| !e.is_dir && e.special.is_none() && is_image(&e.name))
         .map(|(i, e)| (e.name.clone(), i))
         .collect();
     pages.sort();
@@ -37,17 +37,23 @@ pub fn extract(path: &Path) -> Result<Extracted, ImportError> {
     }
     let mut x = Extracted {
         metadata_source: "filename",
+        warnings: ar.dropped_warning().into_iter().collect(),
         ..Default::default()
     };
     let mut front = None;
     let info_name = ar
         .entries
         .iter()
-        .find(|e| e.name.eq_ignore_ascii_case("ComicInfo.xml"))
+        .find(|e| e.special.is_none() && e.name.eq_ignore_ascii_case("ComicInfo.xml"))
         .map(|e| e.name.clone());
     if let Some(name) = info_name {
         let raw = ar.read(&name, MAX_XML_BYTES)?;
-        match xml::parse(&String::from_utf8_lossy(&raw)) {
+        let parsed = xml::parse_metadata(
+            &String::from_utf8_lossy(&raw),
+            "ComicInfo.xml",
+            &mut x.warnings,
+        );
+        match parsed {
             Ok(doc) => {
                 let field = |n: &str| doc.child(n).map(|e| e.text()).filter(|t| !t.is_empty());
                 x.metadata_source = "ComicInfo.xml";
@@ -82,12 +88,15 @@ pub fn extract(path: &Path) -> Result<Extracted, ImportError> {
                     x.metadata_source = "filename";
                 }
             }
-            Err(e) => x.warnings.push(
+            Err(xml::MetaError::Syntax(e)) => x.warnings.push(
                 ImportError::new(
                     "invalid_comicinfo",
                     format!("ComicInfo.xml is not valid XML: {e}"),
                 )
                 .issue(),
+            ),
+            Err(xml::MetaError::NeedsDtd(e)) => x.warnings.push(
+                ImportError::new("dtd_ignored", format!("ComicInfo.xml was ignored: {e}")).issue(),
             ),
         }
     }

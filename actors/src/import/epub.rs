@@ -10,6 +10,9 @@ use std::path::Path;
 pub struct Package {
     pub opf_path: String,
     pub opf: Element,
+    /// What opening the book left out (a document type declaration, entries that are not
+    /// files), for the import job.
+    pub warnings: Vec<dogear_storage::JobIssue>,
 }
 
 impl Package {
@@ -93,12 +96,18 @@ pub fn open(path: &Path) -> Result<(Archive, Package), ImportError> {
     }
     let container = ar.read("META-INF/container.xml", MAX_XML_BYTES)?;
     let container = String::from_utf8_lossy(&container);
-    let container = xml::parse(&container).map_err(|e| {
-        ImportError::new(
-            "not_epub",
-            format!("META-INF/container.xml is not valid XML ({e})"),
-        )
-    })?;
+    let mut warnings = Vec::new();
+    let container = xml::parse_metadata(&container, "META-INF/container.xml", &mut warnings)
+        .map_err(|e| match e {
+            xml::MetaError::Syntax(e) => ImportError::new(
+                "not_epub",
+                format!("META-INF/container.xml is not valid XML ({e})"),
+            ),
+            xml::MetaError::NeedsDtd(e) => ImportError::new(
+                "invalid_opf",
+                format!("META-INF/container.xml cannot be read: {e}"),
+            ),
+        })?;
     let opf_path = container
         .find("rootfile")
         .and_then(|r| r.attr("full-path"))
@@ -115,11 +124,15 @@ pub fn open(path: &Path) -> Result<(Archive, Package), ImportError> {
     }
     let raw = ar.read(&opf_path, MAX_XML_BYTES)?;
     let text = String::from_utf8_lossy(&raw);
-    let opf = xml::parse(&text).map_err(|e| {
-        ImportError::new(
+    let opf = xml::parse_metadata(&text, &opf_path, &mut warnings).map_err(|e| match e {
+        xml::MetaError::Syntax(e) => ImportError::new(
             "invalid_opf",
             format!("the package document {opf_path:?} is not valid XML: {e}"),
-        )
+        ),
+        xml::MetaError::NeedsDtd(e) => ImportError::new(
+            "invalid_opf",
+            format!("the package document {opf_path:?} cannot be read: {e}"),
+        ),
     })?;
     if opf.local() != "package" {
         return Err(ImportError::new(
@@ -130,7 +143,15 @@ pub fn open(path: &Path) -> Result<(Archive, Package), ImportError> {
             ),
         ));
     }
-    Ok((ar, Package { opf_path, opf }))
+    warnings.extend(ar.dropped_warning());
+    Ok((
+        ar,
+        Package {
+            opf_path,
+            opf,
+            warnings,
+        },
+    ))
 }
 
 pub fn extract(path: &Path) -> Result<Extracted, ImportError> {
@@ -141,6 +162,7 @@ pub fn extract(path: &Path) -> Result<Extracted, ImportError> {
 /// Metadata and cover of an opened EPUB.
 pub fn extract_from(ar: &mut Archive, pkg: &Package) -> Extracted {
     let mut x = metadata(pkg);
+    x.warnings.extend(pkg.warnings.iter().cloned());
     if let Some(href) = cover_path(pkg) {
         match ar.read(&href, MAX_COVER_BYTES) {
             Ok(bytes) => x.cover = Some(bytes),
@@ -382,6 +404,7 @@ mod tests {
         Package {
             opf_path: "OEBPS/content.opf".into(),
             opf: crate::import::xml::parse(&opf).unwrap(),
+            warnings: Vec::new(),
         }
     }
 

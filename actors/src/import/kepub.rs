@@ -50,14 +50,65 @@ const SKIP: &[&str] = &[
 /// Converts the EPUB at `src` into a KEPUB written to `out`.
 pub fn convert<W: Write + Seek>(src: &Path, out: W) -> Result<W, ImportError> {
     let (mut ar, pkg) = epub::open(src)?;
-    convert_opened(&mut ar, &pkg, out)
+    convert_opened(&mut ar, &pkg, out, &mut Vec::new())
 }
 
-/// [`convert`] for an EPUB already opened (and checked) by [`epub::open`].
+/// What the conversion left out of the KEPUB, for the job's warnings.
+#[derive(Default)]
+struct Removed {
+    /// Documents whose document type declaration was removed.
+    doctypes: Vec<String>,
+    /// Entity references that only such a declaration could have defined, dropped.
+    refs: usize,
+}
+
+/// [`convert`] for an EPUB already opened (and checked) by [`epub::open`]. What the KEPUB
+/// leaves out is added to `warnings`: entries that are not regular files, and document type
+/// declarations with an internal subset (a device's parser might expand what they declare).
 pub fn convert_opened<W: Write + Seek>(
     ar: &mut Archive,
     pkg: &epub::Package,
     out: W,
+    warnings: &mut Vec<dogear_storage::JobIssue>,
+) -> Result<W, ImportError> {
+    let mut removed = Removed::default();
+    let w = write_kepub(ar, pkg, out, &mut removed)?;
+    if !removed.doctypes.is_empty() {
+        let shown = removed.doctypes.iter().take(3).cloned().collect::<Vec<_>>();
+        warnings.push(dogear_storage::JobIssue {
+            code: "dtd_ignored".into(),
+            message: format!(
+                "the KEPUB leaves out the document type declarations of {} document(s) ({}{}) \
+                 and {} entity reference(s) only they defined; nothing was expanded or fetched",
+                removed.doctypes.len(),
+                shown.join(", "),
+                if removed.doctypes.len() > 3 {
+                    ", ..."
+                } else {
+                    ""
+                },
+                removed.refs
+            ),
+        });
+    }
+    Ok(w)
+}
+
+/// Files with XML inside, which may carry a document type declaration.
+fn is_xml_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        ".xml", ".opf", ".ncx", ".xhtml", ".html", ".htm", ".svg", ".smil",
+    ]
+    .iter()
+    .any(|e| n.ends_with(e))
+}
+
+fn write_kepub<W: Write + Seek>(
+    ar: &mut Archive,
+    pkg: &epub::Package,
+    out: W,
+    removed: &mut Removed,
 ) -> Result<W, ImportError> {
     let manifest = pkg.manifest();
     let spine: std::collections::HashSet<String> = manifest
@@ -84,6 +135,9 @@ pub fn convert_opened<W: Write + Seek>(
         .entries
         .iter()
         .enumerate()
+        // Entries that are not regular files (symbolic links, devices, ...) never reach a
+        // KEPUB: unzipping it would make them on the reader's machine.
+        .filter(|(_, e)| e.special.is_none())
         .map(|(i, e)| (i, e.name.clone(), e.is_dir))
         .collect();
     // Two buffers for every document of the book, instead of two allocations per document.
@@ -94,23 +148,74 @@ pub fn convert_opened<W: Write + Seek>(
         }
         if spine.contains(&name) {
             ar.read_index_into(i, MAX_DOC, &mut raw)?;
+            let mut cleaned = None;
             let converted: &[u8] = match std::str::from_utf8(&raw) {
-                Ok(text) => match spans_into(text, std::mem::take(&mut out_buf)) {
-                    Ok(b) => {
-                        out_buf = b;
-                        &out_buf
+                Ok(text) => {
+                    match spans_report(text, std::mem::take(&mut out_buf), removed, &name) {
+                        Some(b) => {
+                            out_buf = b;
+                            &out_buf
+                        }
+                        None => match without_internal_subset(text) {
+                            Some(c) => {
+                                removed.doctypes.push(name.clone());
+                                cleaned.insert(c).as_bytes()
+                            }
+                            None => &raw,
+                        },
                     }
-                    Err(_) => &raw,
-                },
+                }
                 Err(_) => &raw,
             };
             zw.start_file(name.as_str(), deflated).map_err(werr)?;
             zw.write_all(converted).map_err(ImportError::io)?;
+        } else if is_xml_name(&name) {
+            ar.read_index_into(i, MAX_DOC, &mut raw)?;
+            match std::str::from_utf8(&raw)
+                .ok()
+                .and_then(without_internal_subset)
+            {
+                Some(clean) => {
+                    removed.doctypes.push(name.clone());
+                    zw.start_file(name.as_str(), deflated).map_err(werr)?;
+                    zw.write_all(clean.as_bytes()).map_err(ImportError::io)?;
+                }
+                None => ar.copy_raw(i, &mut zw)?,
+            }
         } else {
             ar.copy_raw(i, &mut zw)?;
         }
     }
     zw.finish().map_err(werr)
+}
+
+/// `doc` without its document type declaration, if that declaration has an internal subset
+/// (`<!DOCTYPE x [ ... ]>`, where entities are declared); `None` when there is nothing to
+/// remove or the document cannot be read.
+pub fn without_internal_subset(doc: &str) -> Option<String> {
+    let mut r = Reader::from_str(doc);
+    loop {
+        let before = r.buffer_position() as usize;
+        match r.read_event() {
+            Ok(Event::DocType(d)) => {
+                if !d.into_inner().contains('[') {
+                    return None;
+                }
+                let after = r.buffer_position() as usize;
+                return Some(format!("{}{}", doc.get(..before)?, doc.get(after..)?));
+            }
+            Ok(Event::Start(_) | Event::Empty(_) | Event::Eof) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// A document type declaration a KEPUB may keep: the plain HTML/XHTML ones, no internal subset.
+fn harmless_doctype(d: &str) -> bool {
+    let d = d.trim();
+    !d.contains('[')
+        && d.get(..4).is_some_and(|h| h.eq_ignore_ascii_case("html"))
+        && (d.len() == 4 || d.contains("//W3C//DTD XHTML") || d.contains("//W3C//DTD HTML"))
 }
 
 /// Splits text into sentences, keeping each sentence's trailing spaces with it.
@@ -165,8 +270,35 @@ pub fn spans(doc: &str) -> Result<Vec<u8>, String> {
     spans_into(doc, Vec::new())
 }
 
+/// Converts one spine document, noting in `removed` what was left out of it; `None` when
+/// it cannot be read as XML (the caller then copies it unchanged, less any internal subset).
+fn spans_report(doc: &str, buf: Vec<u8>, removed: &mut Removed, name: &str) -> Option<Vec<u8>> {
+    let before = removed.refs;
+    let mut dropped = false;
+    let out = spans_with(doc, buf, &mut removed.refs, &mut dropped).ok()?;
+    if dropped || removed.refs > before {
+        removed.doctypes.push(name.to_string());
+    }
+    Some(out)
+}
+
 /// [`spans`] into a reused buffer (cleared first).
-pub fn spans_into(doc: &str, mut buf: Vec<u8>) -> Result<Vec<u8>, String> {
+pub fn spans_into(doc: &str, buf: Vec<u8>) -> Result<Vec<u8>, String> {
+    let mut refs = 0;
+    let mut dropped = false;
+    spans_with(doc, buf, &mut refs, &mut dropped)
+}
+
+/// The conversion. A document type declaration other than the plain HTML ones is left out
+/// (`dropped_doctype`), and so is every reference to an entity only a declaration could
+/// define (`refs` counts them): nothing is ever expanded, and the KEPUB a device parses never
+/// declares entities of its own.
+fn spans_with(
+    doc: &str,
+    mut buf: Vec<u8>,
+    refs: &mut usize,
+    dropped_doctype: &mut bool,
+) -> Result<Vec<u8>, String> {
     buf.clear();
     buf.reserve(doc.len() + doc.len() / 2);
     let mut r = Reader::from_str(doc);
@@ -185,7 +317,7 @@ pub fn spans_into(doc: &str, mut buf: Vec<u8>) -> Result<Vec<u8>, String> {
         match ev {
             Event::Text(t) if st.in_body && st.skip == 0 => st.buf.push_str(&t.xml10_content()),
             Event::CData(t) if st.in_body && st.skip == 0 => st.buf.push_str(&t.xml10_content()),
-            Event::GeneralRef(g) if st.in_body && st.skip == 0 => {
+            Event::GeneralRef(g) => {
                 let resolved = match g.resolve_char_ref() {
                     Ok(Some(c)) => Some(c.to_string()),
                     _ => {
@@ -193,8 +325,18 @@ pub fn spans_into(doc: &str, mut buf: Vec<u8>) -> Result<Vec<u8>, String> {
                         super::xml::entity(&n).map(str::to_string)
                     }
                 };
-                if let Some(s) = resolved {
-                    st.buf.push_str(&s);
+                match resolved {
+                    Some(s) if st.in_body && st.skip == 0 => st.buf.push_str(&s),
+                    Some(s) => escape_into(w.get_mut(), &s),
+                    None => *refs += 1,
+                }
+            }
+            Event::DocType(d) => {
+                flush(&mut st, &mut w).map_err(e)?;
+                if harmless_doctype(&d.clone().into_inner()) {
+                    w.write_event(Event::DocType(d)).map_err(e)?;
+                } else {
+                    *dropped_doctype = true;
                 }
             }
             Event::Eof => {

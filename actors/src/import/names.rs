@@ -34,7 +34,7 @@ pub fn from_filename(filename: &str) -> (String, Vec<String>) {
         Some(i) if i > 0 => &base[..i],
         _ => base,
     };
-    let stem = stem.replace('_', " ");
+    let stem = words_of(stem);
     let stem = stem.trim();
     if let Some((author, title)) = stem.split_once(" - ") {
         let (author, title) = (author.trim(), title.trim());
@@ -44,6 +44,31 @@ pub fn from_filename(filename: &str) -> (String, Vec<String>) {
     }
     let title = if stem.is_empty() { "Untitled" } else { stem };
     (title.to_string(), Vec::new())
+}
+
+/// A file name's stem as words: underscores and dots separate words, as Calibre and Komga
+/// read them (`The.Great.Gatsby` -> `The Great Gatsby`, `Author_-_Title` -> `Author - Title`),
+/// except a dot followed by a space or an underscore, which ends an abbreviation (`Dr. Seuss`,
+/// `F._Scott`), and a dot between digits (`2.5`).
+fn words_of(stem: &str) -> String {
+    let chars: Vec<char> = stem.chars().collect();
+    let mut out = String::with_capacity(stem.len());
+    for (i, &c) in chars.iter().enumerate() {
+        let prev = i.checked_sub(1).and_then(|j| chars.get(j)).copied();
+        let next = chars.get(i + 1).copied();
+        let sep = match c {
+            '_' => true,
+            '.' => {
+                let between_digits = prev.is_some_and(|p| p.is_ascii_digit())
+                    && next.is_some_and(|n| n.is_ascii_digit());
+                let before_space = next.is_none_or(|n| n.is_whitespace() || n == '_');
+                prev.is_some() && !between_digits && !before_space
+            }
+            _ => false,
+        };
+        out.push(if sep { ' ' } else { c });
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Decodes `%XX` escapes (URLs, hrefs, RFC 5987 file names); invalid escapes stay as
@@ -94,6 +119,30 @@ mod tests {
             )
         );
         assert_eq!(from_filename("notes.pdf"), ("notes".into(), vec![]));
+        assert_eq!(from_filename("scan_0001.pdf"), ("scan 0001".into(), vec![]));
+        assert_eq!(
+            from_filename("The.Great.Gatsby.epub"),
+            ("The Great Gatsby".into(), vec![])
+        );
+        assert_eq!(
+            from_filename("Author_-_Title.cbz"),
+            ("Title".into(), vec!["Author".into()])
+        );
+        assert_eq!(
+            from_filename("F._Scott_Fitzgerald_-_The.Great.Gatsby.epub"),
+            (
+                "The Great Gatsby".into(),
+                vec!["F. Scott Fitzgerald".into()]
+            )
+        );
+        assert_eq!(
+            from_filename("Dr. Seuss - Green Eggs and Ham.pdf"),
+            ("Green Eggs and Ham".into(), vec!["Dr. Seuss".into()])
+        );
+        assert_eq!(
+            from_filename("Dune_Messiah_vol.2.5.cbz"),
+            ("Dune Messiah vol 2.5".into(), vec![])
+        );
         assert_eq!(from_filename(".pdf"), (".pdf".into(), vec![]));
     }
 }

@@ -101,7 +101,7 @@ pub fn read_metadata(path: &Path) -> Result<Extracted, ImportError> {
     let author = text(&mut pdf, "Author");
     let keywords = text(&mut pdf, "Keywords");
     let subject = text(&mut pdf, "Subject");
-    let xmp = pdf.xmp().unwrap_or_default();
+    let xmp = pdf.xmp(&mut x.warnings).unwrap_or_default();
 
     if let Some(t) = title {
         x.title = t;
@@ -288,7 +288,7 @@ impl Pdf {
     }
 
     /// The catalog's `/Metadata` stream, inflated if needed, parsed as XMP.
-    fn xmp(&mut self) -> Option<Xmp> {
+    fn xmp(&mut self, warnings: &mut Vec<dogear_storage::JobIssue>) -> Option<Xmp> {
         let root = self.trailer_ref(b"/Root")?;
         let catalog = self.object(root)?;
         let Some(Obj::Ref(n, g)) = catalog.get("Metadata").cloned() else {
@@ -341,7 +341,29 @@ impl Pdf {
             .rfind("</x:xmpmeta>")
             .map(|e| e + 12)
             .or_else(|| text.rfind("</rdf:RDF>").map(|e| e + 10))?;
-        let doc = xml::parse(text.get(start..end)?).ok()?;
+        let parsed = xml::parse_full(text.get(start..end)?).ok()?;
+        let declared = parsed.doctype.is_some()
+            || text
+                .get(..start)
+                .is_some_and(|pre| pre.to_ascii_lowercase().contains("<!doctype"));
+        if !parsed.unresolved.is_empty() {
+            warnings.push(dogear_storage::JobIssue {
+                code: "dtd_ignored".into(),
+                message: "XMP metadata was ignored: it refers to entities only a document type \
+                          declaration could define, and Dogear never expands those"
+                    .into(),
+            });
+            return None;
+        }
+        if declared {
+            warnings.push(dogear_storage::JobIssue {
+                code: "dtd_ignored".into(),
+                message: "XMP metadata: its document type declaration was ignored (nothing in \
+                          it was expanded or fetched)"
+                    .into(),
+            });
+        }
+        let doc = parsed.root;
         let list = |name: &str| -> Vec<String> {
             let mut found = Vec::new();
             doc.find_all(name, &mut found);

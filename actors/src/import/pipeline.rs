@@ -256,13 +256,19 @@ impl Importer {
                         &mut ar,
                         &pkg,
                         std::io::Cursor::new(Vec::with_capacity(cap)),
+                        &mut x.warnings,
                     )
                     .map(|c| Kepub::Memory(c.into_inner()))
                 } else {
                     std::fs::File::create(&kepub_path)
                         .map_err(ImportError::io)
                         .and_then(|f| {
-                            kepub::convert_opened(&mut ar, &pkg, std::io::BufWriter::new(f))
+                            kepub::convert_opened(
+                                &mut ar,
+                                &pkg,
+                                std::io::BufWriter::new(f),
+                                &mut x.warnings,
+                            )
                         })
                         .map(|_| Kepub::File)
                 };

@@ -80,8 +80,86 @@ impl Element {
     }
 }
 
-/// Parses a document; the error is a human-readable reason.
+/// Why a metadata document could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaError {
+    /// Not well-formed XML.
+    Syntax(String),
+    /// Readable only by expanding entities its document type declaration declares.
+    NeedsDtd(String),
+}
+
+impl std::fmt::Display for MetaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetaError::Syntax(s) | MetaError::NeedsDtd(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A parsed document and what it said that Dogear deliberately did not use.
+#[derive(Debug)]
+pub struct Parsed {
+    pub root: Element,
+    /// The document type declaration, if any (the text after `<!DOCTYPE`).
+    pub doctype: Option<String>,
+    /// References to entities that only a document type declaration could define. They are
+    /// never expanded: their text is missing from `root`.
+    pub unresolved: Vec<String>,
+}
+
+impl Parsed {
+    /// The declaration has an internal subset (`[...]`), where entities are declared.
+    pub fn has_internal_subset(&self) -> bool {
+        self.doctype.as_deref().is_some_and(|d| d.contains('['))
+    }
+}
+
+/// Parses a document a book's metadata is read from (container, package document,
+/// ComicInfo.xml, XMP). These never need a document type declaration, and one is never used:
+/// nothing it declares is expanded and nothing it names is fetched. If the document refers to
+/// entities only the declaration could define, its content cannot be read without it: `Err`.
+/// Otherwise the declaration is ignored and `warnings` says so, naming `part`.
+pub fn parse_metadata(
+    doc: &str,
+    part: &str,
+    warnings: &mut Vec<dogear_storage::JobIssue>,
+) -> Result<Element, MetaError> {
+    let parsed = parse_full(doc).map_err(MetaError::Syntax)?;
+    if !parsed.unresolved.is_empty() {
+        let mut names = parsed.unresolved.clone();
+        names.sort();
+        names.dedup();
+        names.truncate(5);
+        return Err(MetaError::NeedsDtd(format!(
+            "it refers to entities ({}) that only a document type declaration could define, \
+             and Dogear never expands those",
+            names.join(", ")
+        )));
+    }
+    if parsed.doctype.is_some() {
+        warnings.push(dogear_storage::JobIssue {
+            code: "dtd_ignored".into(),
+            message: format!(
+                "{part}: its document type declaration was ignored (nothing in it was expanded \
+                 or fetched)"
+            ),
+        });
+    }
+    Ok(parsed.root)
+}
+
+/// Parses a document; the error is a human-readable reason. A document type declaration is
+/// skipped, and references to entities it would declare are left out (see [`parse_full`]).
 pub fn parse(doc: &str) -> Result<Element, String> {
+    parse_full(doc).map(|p| p.root)
+}
+
+/// Parses a document and reports its document type declaration and the entity references
+/// that could not be resolved without it.
+pub fn parse_full(doc: &str) -> Result<Parsed, String> {
+    let mut doctype = None;
+    let mut unresolved = Vec::new();
     let mut reader = Reader::from_str(doc);
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Element> = vec![Element::default()];
@@ -124,12 +202,23 @@ pub fn parse(doc: &str) -> Result<Element, String> {
                     Ok(Some(c)) => c.to_string(),
                     _ => {
                         let name = r.xml10_content();
-                        entity(&name).unwrap_or("").to_string()
+                        match entity(&name) {
+                            Some(t) => t.to_string(),
+                            None => {
+                                if unresolved.len() < 64 {
+                                    unresolved.push(name.into_owned());
+                                }
+                                String::new()
+                            }
+                        }
                     }
                 };
                 if let Some(top) = stack.last_mut() {
                     top.children.push(Node::Text(text));
                 }
+            }
+            Event::DocType(d) if doctype.is_none() => {
+                doctype = Some(d.into_inner().trim().to_string());
             }
             Event::Eof => break,
             _ => {}
@@ -142,10 +231,16 @@ pub fn parse(doc: &str) -> Result<Element, String> {
         ));
     }
     let root = stack.pop().unwrap_or_default();
-    root.elements()
+    let root = root
+        .elements()
         .next()
         .cloned()
-        .ok_or_else(|| "no root element".to_string())
+        .ok_or_else(|| "no root element".to_string())?;
+    Ok(Parsed {
+        root,
+        doctype,
+        unresolved,
+    })
 }
 
 fn start(s: &quick_xml::events::BytesStart<'_>) -> Result<Element, String> {
