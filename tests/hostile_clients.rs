@@ -179,3 +179,107 @@ fn an_existing_loose_data_directory_is_tightened() {
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join("dogear.db")), 0o600);
 }
+
+#[tokio::test]
+async fn negative_zero_control_characters_and_full_width_search() {
+    let server = Server::start();
+    let me = dogear_e2e::Reader::new(&server, "probe").await;
+
+    // `-0.0` is a valid percent, but it is answered (and stored) as 0.
+    let mut body = dogear_e2e::progress(&me.device, 0.0, 1_000);
+    body["percent"] = dogear_e2e::serde_json::json!(-0.0);
+    let raw = me
+        .api
+        .http
+        .post(format!("{}/v1/books/{}/progress", me.api.base, me.book))
+        .bearer_auth(me.token())
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 200);
+    let text = raw.text().await.unwrap();
+    assert!(text.contains("\"percent\":0.0"), "{text}");
+    assert!(!text.contains("\"percent\":-0"), "no negative zero: {text}");
+    let read = me.api.get(&format!("/v1/books/{}/progress", me.book)).await;
+    assert_eq!(
+        read.body["state"]["percent"].to_string(),
+        "0.0",
+        "{}",
+        read.body
+    );
+
+    // Control characters in metadata are refused, naming the field; nothing is created.
+    for (field, body) in [
+        (
+            "title",
+            dogear_e2e::serde_json::json!({"title": "Ham\u{0}let"}),
+        ),
+        (
+            "authors",
+            dogear_e2e::serde_json::json!({"title": "Ok", "authors": ["Wil\u{1b}[31mliam"]}),
+        ),
+        (
+            "identifiers",
+            dogear_e2e::serde_json::json!({"title": "Ok", "identifiers": {"isbn": "97\u{0}8"}}),
+        ),
+    ] {
+        let r = me.api.post("/v1/books", body).await;
+        let msg = r.assert_error(400, "bad_request");
+        assert!(msg.starts_with(field), "{field}: {msg}");
+    }
+    let r = me
+        .api
+        .patch(
+            &format!("/v1/books/{}", me.book),
+            dogear_e2e::serde_json::json!({"title": "Hamlet\u{0}"}),
+        )
+        .await;
+    assert!(r.assert_error(400, "bad_request").starts_with("title"));
+    let r = me
+        .api
+        .patch(
+            &format!("/v1/books/{}", me.book),
+            dogear_e2e::serde_json::json!({"tags": ["bell\u{7}"]}),
+        )
+        .await;
+    assert!(r.assert_error(400, "bad_request").starts_with("tags"));
+    let r = me
+        .api
+        .patch(
+            &format!("/v1/books/{}", me.book),
+            dogear_e2e::serde_json::json!({"description": "two\nlines\tand a tab"}),
+        )
+        .await;
+    assert_eq!(
+        r.status, 200,
+        "line breaks are fine in a description: {}",
+        r.body
+    );
+    assert_eq!(me.api.all_books("").await.len(), 1, "nothing half-made");
+
+    // Full-width letters and ligatures are folded: they find the plain title.
+    for q in ["ｈａｍｌｅｔ", "ＨＡＭ", "Ｓｈａｋｅｓｐｅａｒｅ"] {
+        let found = me
+            .api
+            .all_books(&format!("q={}", dogear_e2e::encode(q)))
+            .await;
+        assert_eq!(found.len(), 1, "{q}");
+    }
+    // And the index is folded the same way: a ligature or full-width title is found by
+    // plain letters, and by what it looks like.
+    let folio = me.add_book("The ﬁrst ＦＯＬＩＯ").await;
+    for q in ["first folio", "ﬁrst", "ｆｏｌｉｏ", "FOLIO"] {
+        let found = me
+            .api
+            .all_books(&format!("q={}", dogear_e2e::encode(q)))
+            .await;
+        assert_eq!(found.len(), 1, "{q}: {found:?}");
+        assert_eq!(found[0]["id"], folio.as_str());
+        assert_eq!(
+            found[0]["title"], "The ﬁrst ＦＯＬＩＯ",
+            "stored as written"
+        );
+    }
+}

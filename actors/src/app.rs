@@ -245,10 +245,17 @@ impl Dogear {
     ) -> Result<(Vec<Book>, Option<BookAfter>), AppError> {
         let libraries = self.scope(user, library).await?;
         query.libraries = libraries;
-        query.q = query
-            .q
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
+        // What a person types is folded to compatibility forms (full-width `ｈａｍｌｅｔ` and
+        // ligatures like `ﬁ` are plain letters), as the stored metadata is written.
+        let fold = |s: Option<String>| {
+            use unicode_normalization::UnicodeNormalization;
+            s.map(|s| s.trim().nfkc().collect::<String>())
+                .filter(|s| !s.is_empty())
+        };
+        query.q = fold(query.q.take());
+        query.author = fold(query.author.take());
+        query.series = fold(query.series.take());
+        query.tag = fold(query.tag.take());
         let limit = query.limit;
         query.limit = limit + 1;
         let mut items = self.store.list_books(&query).await?;

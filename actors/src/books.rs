@@ -28,6 +28,25 @@ pub struct BookPatch {
     pub tags: Option<Vec<String>>,
 }
 
+/// `s` without control characters (NUL, escapes, ...): what imported metadata is cleaned to.
+/// Line breaks and tabs survive only where `keep_lines` (descriptions).
+pub fn without_controls(s: &str, keep_lines: bool) -> String {
+    s.chars()
+        .filter(|&c| !c.is_control() || (keep_lines && matches!(c, '\n' | '\r' | '\t')))
+        .collect()
+}
+
+/// Refuses control characters in a one-line field a client sent: a NUL in a title breaks
+/// every consumer downstream (C strings, file names, terminals, Kobo firmware).
+fn no_controls(field: &str, s: &str, keep_lines: bool) -> Result<(), AppError> {
+    if s.chars()
+        .any(|c| c.is_control() && !(keep_lines && matches!(c, '\n' | '\r' | '\t')))
+    {
+        return Err(AppError::bad(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
 /// Optional text of at most `max` bytes; blank means none.
 fn validate_text(field: &str, v: &Option<String>, max: usize) -> Result<Option<String>, AppError> {
     match v.as_deref().map(str::trim) {
@@ -35,7 +54,10 @@ fn validate_text(field: &str, v: &Option<String>, max: usize) -> Result<Option<S
         Some(t) if t.len() > max => {
             Err(AppError::bad(field, format!("must be at most {max} bytes")))
         }
-        Some(t) => Ok(Some(t.to_string())),
+        Some(t) => {
+            no_controls(field, t, field == "description")?;
+            Ok(Some(t.to_string()))
+        }
     }
 }
 
@@ -49,6 +71,7 @@ pub fn validate_tags(tags: &[String]) -> Result<Vec<String>, AppError> {
         if t.is_empty() || t.len() > 256 {
             return Err(AppError::bad("tags", "each tag must be 1-256 bytes"));
         }
+        no_controls("tags", t, false)?;
         if !out.iter().any(|o| o.eq_ignore_ascii_case(t)) {
             out.push(t.to_string());
         }
@@ -61,6 +84,7 @@ pub fn validate_title(t: &str) -> Result<String, AppError> {
     if t.is_empty() || t.len() > 1024 {
         return Err(AppError::bad("title", "must be 1-1024 bytes of text"));
     }
+    no_controls("title", t, false)?;
     Ok(t.to_string())
 }
 
@@ -74,6 +98,7 @@ pub fn validate_authors(a: &[String]) -> Result<Vec<String>, AppError> {
             if s.is_empty() || s.len() > 512 {
                 Err(AppError::bad("authors", "each author must be 1-512 bytes"))
             } else {
+                no_controls("authors", s, false)?;
                 Ok(s.to_string())
             }
         })
@@ -114,6 +139,7 @@ pub fn validate_identifiers(ids: &BTreeMap<String, String>) -> Result<(), AppErr
                 format!("value of {k:?} must be 1-256 bytes"),
             ));
         }
+        no_controls("identifiers", v, false)?;
     }
     Ok(())
 }
@@ -135,6 +161,7 @@ pub fn clean_identifiers<'a>(
             .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
             .take(32)
             .collect();
+        let v = without_controls(v.trim(), false);
         let mut end = v.len().min(256);
         while !v.is_char_boundary(end) {
             end -= 1;

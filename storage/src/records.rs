@@ -17,7 +17,8 @@ impl Percent {
     pub const FULL: Percent = Percent(100.0);
 
     pub fn new(v: f64) -> Option<Percent> {
-        (v.is_finite() && (0.0..=100.0).contains(&v)).then_some(Percent(v))
+        // `-0.0 + 0.0` is `0.0`: a negative zero never reaches storage or a client.
+        (v.is_finite() && (0.0..=100.0).contains(&v)).then_some(Percent(v + 0.0))
     }
     pub fn get(&self) -> f64 {
         self.0

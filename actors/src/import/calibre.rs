@@ -109,19 +109,19 @@ pub fn book_of(root: &Path, library: LibraryId, b: &CalibreBook) -> Book {
         !d.starts_with("0101-") && !d.starts_with("0100-") && !d.is_empty() && d != "None"
     });
     let identifiers = crate::books::clean_identifiers(&b.identifiers);
+    let plain = |s: &str| crate::books::without_controls(s, false);
     Book {
         id: BookId::generate(),
         library_id: library,
-        title: if b.title.trim().is_empty() {
-            "Untitled".into()
-        } else {
-            b.title.trim().to_string()
+        title: match plain(b.title.trim()) {
+            t if t.trim().is_empty() => "Untitled".into(),
+            t => t,
         },
         authors: b
             .authors
             .iter()
-            .map(|(n, _)| n.clone())
-            .filter(|n| n != "Unknown")
+            .map(|(n, _)| plain(n))
+            .filter(|n| n != "Unknown" && !n.trim().is_empty())
             .collect(),
         language: languages.first().cloned(),
         identifiers,
@@ -138,12 +138,15 @@ pub fn book_of(root: &Path, library: LibraryId, b: &CalibreBook) -> Book {
                 .filter(|(n, _)| n != "Unknown")
                 .map(|(_, s)| s.clone())
                 .collect(),
-            series: b.series.clone(),
+            series: b.series.as_deref().map(plain),
             series_index: b.series.as_ref().and(b.series_index),
-            publisher: b.publisher.clone(),
+            publisher: b.publisher.as_deref().map(plain),
             published,
-            description: b.comments.clone(),
-            tags: b.tags.clone(),
+            description: b
+                .comments
+                .as_deref()
+                .map(|c| crate::books::without_controls(c, true)),
+            tags: b.tags.iter().map(|t| plain(t)).collect(),
             languages,
             rating: b.rating,
             // Calibre does not record it, and opening 20,000 EPUBs to look is not worth it.

@@ -87,6 +87,42 @@ pub struct Extracted {
     pub warnings: Vec<JobIssue>,
 }
 
+impl Extracted {
+    /// Removes control characters (a NUL in a title, escape sequences in an author) from
+    /// everything read from the file, so no reader of the metadata meets them.
+    fn scrub(&mut self) {
+        use crate::books::without_controls as plain;
+        let opt = |v: &mut Option<String>| {
+            if let Some(s) = v.as_mut() {
+                *s = plain(s, false);
+            }
+        };
+        self.title = plain(&self.title, false);
+        opt(&mut self.subtitle);
+        opt(&mut self.title_sort);
+        opt(&mut self.series);
+        opt(&mut self.publisher);
+        opt(&mut self.published);
+        if let Some(d) = self.description.as_mut() {
+            *d = plain(d, true);
+        }
+        for p in &mut self.authors {
+            p.name = plain(&p.name, false);
+            opt(&mut p.sort);
+        }
+        self.authors.retain(|p| !p.name.trim().is_empty());
+        for t in self.tags.iter_mut().chain(self.languages.iter_mut()) {
+            *t = plain(t, false);
+        }
+        self.tags.retain(|t| !t.trim().is_empty());
+        self.languages.retain(|l| !l.trim().is_empty());
+        for v in self.identifiers.values_mut() {
+            *v = plain(v, false);
+        }
+        self.identifiers.retain(|_, v| !v.trim().is_empty());
+    }
+}
+
 /// Most bytes of a cover image read from a book.
 pub const MAX_COVER_BYTES: u64 = 32 << 20;
 /// Most bytes of an XML document (OPF, container, ComicInfo) read from a book.
@@ -154,6 +190,7 @@ pub fn extract_keep(
         Format::Cbz => cbz::extract(path)?,
     };
     x.format = Some(format);
+    x.scrub();
     if x.title.trim().is_empty() {
         let (title, authors) = names::from_filename(filename);
         x.title = title;

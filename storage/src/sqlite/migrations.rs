@@ -207,7 +207,53 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (device_id, shelf_id)
     ) WITHOUT ROWID;
     "#,
+    // 4: search folds Unicode compatibility forms (full-width letters, ligatures) on the
+    // indexed side too, through `dogear_fold` (NFKC), a function the store registers on its
+    // writing connection: a tool that writes books without it gets "no such function".
+    r#"
+    DROP TRIGGER books_fts_insert;
+    DROP TRIGGER books_fts_update;
+    CREATE TRIGGER books_fts_insert AFTER INSERT ON books WHEN new.deleted_at IS NULL BEGIN
+        INSERT INTO books_fts (rowid, title, authors, series, tags) VALUES (
+            new.rowid, dogear_fold(new.title),
+            dogear_fold((SELECT group_concat(value, ' ') FROM json_each(new.authors))),
+            dogear_fold(coalesce(json_extract(new.meta, '$.series'), '')),
+            dogear_fold((SELECT group_concat(value, ' ') FROM json_each(new.meta, '$.tags'))));
+    END;
+    CREATE TRIGGER books_fts_update AFTER UPDATE ON books BEGIN
+        DELETE FROM books_fts WHERE rowid = old.rowid;
+        INSERT INTO books_fts (rowid, title, authors, series, tags)
+        SELECT new.rowid, dogear_fold(new.title),
+            dogear_fold((SELECT group_concat(value, ' ') FROM json_each(new.authors))),
+            dogear_fold(coalesce(json_extract(new.meta, '$.series'), '')),
+            dogear_fold((SELECT group_concat(value, ' ') FROM json_each(new.meta, '$.tags')))
+        WHERE new.deleted_at IS NULL;
+    END;
+    DELETE FROM books_fts;
+    INSERT INTO books_fts (rowid, title, authors, series, tags)
+        SELECT rowid, dogear_fold(title),
+            dogear_fold((SELECT group_concat(value, ' ') FROM json_each(books.authors))),
+            dogear_fold(coalesce(json_extract(meta, '$.series'), '')),
+            dogear_fold((SELECT group_concat(value, ' ') FROM json_each(meta, '$.tags')))
+        FROM books WHERE deleted_at IS NULL;
+    "#,
 ];
+
+/// Registers the SQL functions the schema's triggers call, on a connection that writes.
+pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "dogear_fold",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            use unicode_normalization::UnicodeNormalization;
+            Ok(ctx
+                .get::<Option<String>>(0)?
+                .map(|s| s.nfkc().collect::<String>()))
+        },
+    )
+}
 
 /// The schema version this build writes.
 pub const LATEST: usize = MIGRATIONS.len();

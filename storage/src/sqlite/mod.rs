@@ -99,6 +99,7 @@ impl SqliteStore {
     pub fn open(path: &Path, opts: SqliteOptions) -> Result<SqliteStore, StoreError> {
         let mut conn = Connection::open(path)?;
         configure(&conn, opts.durability)?;
+        migrations::register_functions(&conn)?;
         let before = migrations::migrate(&mut conn).map_err(StoreError::Unavailable)?;
         if before < 2 {
             books::rekey(&conn)?;
