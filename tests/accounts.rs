@@ -158,7 +158,8 @@ async fn tokens_are_checked() {
 
 #[tokio::test]
 async fn refresh_rotates_and_reuse_revokes_the_family() {
-    let server = Server::start();
+    // Without the grace for concurrent refreshes (tested below), reuse is caught at once.
+    let server = Server::start_with(&[("DOGEAR_AUTH__REFRESH_GRACE_SECS", "0")]);
     let api = server.client();
     let r = api
         .post(
@@ -299,4 +300,139 @@ async fn closed_registration() {
         )
         .await;
     r.assert_error(403, "registration_closed");
+}
+
+/// A client of `server` whose connections come from the loopback address `ip`.
+fn client_from(server: &Server, ip: [u8; 4]) -> dogear_e2e::Api {
+    dogear_e2e::Api {
+        http: reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap(),
+        base: server.base.clone(),
+        token: None,
+    }
+}
+
+/// Failing logins for someone else's name from other addresses never locks its owner out:
+/// the limit is per name and address; from many addresses the name is slowed, not locked.
+#[tokio::test]
+async fn nobody_can_lock_a_reader_out_from_elsewhere() {
+    let server = Server::start_with(&[("DOGEAR_AUTH__LOGIN_MAX_FAILURES", "3")]);
+    let owner = client_from(&server, [127, 0, 0, 1]);
+    owner
+        .post(
+            "/v1/auth/register",
+            json!({"username": "victim", "password": "the right one"}),
+        )
+        .await;
+    // An attacker at 127.0.0.2 spends its budget for the name, then is refused...
+    let attacker = client_from(&server, [127, 0, 0, 2]);
+    for _ in 0..3 {
+        attacker
+            .post(
+                "/v1/auth/login",
+                json!({"username": "victim", "password": "guess guess"}),
+            )
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+    attacker
+        .post(
+            "/v1/auth/login",
+            json!({"username": "victim", "password": "the right one"}),
+        )
+        .await
+        .assert_error(429, "rate_limited");
+    // ...another at 127.0.0.3 has a budget of its own...
+    let second = client_from(&server, [127, 0, 0, 3]);
+    second
+        .post(
+            "/v1/auth/login",
+            json!({"username": "victim", "password": "guess again"}),
+        )
+        .await
+        .assert_error(401, "invalid_credentials");
+    // ...and the owner, at home, still gets in at once.
+    let started = std::time::Instant::now();
+    let r = owner
+        .post(
+            "/v1/auth/login",
+            json!({"username": "victim", "password": "the right one"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "not yet slowed"
+    );
+
+    // Failures from many addresses beyond four budgets slow the name down for everyone, but
+    // the right password still works.
+    for last in 10..18u8 {
+        let c = client_from(&server, [127, 0, 0, last]);
+        c.post(
+            "/v1/auth/login",
+            json!({"username": "victim", "password": "spray spray"}),
+        )
+        .await
+        .assert_error(401, "invalid_credentials");
+    }
+    let started = std::time::Instant::now();
+    let r = owner
+        .post(
+            "/v1/auth/login",
+            json!({"username": "victim", "password": "the right one"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "a name under attack is slowed down"
+    );
+}
+
+/// Two tabs refreshing with the same token at once both stay signed in with the same new
+/// pair; presenting the spent token after the grace period still revokes the session.
+#[tokio::test]
+async fn two_tabs_refreshing_at_once_stay_signed_in() {
+    let server = Server::start_with(&[("DOGEAR_AUTH__REFRESH_GRACE_SECS", "2")]);
+    let api = server.client();
+    let r = api
+        .post(
+            "/v1/auth/register",
+            json!({"username": "tabs", "password": "12345678"}),
+        )
+        .await;
+    let token = r.body["refresh_token"].as_str().unwrap().to_string();
+    let body = json!({ "refresh_token": token });
+    let (a, b) = tokio::join!(
+        api.post("/v1/auth/refresh", body.clone()),
+        api.post("/v1/auth/refresh", body.clone())
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(b.status, 200, "{}", b.body);
+    assert_eq!(
+        a.body["refresh_token"], b.body["refresh_token"],
+        "the same new pair"
+    );
+    assert_eq!(a.body["access_token"], b.body["access_token"]);
+    assert_ne!(a.body["refresh_token"], token.as_str());
+    // A third presentation within the grace gets the same pair again.
+    let c = api.post("/v1/auth/refresh", body.clone()).await;
+    assert_eq!(c.body["refresh_token"], a.body["refresh_token"]);
+    let me = api.with_token(a.body["access_token"].as_str().unwrap());
+    assert_eq!(me.get("/v1/users/me").await.status, 200);
+
+    // After the grace, the spent token is a stolen one: the whole session is revoked.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    api.post("/v1/auth/refresh", body)
+        .await
+        .assert_error(401, "unauthorized");
+    api.post(
+        "/v1/auth/refresh",
+        json!({ "refresh_token": a.body["refresh_token"] }),
+    )
+    .await
+    .assert_error(401, "unauthorized");
 }

@@ -265,3 +265,45 @@ async fn a_client_that_cannot_keep_up_is_closed_with_4008() {
     let m = server.metrics().await;
     assert!(m.contains("dogear_ws_overflow_closes_total 1"), "{m}");
 }
+
+/// A frame over the limit closes with 1009 and text that is not UTF-8 with 1007, each after
+/// an error frame saying why; the node goes on serving.
+#[tokio::test]
+async fn oversized_and_invalid_utf8_frames_close_with_their_codes() {
+    use dogear_e2e::tungstenite::protocol::frame::Frame;
+    use dogear_e2e::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let server = Server::start();
+    let me = Reader::new(&server, "framer").await;
+
+    let (mut s, _) = Socket::connect(&server, me.token(), &me.device).await;
+    let big = format!(
+        "{{\"type\":\"ping\",\"pad\":\"{}\"}}",
+        "x".repeat(70 * 1024)
+    );
+    s.send_raw(Message::text(big)).await;
+    let err = s.next_json().await.expect("an error frame first");
+    assert_eq!(err["type"], "error", "{err}");
+    assert_eq!(err["code"], "payload_too_large", "{err}");
+    assert!(
+        err["message"].as_str().unwrap().starts_with("frame:"),
+        "{err}"
+    );
+    assert_eq!(s.close_code(Duration::from_secs(5)).await, Some(1009));
+
+    let (mut s, _) = Socket::connect(&server, me.token(), &me.device).await;
+    let bad = Frame::message(
+        vec![b'{', b'"', 0xff, 0xfe, b'"', b'}'],
+        OpCode::Data(Data::Text),
+        true,
+    );
+    s.send_raw(Message::Frame(bad)).await;
+    let err = s.next_json().await.expect("an error frame first");
+    assert_eq!(err["code"], "bad_request", "{err}");
+    assert!(err["message"].as_str().unwrap().contains("UTF-8"), "{err}");
+    assert_eq!(s.close_code(Duration::from_secs(5)).await, Some(1007));
+
+    // Still serving.
+    let (mut s, _) = Socket::connect(&server, me.token(), &me.device).await;
+    s.send(serde_json::json!({"type": "ping"})).await;
+    assert_eq!(s.next_json().await.unwrap()["type"], "pong");
+}

@@ -219,7 +219,16 @@ async fn run_session(ctx: Arc<Ctx>, user: UserId, device: DeviceId, ws: WebSocke
             frame = rx.next() => {
                 last_heard = Instant::now();
                 match frame {
-                    None | Some(Err(_)) => break,
+                    None => break,
+                    Some(Err(e)) => {
+                        // Say why before closing, where the socket still takes a frame.
+                        if let Some((code, reason, err)) = read_error(&e) {
+                            let _ = tx.send(Message::text(error_frame(&err, None))).await;
+                            close = Some((code, reason));
+                        } else {
+                            break;
+                        }
+                    }
                     Some(Ok(Message::Close(_))) => break,
                     Some(Ok(Message::Text(text))) => {
                         let text = text.as_str().to_string();
@@ -270,6 +279,30 @@ async fn run_session(ctx: Arc<Ctx>, user: UserId, device: DeviceId, ws: WebSocke
     let _ = tx.close().await;
     ctx.app.detach_socket(device, s.socket);
     metrics::gauge!("dogear_ws_connections").decrement(1.0);
+}
+
+/// The close code, reason and error frame for a frame the socket could not read: too large
+/// (1009) or text that is not UTF-8 (1007); `None` for a connection that is simply gone.
+fn read_error(e: &tokio_tungstenite::tungstenite::Error) -> Option<(u16, &'static str, ApiError)> {
+    use tokio_tungstenite::tungstenite::Error as E;
+    match e {
+        E::Capacity(_) => Some((
+            1009,
+            "frame too large",
+            ApiError::too_large(format!("frame: larger than {MAX_FRAME} bytes")),
+        )),
+        E::Utf8(_) => Some((
+            1007,
+            "text frame is not UTF-8",
+            ApiError::bad_request("frame: a text frame must be valid UTF-8"),
+        )),
+        E::Protocol(_) => Some((
+            1002,
+            "protocol error",
+            ApiError::bad_request("frame: not a valid WebSocket frame"),
+        )),
+        _ => None,
+    }
 }
 
 fn close_frame(code: u16, reason: &'static str) -> Message {

@@ -179,6 +179,8 @@ pub struct Auth {
     pub registration: Registration,
     pub login_max_failures: usize,
     pub login_window_secs: u64,
+    /// A refresh token presented again this soon after its rotation gets the same new pair.
+    pub refresh_grace_secs: u64,
     /// HS256 secret for access tokens. Unset: a random one is kept in `data_dir/jwt.secret`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_secret: Option<String>,
@@ -213,6 +215,7 @@ impl Default for Auth {
             registration: Registration::Open,
             login_max_failures: 5,
             login_window_secs: 15 * 60,
+            refresh_grace_secs: 10,
             jwt_secret: None,
         }
     }

@@ -166,6 +166,7 @@ fn auth_settings(cfg: &Config) -> AuthSettings {
         registration_open: cfg.auth.registration == Registration::Open,
         login_max_failures: cfg.auth.login_max_failures,
         login_window_secs: cfg.auth.login_window_secs,
+        refresh_grace_secs: cfg.auth.refresh_grace_secs,
     }
 }
 

@@ -20,6 +20,9 @@ pub struct AuthSettings {
     /// Failed logins allowed per username (and, times four, per address) in the window.
     pub login_max_failures: usize,
     pub login_window_secs: u64,
+    /// A refresh token presented again within this long of its rotation (two tabs refreshing
+    /// at once) gets the same new pair instead of revoking the session.
+    pub refresh_grace_secs: u64,
 }
 
 impl Default for AuthSettings {
@@ -30,9 +33,19 @@ impl Default for AuthSettings {
             registration_open: true,
             login_max_failures: 5,
             login_window_secs: 15 * 60,
+            refresh_grace_secs: 10,
         }
     }
 }
+
+/// How long a login for a name under attack (more failures from anywhere than one address
+/// may make) is held before it is checked: slowed, never locked, so nobody can lock a reader
+/// out by failing logins for their name from elsewhere (Vaultwarden's and Bitwarden's answer).
+const UNDER_ATTACK_DELAY: Duration = Duration::from_secs(2);
+
+/// Rotations of refresh tokens in their grace period: the outcome of rotating a token,
+/// shared with a second request that presents the same token meanwhile.
+type Rotation = tokio::sync::watch::Receiver<Option<Result<Session, AppError>>>;
 
 /// What a successful register, login or refresh hands back.
 #[derive(Clone, Debug)]
@@ -48,9 +61,15 @@ pub struct Accounts {
     store: Arc<dyn Store>,
     keys: JwtKeys,
     settings: AuthSettings,
+    /// Per username and address together: a reader's own address has its own budget, so
+    /// failures elsewhere never lock them out.
     limiter: RateLimiter,
     /// Per client address, with four times the per-name budget: several people may share one.
     addr_limiter: RateLimiter,
+    /// Per username from every address: over budget, logins for the name are slowed down.
+    name_limiter: RateLimiter,
+    /// Recent rotations by the spent token's hash, for [`AuthSettings::refresh_grace_secs`].
+    rotations: std::sync::Mutex<std::collections::HashMap<String, (Rotation, Instant)>>,
     /// Verified against when the username is unknown, so both failures cost the same time.
     dummy_hash: tokio::sync::OnceCell<String>,
 }
@@ -98,12 +117,18 @@ impl Accounts {
             settings.login_max_failures.saturating_mul(4),
             Duration::from_secs(settings.login_window_secs),
         );
+        let name_limiter = RateLimiter::new(
+            settings.login_max_failures.saturating_mul(4),
+            Duration::from_secs(settings.login_window_secs),
+        );
         Accounts {
             store,
             keys,
             settings,
             limiter,
             addr_limiter,
+            name_limiter,
+            rotations: Default::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
         }
     }
@@ -176,9 +201,10 @@ impl Accounts {
         addr: Option<&str>,
     ) -> Result<Session, AppError> {
         let now = Instant::now();
-        let user_key = format!("u:{username}");
+        let name_key = format!("u:{username}");
+        let pair_key = format!("u:{username}|a:{}", addr.unwrap_or("-"));
         let addr_key = addr.map(|a| format!("a:{a}"));
-        let limited = self.limiter.check(&user_key, now).or_else(|| {
+        let limited = self.limiter.check(&pair_key, now).or_else(|| {
             addr_key
                 .as_deref()
                 .and_then(|k| self.addr_limiter.check(k, now))
@@ -187,6 +213,9 @@ impl Accounts {
             return Err(AppError::RateLimited {
                 retry_after_secs: secs,
             });
+        }
+        if self.name_limiter.check(&name_key, now).is_some() {
+            tokio::time::sleep(UNDER_ATTACK_DELAY).await;
         }
         let user = self.store.user_by_name(username).await?;
         let ok = match &user {
@@ -202,12 +231,13 @@ impl Accounts {
         };
         match (ok, user) {
             (true, Some(u)) => {
-                self.limiter.clear(&user_key);
+                self.limiter.clear(&pair_key);
                 self.new_session(u.id, u.username, FamilyId::generate())
                     .await
             }
             _ => {
-                self.limiter.fail(&user_key, now);
+                self.limiter.fail(&pair_key, now);
+                self.name_limiter.fail(&name_key, now);
                 if let Some(k) = addr_key {
                     self.addr_limiter.fail(&k, now);
                 }
@@ -216,7 +246,52 @@ impl Accounts {
         }
     }
 
+    /// Rotates a refresh token. The same token presented again within the grace period (two
+    /// tabs refreshing at once, a retry after a lost answer) gets the same new pair; after it,
+    /// a spent token revokes its whole session, as before.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Session, AppError> {
+        let hash = sha256_hex(refresh_token);
+        let grace = Duration::from_secs(self.settings.refresh_grace_secs);
+        let joined = {
+            let Ok(mut map) = self.rotations.lock() else {
+                return self.rotate(refresh_token).await;
+            };
+            map.retain(|_, (_, at)| at.elapsed() < grace);
+            match map.get(&hash) {
+                Some((rx, _)) => Err(rx.clone()),
+                None if grace.is_zero() => Ok(None),
+                None => {
+                    let (tx, rx) = tokio::sync::watch::channel(None);
+                    map.insert(hash.clone(), (rx, Instant::now()));
+                    Ok(Some(tx))
+                }
+            }
+        };
+        match joined {
+            Ok(leader) => {
+                let outcome = self.rotate(refresh_token).await;
+                if let Some(tx) = leader {
+                    if outcome.is_err()
+                        && let Ok(mut map) = self.rotations.lock()
+                    {
+                        map.remove(&hash);
+                    }
+                    let _ = tx.send(Some(outcome.clone()));
+                }
+                outcome
+            }
+            Err(mut rx) => {
+                let shared =
+                    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(Option::is_some))
+                        .await
+                        .ok()
+                        .and_then(|r| r.ok().and_then(|v| v.clone()));
+                shared.unwrap_or(Err(AppError::Unauthorized("invalid refresh token")))
+            }
+        }
+    }
+
+    async fn rotate(&self, refresh_token: &str) -> Result<Session, AppError> {
         let now = Timestamp::now();
         let new_token = random_token()?;
         let expires_at = now.plus_secs(self.settings.refresh_ttl_secs);

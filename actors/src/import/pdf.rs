@@ -218,10 +218,13 @@ impl Pdf {
                 }
                 from = at + 1;
             }
-            if got < needle.len() {
+            // The next window overlaps this one by the needle's length, and always moves on:
+            // a window that reached the end of the file is the last.
+            let end = pos + got as u64;
+            if got <= needle.len() || end >= self.len.min(SCAN_MAX) {
                 break;
             }
-            pos += (got - needle.len()) as u64;
+            pos = end - needle.len() as u64;
         }
         None
     }
