@@ -283,3 +283,64 @@ async fn negative_zero_control_characters_and_full_width_search() {
         );
     }
 }
+
+/// Random Kobo tokens: refused with `429` after a budget per address, with one warning in
+/// the log instead of a line per guess; a real Kobo elsewhere is unaffected.
+#[tokio::test]
+async fn guessing_kobo_tokens_is_rate_limited_and_quiet() {
+    let server = Server::start();
+    let me = dogear_e2e::Reader::new(&server, "kobo-owner").await;
+    let r = me
+        .api
+        .post(
+            "/v1/kobo/tokens",
+            dogear_e2e::serde_json::json!({"device_name": "Libra"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let token = r.body["token"].as_str().unwrap().to_string();
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let guesser = from([127, 0, 0, 5]);
+    let mut statuses = Vec::new();
+    for i in 0..70 {
+        let fake = format!("{i:064x}");
+        let r = guesser
+            .get(format!("{}/kobo/{fake}/v1/initialization", server.base))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses[..60].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[60..].iter().all(|s| *s == 429), "{statuses:?}");
+    let r = guesser
+        .get(format!("{}/kobo/{token}/v1/initialization", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429, "the guessing address is refused outright");
+    assert!(r.headers().get("retry-after").is_some());
+    // The reader's own Kobo, at home, syncs on.
+    let r = from([127, 0, 0, 6])
+        .get(format!("{}/kobo/{token}/v1/initialization", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let log = server.log();
+    assert_eq!(
+        log.matches("too many unknown kobo tokens").count(),
+        1,
+        "one warning for the address"
+    );
+    assert!(
+        !log.contains("unknown or revoked token"),
+        "no line per guess at info"
+    );
+    assert!(!log.contains(&token), "tokens never logged");
+}

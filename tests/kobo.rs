@@ -1092,3 +1092,202 @@ async fn calibre_books_go_out_as_kepubs_made_on_first_download_and_stay_put() {
         "the exact size once the KEPUB exists"
     );
 }
+
+/// A Kobo `PUT .../state` as an attacker or a broken clock sends it: times that are not
+/// times are refused by name with nothing written, an oversized location is refused, parts
+/// older than what is stored are answered "Ignored" (not "Success"), and a clock in year
+/// 9999 is clamped so that later writes, from the Kobo and elsewhere, still apply.
+#[tokio::test]
+async fn kobo_state_puts_are_checked_and_report_what_they_ignored() {
+    let server = Server::start();
+    let me = Reader::new(&server, "kobo-probe").await;
+    let (_, _, endpoint) = new_kobo(&me.api, "Clara").await;
+    let kobo = Kobo::new(&endpoint);
+    let book = me.book.clone();
+    let url = format!("{endpoint}/v1/library/{book}/state");
+    let state = |lm: &str, pct: u32, extra: Value| {
+        let mut s = json!({
+            "EntitlementId": book,
+            "LastModified": lm,
+            "PriorityTimestamp": lm,
+            "CurrentBookmark": {"LastModified": lm, "ProgressPercent": pct,
+                "Location": {"Value": "kobo.3.1", "Type": "KoboSpan", "Source": "ch1.xhtml"}},
+            "Statistics": {"LastModified": lm, "SpentReadingMinutes": 3},
+            "StatusInfo": {"LastModified": lm, "Status": "Reading"},
+        });
+        if let (Some(s), Value::Object(x)) = (s.as_object_mut(), extra) {
+            s.extend(x);
+        }
+        json!({ "ReadingStates": [s] })
+    };
+    let progress =
+        || async { me.api.get(&format!("/v1/books/{book}/progress")).await.body["state"].clone() };
+
+    // Garbage times: 400 naming the field, nothing stored.
+    for (body, field) in [
+        (
+            state("garbage", 20, json!({})),
+            "ReadingStates[0].LastModified",
+        ),
+        (
+            state(
+                "2026-11-20T21:04:55Z",
+                20,
+                json!({"StatusInfo": {"LastModified": "soon", "Status": "Reading"}}),
+            ),
+            "ReadingStates[0].StatusInfo.LastModified",
+        ),
+    ] {
+        let r = kobo.call("PUT", &url, Some(body)).await;
+        assert!(
+            r.assert_error(400, "bad_request").starts_with(field),
+            "{}",
+            r.body
+        );
+    }
+    assert!(progress().await.is_null(), "nothing written");
+
+    // An oversized location is refused, not cut.
+    let big = state(
+        "2026-11-20T21:04:55Z",
+        20,
+        json!({"CurrentBookmark": {"LastModified": "2026-11-20T21:04:55Z", "ProgressPercent": 20,
+            "Location": {"Value": "k".repeat(5000), "Type": "KoboSpan", "Source": "ch1.xhtml"}}}),
+    );
+    let r = kobo.call("PUT", &url, Some(big)).await;
+    assert!(
+        r.assert_error(400, "bad_request")
+            .starts_with("ReadingStates[0].CurrentBookmark.Location.Value")
+    );
+
+    // A real write, then an older one: the older parts are "Ignored".
+    let r = kobo
+        .call(
+            "PUT",
+            &url,
+            Some(state("2026-11-20T21:04:55Z", 30, json!({}))),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let res = &r.body["UpdateResults"][0];
+    for part in [
+        "CurrentBookmarkResult",
+        "StatisticsResult",
+        "StatusInfoResult",
+    ] {
+        assert_eq!(res[part]["Result"], "Success", "{part}: {res}");
+    }
+    let r = kobo
+        .call(
+            "PUT",
+            &url,
+            Some(state("2026-11-19T08:00:00Z", 10, json!({}))),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let res = &r.body["UpdateResults"][0];
+    for part in [
+        "CurrentBookmarkResult",
+        "StatisticsResult",
+        "StatusInfoResult",
+    ] {
+        assert_eq!(res[part]["Result"], "Ignored", "{part}: {res}");
+    }
+    assert_eq!(progress().await["percent"], 30.0);
+    // The same newer PUT again is a replay: "Success", nothing changes.
+    let r = kobo
+        .call(
+            "PUT",
+            &url,
+            Some(state("2026-11-20T21:04:55Z", 30, json!({}))),
+        )
+        .await;
+    assert_eq!(
+        r.body["UpdateResults"][0]["CurrentBookmarkResult"]["Result"],
+        "Success"
+    );
+
+    // A clock in year 9999: clamped to the server's time, and the answer shows it.
+    let r = kobo
+        .call(
+            "PUT",
+            &url,
+            Some(state("9999-12-31T23:59:59Z", 40, json!({}))),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let answered = r.body["UpdateResults"][0]["LastModified"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        answered.starts_with("20"),
+        "the server's time, not 9999: {answered}"
+    );
+    let p = progress().await;
+    assert_eq!(p["percent"], 40.0);
+    assert!(p["client_ts"].as_str().unwrap().starts_with("20"), "{p}");
+    // ...so a rewind a minute later still applies, from the Kobo...
+    let soon = {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 60;
+        let days = t / 86_400;
+        let rem = t % 86_400;
+        let (y, m, d) = civil_from_days(days as i64);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
+    };
+    let reset = json!({"ReadingStates": [{"LastModified": soon,
+        "StatusInfo": {"LastModified": soon, "Status": "ReadyToRead"}}]});
+    let r = kobo.call("PUT", &url, Some(reset)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["UpdateResults"][0]["StatusInfoResult"]["Result"],
+        "Success"
+    );
+    let p = progress().await;
+    assert_eq!(
+        (p["percent"].as_f64(), p["status"].as_str()),
+        (Some(0.0), Some("unread"))
+    );
+
+    // ...and over REST: a year-9999 client_ts is clamped and says so.
+    let web = me.add_device("web").await;
+    let mut body = dogear_e2e::progress(&web, 55.0, 0);
+    body["client_ts"] = json!("9999-12-31T23:59:59.000Z");
+    let r = me.write(&book, body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["clamped"]["field"], "client_ts", "{}", r.body);
+    assert_eq!(r.body["clamped"]["sent"], "9999-12-31T23:59:59.000Z");
+    assert_eq!(r.body["state"]["client_ts"], r.body["clamped"]["used"]);
+    let mut rewind = dogear_e2e::progress(&web, 5.0, 0);
+    rewind["client_ts"] = json!(soon);
+    rewind["rewind"] = json!(true);
+    let r = me.write(&book, rewind).await;
+    assert_eq!(
+        r.body["applied"], true,
+        "a later rewind still applies: {}",
+        r.body
+    );
+}
+
+/// Days since 1970-01-01 to (year, month, day), for times the test writes itself.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d)
+}

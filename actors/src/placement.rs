@@ -24,6 +24,9 @@ pub struct ActorSettings {
     pub idle_timeout: Duration,
     /// Messages a WebSocket may have waiting before it counts as too slow (closed with 4008).
     pub socket_queue: usize,
+    /// A client clock more than this far ahead of the server's is taken as the server's time,
+    /// on every protocol: otherwise a device in year 9999 makes every later write stale.
+    pub max_clock_skew: Duration,
 }
 
 impl Default for ActorSettings {
@@ -31,6 +34,7 @@ impl Default for ActorSettings {
         ActorSettings {
             idle_timeout: Duration::from_secs(600),
             socket_queue: 256,
+            max_clock_skew: Duration::from_secs(300),
         }
     }
 }

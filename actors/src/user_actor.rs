@@ -26,6 +26,17 @@ pub struct WriteOutcome {
     pub state: ProgressState,
     /// The event's position in the user's log (the changes-feed cursor).
     pub seq: u64,
+    /// `(sent, used)`: the client time the write carried, when it was too far ahead of the
+    /// server's, and the server's time used instead.
+    pub clamped: Option<(Timestamp, Timestamp)>,
+}
+
+/// A Kobo `PUT`'s outcome: the write's, each part's, and the state's time as answered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KoboPutOutcome {
+    pub write: WriteOutcome,
+    pub parts: crate::kobo::PartOutcomes,
+    pub at: String,
 }
 
 /// `GET /v1/books/{id}/progress`.
@@ -58,10 +69,10 @@ pub enum UserMsg {
     /// A Kobo's reading-state `PUT`, mapped onto a progress write here, against the state
     /// this actor holds, so two racing PUTs each merge onto the other's result.
     KoboWrite {
-        input: Box<crate::kobo::KoboStateIn>,
+        reading: Box<crate::kobo::KoboReading>,
         book: BookId,
         device: DeviceId,
-        reply: RpcReplyPort<Result<WriteOutcome, AppError>>,
+        reply: RpcReplyPort<Result<KoboPutOutcome, AppError>>,
     },
     HasDevice(DeviceId, RpcReplyPort<bool>),
     CreateDevice {
@@ -190,12 +201,12 @@ impl Actor for UserActor {
                 let _ = reply.send(r);
             }
             UserMsg::KoboWrite {
-                input,
+                reading,
                 book,
                 device,
                 reply,
             } => {
-                let r = st.kobo_write(&input, book, device).await;
+                let r = st.kobo_write(*reading, book, device).await;
                 let _ = reply.send(r);
             }
             UserMsg::Get { book, reply } => {
@@ -342,15 +353,25 @@ impl UserState {
 
     async fn kobo_write(
         &mut self,
-        input: &crate::kobo::KoboStateIn,
+        mut reading: crate::kobo::KoboReading,
         book: BookId,
         device: DeviceId,
-    ) -> Result<WriteOutcome, AppError> {
+    ) -> Result<KoboPutOutcome, AppError> {
         self.check_book(book).await?;
+        let now = Timestamp::now();
+        reading.clamp_times(now, self.max_skew_secs());
         let current = self.current(book).await?;
-        let w =
-            crate::kobo::state::to_write(input, book, device, current.as_ref(), Timestamp::now())?;
-        self.write(w, None).await
+        let k = crate::kobo::state::to_write(&reading, book, device, current.as_ref(), now)?;
+        let write = self.write(k.write, None).await?;
+        Ok(KoboPutOutcome {
+            write,
+            parts: k.parts,
+            at: k.at,
+        })
+    }
+
+    fn max_skew_secs(&self) -> i64 {
+        i64::try_from(self.placement.settings().max_clock_skew.as_secs()).unwrap_or(i64::MAX / 4)
     }
 
     async fn get(&mut self, book: BookId) -> Result<ProgressView, AppError> {
@@ -363,14 +384,18 @@ impl UserState {
 
     async fn write(
         &mut self,
-        w: ProgressWrite,
+        mut w: ProgressWrite,
         origin: Option<SocketId>,
     ) -> Result<WriteOutcome, AppError> {
         if !self.devices.contains_key(&w.device_id) {
             return Err(AppError::bad("device_id", "is not one of your devices"));
         }
         self.check_book(w.book_id).await?;
+        // The body as sent identifies a retry, so it is fingerprinted before the clamp.
         let body = w.fingerprint();
+        let received = Timestamp::now();
+        let clamped = (w.client_ts > received.plus_secs(self.max_skew_secs()))
+            .then(|| (std::mem::replace(&mut w.client_ts, received), received));
         for _ in 0..3 {
             let head = self.head().await?;
             let current = self.current(w.book_id).await?;
@@ -421,6 +446,7 @@ impl UserState {
                         reason,
                         state: after,
                         seq: head + 1,
+                        clamped,
                     });
                 }
                 Ok(RecordOutcome::Duplicate(first)) => {
@@ -435,6 +461,7 @@ impl UserState {
                         reason: Some(Reason::Duplicate),
                         state,
                         seq: first.seq,
+                        clamped,
                     });
                 }
                 Err(StoreError::VersionConflict { .. }) => {

@@ -27,6 +27,7 @@ async fn world(name: &str, idle: Duration) -> World {
     let settings = ActorSettings {
         idle_timeout: idle,
         socket_queue: 8,
+        ..Default::default()
     };
     let placement = Placement::start(store, settings).await.unwrap();
     World {

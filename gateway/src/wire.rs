@@ -144,6 +144,10 @@ pub fn write_outcome(o: &WriteOutcome) -> Value {
     if let Some(r) = o.reason {
         v["reason"] = json!(r);
     }
+    if let Some((sent, used)) = o.clamped {
+        // The client's clock was too far ahead: say which time was used instead.
+        v["clamped"] = json!({"field": "client_ts", "sent": sent, "used": used});
+    }
     v
 }
 

@@ -226,6 +226,8 @@ impl Default for Auth {
 pub struct Actors {
     pub idle_timeout_secs: u64,
     pub socket_queue: usize,
+    /// A client clock more than this far ahead of the server's is replaced by the server's.
+    pub max_clock_skew_secs: u64,
 }
 
 impl Default for Actors {
@@ -233,6 +235,7 @@ impl Default for Actors {
         Actors {
             idle_timeout_secs: 600,
             socket_queue: 256,
+            max_clock_skew_secs: 300,
         }
     }
 }

@@ -322,6 +322,7 @@ pub async fn start_app(cfg: &Config) -> Result<(Dogear, String), String> {
     let actors = ActorSettings {
         idle_timeout: Duration::from_secs(cfg.actors.idle_timeout_secs),
         socket_queue: cfg.actors.socket_queue,
+        max_clock_skew: Duration::from_secs(cfg.actors.max_clock_skew_secs),
     };
     let objects = if cfg.storage.objects.trim().is_empty() {
         Objects::local(&cfg.storage.data_dir.join("objects"))

@@ -43,6 +43,10 @@ impl Default for AuthSettings {
 /// out by failing logins for their name from elsewhere (Vaultwarden's and Bitwarden's answer).
 const UNDER_ATTACK_DELAY: Duration = Duration::from_secs(2);
 
+/// Wrong device tokens one address may present within the login window before it is refused:
+/// a revoked Kobo retrying its sync stays well under it, a guesser does not.
+const DEVICE_TOKEN_FAILURES: usize = 60;
+
 /// Rotations of refresh tokens in their grace period: the outcome of rotating a token,
 /// shared with a second request that presents the same token meanwhile.
 type Rotation = tokio::sync::watch::Receiver<Option<Result<Session, AppError>>>;
@@ -68,6 +72,8 @@ pub struct Accounts {
     addr_limiter: RateLimiter,
     /// Per username from every address: over budget, logins for the name are slowed down.
     name_limiter: RateLimiter,
+    /// Wrong device tokens (a Kobo's) per address: a guesser is refused for a while.
+    token_limiter: RateLimiter,
     /// Recent rotations by the spent token's hash, for [`AuthSettings::refresh_grace_secs`].
     rotations: std::sync::Mutex<std::collections::HashMap<String, (Rotation, Instant)>>,
     /// Verified against when the username is unknown, so both failures cost the same time.
@@ -117,6 +123,10 @@ impl Accounts {
             settings.login_max_failures.saturating_mul(4),
             Duration::from_secs(settings.login_window_secs),
         );
+        let token_limiter = RateLimiter::new(
+            DEVICE_TOKEN_FAILURES,
+            Duration::from_secs(settings.login_window_secs),
+        );
         let name_limiter = RateLimiter::new(
             settings.login_max_failures.saturating_mul(4),
             Duration::from_secs(settings.login_window_secs),
@@ -128,6 +138,7 @@ impl Accounts {
             limiter,
             addr_limiter,
             name_limiter,
+            token_limiter,
             rotations: Default::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
         }
@@ -244,6 +255,26 @@ impl Accounts {
                 Err(AppError::InvalidCredentials)
             }
         }
+    }
+
+    /// `429` for an address that has presented too many wrong device tokens lately.
+    pub fn check_device_token_guesser(&self, addr: Option<&str>) -> Result<(), AppError> {
+        let key = format!("t:{}", addr.unwrap_or("-"));
+        match self.token_limiter.check(&key, Instant::now()) {
+            Some(secs) => Err(AppError::RateLimited {
+                retry_after_secs: secs,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a wrong device token from `addr`; true when this one used up its budget (the
+    /// moment worth one log line, rather than one per guess).
+    pub fn device_token_failed(&self, addr: Option<&str>) -> bool {
+        let key = format!("t:{}", addr.unwrap_or("-"));
+        let now = Instant::now();
+        self.token_limiter.fail(&key, now);
+        self.token_limiter.check(&key, now).is_some()
     }
 
     /// Rotates a refresh token. The same token presented again within the grace period (two

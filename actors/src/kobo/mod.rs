@@ -9,6 +9,6 @@ pub mod sync;
 pub mod token;
 
 pub use book::{KoboBook, KoboFormat};
-pub use state::{KoboStateIn, ReadingStateOut};
+pub use state::{KoboReading, KoboWrite, PartOutcome, PartOutcomes, ReadingView};
 pub use sync::{KoboItem, SyncPage};
 pub mod service;

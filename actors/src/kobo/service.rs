@@ -2,13 +2,13 @@
 //! reading-state write, archive, covers at the device's size, downloads.
 
 use super::book::{KoboBook, KoboFormat};
-use super::state::{KoboStateIn, ReadingStateOut, reading_state};
+use super::state::{KoboReading, ReadingView, reading_state};
 use super::sync::{KoboItem, SyncPage};
 use super::token;
 use crate::app::Dogear;
 use crate::device_actor::DeviceMsg;
 use crate::error::AppError;
-use crate::user_actor::{UserMsg, WriteOutcome};
+use crate::user_actor::{KoboPutOutcome, UserMsg};
 use dogear_storage::{
     Book, BookFile, BookId, Device, DeviceId, DeviceKind, FileLocation, Format, KoboToken, UserId,
 };
@@ -156,7 +156,7 @@ impl Dogear {
     }
 
     /// Puts a position from elsewhere on a span of the book's KEPUB, when it has one.
-    async fn place(&self, book: &Book, state: &mut ReadingStateOut) {
+    async fn place(&self, book: &Book, state: &mut ReadingView) {
         let Some(percent) = state.locate_at else {
             return;
         };
@@ -196,7 +196,7 @@ impl Dogear {
         &self,
         dev: &KoboToken,
         id: BookId,
-    ) -> Result<Option<ReadingStateOut>, AppError> {
+    ) -> Result<Option<ReadingView>, AppError> {
         let book = match self.book(dev.user_id, id).await {
             Ok(b) => b,
             Err(AppError::NotFound(_)) => return Ok(None),
@@ -214,12 +214,12 @@ impl Dogear {
         &self,
         dev: &KoboToken,
         id: BookId,
-        input: &KoboStateIn,
-    ) -> Result<Option<WriteOutcome>, AppError> {
+        reading: KoboReading,
+    ) -> Result<Option<KoboPutOutcome>, AppError> {
         let r = self
             .placement
             .call_user(dev.user_id, |reply| UserMsg::KoboWrite {
-                input: Box::new(input.clone()),
+                reading: Box::new(reading.clone()),
                 book: id,
                 device: dev.device_id,
                 reply,

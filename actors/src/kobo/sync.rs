@@ -20,7 +20,7 @@
 //! (a factory reset, or the Kobo store's own) starts over from nothing.
 
 use super::book::KoboBook;
-use super::state::{ReadingStateOut, reading_state};
+use super::state::{ReadingView, reading_state};
 use crate::error::AppError;
 use dogear_storage::{
     BookId, DeviceId, KoboLedgerEntry, KoboSyncWrite, LibraryId, ProgressState, Shelf, ShelfId,
@@ -47,7 +47,7 @@ pub enum KoboItem {
     /// `metadata_changed`: Kobo updates a book's details only from this pair).
     NewEntitlement {
         book: Box<KoboBook>,
-        state: Box<ReadingStateOut>,
+        state: Box<ReadingView>,
         metadata_changed: bool,
     },
     /// Take the book off the device.
@@ -56,7 +56,7 @@ pub enum KoboItem {
         added: Timestamp,
         at: Timestamp,
     },
-    ChangedReadingState(Box<ReadingStateOut>),
+    ChangedReadingState(Box<ReadingView>),
     Tag {
         shelf: Shelf,
         new: bool,

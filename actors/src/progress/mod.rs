@@ -2,6 +2,7 @@
 //! canonical position.
 
 pub mod merge;
+pub mod parts;
 
 use dogear_storage::{BookId, DeviceId, EventId, Locator, Percent, ReadStatus, Timestamp};
 use serde::Serialize;

@@ -7,17 +7,19 @@
 //! not (the device aborts the whole sync, silently); unknown paths get `200 {}` and a log
 //! line; the token never reaches a log line or a metric label.
 
+mod state;
 mod wire;
 
 use crate::Ctx;
 use crate::error::ApiError;
 use crate::http::{self, Req};
 use dogear_actors::AppError;
-use dogear_actors::kobo::{KoboFormat, KoboStateIn};
+use dogear_actors::kobo::{KoboFormat, PartOutcome};
 use dogear_actors::shelves::ShelfOp;
 use dogear_storage::{BookId, KoboToken, ShelfId};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use state::KoboStateIn;
 use warp::http::header::{CONTENT_TYPE, HeaderValue, LOCATION};
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::reply::Response;
@@ -165,10 +167,26 @@ pub async fn dispatch(ctx: &Ctx, req: Req) -> (&'static str, Response) {
         segs.pop();
     }
     let route = template(&segs);
+    let addr = req.remote.map(|a| a.ip().to_string());
+    if let Err(e) = ctx
+        .app
+        .accounts()
+        .check_device_token_guesser(addr.as_deref())
+    {
+        return ("/kobo/{token}/*", http::error(&ApiError::from(e)));
+    }
     let dev = match ctx.app.kobo_device(token).await {
         Ok(Some(d)) => d,
         Ok(None) => {
-            tracing::info!("kobo request with an unknown or revoked token");
+            // One line at debug per wrong token, one warning when an address is cut off:
+            // random tokens must not flood the log.
+            tracing::debug!("kobo request with an unknown or revoked token");
+            if ctx.app.accounts().device_token_failed(addr.as_deref()) {
+                tracing::warn!(
+                    addr = addr.as_deref().unwrap_or("-"),
+                    "too many unknown kobo tokens from one address; refusing it for a while"
+                );
+            }
             return (
                 "/kobo/{token}/*",
                 http::error(&ApiError::unauthorized(
@@ -225,7 +243,7 @@ async fn handle(
                 return Ok(ok(json!([])));
             };
             Ok(match ctx.app.kobo_state(dev, id).await? {
-                Some(s) => ok(json!([wire::reading_state(&s)])),
+                Some(s) => ok(json!([state::reading_state(&s)])),
                 None => ok(json!([])),
             })
         }
@@ -485,47 +503,48 @@ async fn put_state(ctx: &Ctx, dev: &KoboToken, id: &str, req: &Req) -> Result<Re
             "must hold one reading state",
         ));
     };
+    let reading = state::parse(input)?;
     let outcome = match book_id(id) {
-        Some(book) => ctx.app.kobo_put_state(dev, book, input).await?,
+        Some(book) => ctx.app.kobo_put_state(dev, book, reading.clone()).await?,
         None => None,
     };
-    if outcome.is_none() {
-        // Not a book of this reader (one removed from Dogear, or a store book): nothing can
-        // ever store it, so the device is told to drop it rather than retry on every sync.
-        tracing::debug!("kobo reading state for a book Dogear does not have; dropped");
-    }
-    // The device's own time, echoed: anything else makes it ask "Sync to last page read?".
-    let lm = input
-        .last_modified
-        .clone()
-        .or_else(|| input.priority_timestamp.clone())
-        .or_else(|| {
-            input
-                .current_bookmark
-                .as_ref()
-                .and_then(|b| b.last_modified.clone())
-        })
-        .or_else(|| {
-            input
-                .status_info
-                .as_ref()
-                .and_then(|s| s.last_modified.clone())
-        })
-        .unwrap_or_else(|| dogear_actors::kobo::state::kobo_time(dogear_storage::Timestamp::now()));
+    // Each part the device sent gets "Success" when it is what Dogear now holds, and
+    // "Ignored" when it changed nothing: a part older than the stored one, a position behind
+    // the reader's (the device is offered the newer one at its next sync), or a book Dogear
+    // does not have. The protocol has no documented failure result; devices accept
+    // "Ignored" (Komga sends it) and drop the change instead of retrying it for ever.
+    let (at, taken) = match &outcome {
+        Some(o) => {
+            let moved =
+                o.write.applied || o.write.reason == Some(dogear_storage::Reason::Duplicate);
+            (o.at.clone(), Some((o.parts, moved)))
+        }
+        None => {
+            tracing::debug!("kobo reading state for a book Dogear does not have; ignored");
+            let at = reading.at.map(|t| t.raw).unwrap_or_else(|| {
+                dogear_actors::kobo::state::kobo_time(dogear_storage::Timestamp::now())
+            });
+            (at, None)
+        }
+    };
+    let result_of = |part: Option<PartOutcome>| {
+        let ok = matches!((part, taken), (Some(PartOutcome::Applied), Some((_, true))));
+        json!({"Result": if ok { "Success" } else { "Ignored" }})
+    };
+    let parts = taken.map(|(p, _)| p).unwrap_or_default();
     let mut result = json!({
         "EntitlementId": id,
-        "LastModified": lm,
-        "PriorityTimestamp": lm,
+        "LastModified": at,
+        "PriorityTimestamp": at,
     });
-    let success = json!({"Result": "Success"});
     if input.current_bookmark.is_some() {
-        result["CurrentBookmarkResult"] = success.clone();
+        result["CurrentBookmarkResult"] = result_of(parts.bookmark);
     }
     if input.statistics.is_some() {
-        result["StatisticsResult"] = success.clone();
+        result["StatisticsResult"] = result_of(parts.statistics);
     }
     if input.status_info.is_some() {
-        result["StatusInfoResult"] = success;
+        result["StatusInfoResult"] = result_of(parts.status);
     }
     Ok(ok(
         json!({"RequestResult": "Success", "UpdateResults": [result]}),

@@ -1,9 +1,10 @@
 //! Kobo's JSON shapes, field for field as the store (and the servers devices are known to
 //! accept) send them: entitlements, metadata, reading states, tags, the sync token.
 
+use super::state::reading_state;
 use base64::Engine;
 use dogear_actors::kobo::state::kobo_time;
-use dogear_actors::kobo::{KoboBook, KoboFormat, KoboItem, ReadingStateOut};
+use dogear_actors::kobo::{KoboBook, KoboFormat, KoboItem};
 use dogear_storage::{BookId, DeviceId, Shelf, ShelfId, Timestamp};
 use serde_json::{Value, json};
 
@@ -169,10 +170,6 @@ fn stub_metadata(id: BookId) -> Value {
         "PhoneticPronunciations": {}, "Publisher": {"Imprint": "", "Name": null}, "RevisionId": id,
         "Title": id, "WorkId": id, "ContributorRoles": [], "Contributors": [],
     })
-}
-
-pub fn reading_state(s: &ReadingStateOut) -> Value {
-    serde_json::to_value(s).unwrap_or(Value::Null)
 }
 
 fn tag(shelf: &Shelf) -> Value {
