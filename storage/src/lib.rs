@@ -1,8 +1,10 @@
 //! Dogear's storage layer: the records every backend stores, the [`Store`] trait the actors
 //! persist through, and its backends. The embedded SQLite backend is the default; any other
-//! backend must pass the same [`conformance`] suite.
+//! backend must pass the same conformance suite (`conformance`, behind the feature of that
+//! name).
 
 pub mod calibre;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod error;
 pub mod ids;
