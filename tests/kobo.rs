@@ -1,7 +1,7 @@
-//! A Kobo played over real HTTP against a real `dogear`: from a factory-fresh device through
-//! auth, initialization, a paged full sync, downloads and covers, reading state both ways
-//! (with a WebSocket client watching), library changes, collections, a restart, a factory
-//! reset, a second device, and revocation. Shapes are compared field by field with responses
+//! A Kobo played over real HTTP against a real `dogear`, one behaviour a test: its token,
+//! auth, initialization, OAuth, the store calls, a paged full sync, downloads and covers,
+//! reading state both ways (with a WebSocket client watching), library changes, collections,
+//! removal, a restart and a factory reset, a second device, another reader, revocation. Shapes are compared field by field with responses
 //! captured from calibre-web, a server real devices accept.
 
 use dogear_e2e::serde_json::{Value, json};
@@ -198,12 +198,15 @@ fn entitled_id(item: &Value) -> String {
         .to_string()
 }
 
-/// Uploads every good fixture; returns (book id, file) of the EPUBs.
-async fn import_fixtures(me: &Reader) -> Vec<(String, String)> {
+/// Uploads the good fixtures `wanted` accepts; returns (book id, file) of the EPUBs.
+async fn import_fixtures(me: &Reader, wanted: impl Fn(&str) -> bool) -> Vec<(String, String)> {
     let exp = dogear_e2e::expected();
     let mut epubs = Vec::new();
     for g in exp["good"].as_array().unwrap() {
         let file = g["file"].as_str().unwrap();
+        if !wanted(file) {
+            continue;
+        }
         let bytes = std::fs::read(fixtures().join(file)).unwrap();
         let name = file.rsplit('/').next().unwrap();
         let r = me.api.upload(bytes, name, None).await;
@@ -249,15 +252,88 @@ fn jpeg_frame(b: &[u8]) -> (u32, u32, u8) {
     panic!("no JPEG frame header");
 }
 
-#[tokio::test]
-async fn a_kobo_from_factory_fresh_to_revoked() {
-    let mut server = Server::start_with(&[("DOGEAR_KOBO__PAGE_SIZE", "10")]);
-    let mut me = Reader::new(&server, "koboreader").await;
-    let epubs = import_fixtures(&me).await;
-    assert!(epubs.len() > 10, "need several pages of EPUBs");
-    let epub_ids: BTreeSet<String> = epubs.iter().map(|(id, _)| id.clone()).collect();
+/// A reader with a Kobo connected and books uploaded: `None` uploads every good fixture,
+/// `Some(names)` those files of `books/good/`.
+struct Setup {
+    server: Server,
+    me: Reader,
+    device_id: String,
+    token: String,
+    endpoint: String,
+    kobo: Kobo,
+    /// (book id, fixture path) of the EPUBs uploaded.
+    epubs: Vec<(String, String)>,
+}
 
-    // 1. A token for the device: the api_endpoint line points here and carries the token.
+async fn setup(page_size: usize, files: Option<&[&str]>) -> Setup {
+    setup_with(page_size, files, &[]).await
+}
+
+async fn setup_with(page_size: usize, files: Option<&[&str]>, env: &[(&str, &str)]) -> Setup {
+    let size = page_size.to_string();
+    let mut env = env.to_vec();
+    env.push(("DOGEAR_KOBO__PAGE_SIZE", &size));
+    let server = Server::start_with(&env);
+    let me = Reader::new(&server, "koboreader").await;
+    let epubs = import_fixtures(&me, |file| {
+        files.is_none_or(|names| names.iter().any(|n| file.ends_with(&format!("/{n}"))))
+    })
+    .await;
+    let (device_id, token, endpoint) = new_kobo(&me.api, "Libra Colour").await;
+    let kobo = Kobo::new(&endpoint);
+    Setup {
+        server,
+        me,
+        device_id,
+        token,
+        endpoint,
+        kobo,
+        epubs,
+    }
+}
+
+impl Setup {
+    fn book(&self, file: &str) -> String {
+        self.epubs
+            .iter()
+            .find(|(_, f)| f.ends_with(&format!("/{file}")))
+            .map(|(id, _)| id.clone())
+            .unwrap_or_else(|| panic!("{file} was not uploaded"))
+    }
+
+    fn epub_ids(&self) -> BTreeSet<String> {
+        self.epubs.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// The KEPUB the Kobo downloads for `book`, by entry.
+    async fn download_kepub(&self, book: &str) -> BTreeMap<String, Vec<u8>> {
+        let meta = self.kobo.get(&format!("/v1/library/{book}/metadata")).await;
+        let url = meta.body[0]["DownloadUrls"][0]["Url"].as_str().unwrap();
+        let r = self.kobo.http.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        zip_entries(&r.bytes().await.unwrap())
+    }
+
+    /// The captured device `PUT` for `book`; returns its `LastModified`.
+    async fn put_capture(&self, book: &str) -> String {
+        let mut put: Value = capture("small.kobo.v1.library.UUID.state.PUT.request-body.json");
+        put["ReadingStates"][0]["EntitlementId"] = json!(book);
+        let url = format!("{}/v1/library/{book}/state", self.endpoint);
+        let r = self.kobo.call("PUT", &url, Some(put.clone())).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        put["ReadingStates"][0]["LastModified"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+/// Step 1 of connecting a Kobo: its token and `api_endpoint`.
+#[tokio::test]
+async fn a_token_is_made_once_listed_and_checked() {
+    let server = Server::start();
+    let me = Reader::new(&server, "koboreader").await;
+    // A token for the device: the api_endpoint line points here and carries the token.
     let (device_id, token, endpoint) = new_kobo(&me.api, "Libra Colour").await;
     assert_eq!(token.len(), 64);
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -271,9 +347,14 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
     );
     let bad = me.api.post("/v1/kobo/tokens", json!({})).await;
     assert!(bad.assert_error(400, "bad_request").contains("device_name"));
-    let mut kobo = Kobo::new(&endpoint);
+}
 
-    // 2. Device auth: shaped like the capture, echoing the (empty) UserKey.
+/// The device signs in (`/v1/auth/device`) and refreshes, shaped like the capture.
+#[tokio::test]
+async fn device_auth_and_refresh_are_shaped_like_the_store() {
+    let s = setup(100, Some(&[])).await;
+    let (kobo, endpoint) = (&s.kobo, s.endpoint.as_str());
+    // Device auth: shaped like the capture, echoing the (empty) UserKey.
     let auth_req = "{\"AffiliateName\":\"Kobo\",\"AppVersion\":\"4.38.21908\",\"ClientKey\":\"MDEyMzQ1Njc4OWFiY2RlZg==\",\"DeviceId\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"PlatformId\":\"00000000-0000-0000-0000-000000000377\",\"SerialNumber\":\"N000000000000\",\"UserKey\":\"\"}";
     let auth = kobo
         .call(
@@ -298,8 +379,14 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
         .await;
     assert_eq!(refresh.status, 200);
     assert!(refresh.body["AccessToken"].is_string());
+}
 
-    // 3. Initialization: every key the store sends, every store URL pointing here.
+/// `/v1/initialization`: the store's every key, its URLs pointing at Dogear, gzip on request.
+#[tokio::test]
+async fn initialization_points_every_store_url_here_and_gzips() {
+    let s = setup(100, Some(&[])).await;
+    let (server, kobo, endpoint) = (&s.server, &s.kobo, s.endpoint.as_str());
+    // Initialization: every key the store sends, every store URL pointing here.
     let init = kobo.get("/v1/initialization").await;
     assert_eq!(init.status, 200);
     let cap_headers = capture_headers("small.kobo.v1.initialization.headers");
@@ -335,7 +422,7 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
         "oauth_host",
     ] {
         assert!(
-            res[k].as_str().unwrap().starts_with(&endpoint),
+            res[k].as_str().unwrap().starts_with(endpoint),
             "{k}: {}",
             res[k]
         );
@@ -369,8 +456,19 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
     let plain = gunzip(&packed);
     let unpacked: Value = serde_json::from_slice(&plain).unwrap();
     assert_eq!(unpacked["Resources"], init.body["Resources"]);
+}
 
-    // 4. OAuth for a device without a Kobo account: discovery, authorize, token.
+/// The local OpenID provider a Kobo without a Kobo account signs in with.
+#[tokio::test]
+async fn oauth_answers_a_device_without_a_kobo_account() {
+    let s = setup(100, Some(&[])).await;
+    let kobo = &s.kobo;
+    let init = kobo.get("/v1/initialization").await;
+    let res = init.body["Resources"]
+        .as_object()
+        .expect("Resources")
+        .clone();
+    // OAuth for a device without a Kobo account: discovery, authorize, token.
     let oauth = res["oauth_host"].as_str().unwrap().to_string();
     let disco = kobo
         .call(
@@ -406,8 +504,14 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
     assert_eq!(tok.status(), 200);
     let tok: Value = tok.json().await.unwrap();
     assert!(tok["access_token"].is_string() && tok["expires_in"] == 3600);
+}
 
-    // 5. Store calls Dogear has no feature for: harmless 200s, never a 404 or 500.
+/// Store calls Dogear has no feature for: `200`, never `404` or `500`.
+#[tokio::test]
+async fn store_calls_without_a_feature_answer_harmlessly() {
+    let s = setup(100, Some(&[])).await;
+    let (server, kobo, endpoint) = (&s.server, &s.kobo, s.endpoint.as_str());
+    // Store calls Dogear has no feature for: harmless 200s, never a 404 or 500.
     let profile = kobo.get("/v1/user/profile").await;
     assert_eq!(profile.status, 200);
     assert_eq!(profile.body, capture("small.kobo.v1.user.profile.body"));
@@ -454,8 +558,16 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
         )
         .await;
     assert_eq!((cfc.status, cfc.body.clone()), (200, json!([])));
+}
 
-    // 6. The full first sync: several pages of at most 10, every EPUB once, nothing else.
+/// The first sync: pages of at most 10, every EPUB once, no PDF, CBZ or file-less book.
+#[tokio::test]
+async fn a_full_first_sync_pages_every_epub_once() {
+    let mut s = setup(10, None).await;
+    let epub_ids = s.epub_ids();
+    assert!(epub_ids.len() > 10, "need several pages of EPUBs");
+    let kobo = &mut s.kobo;
+    // The full first sync: several pages of at most 10, every EPUB once, nothing else.
     let pages = kobo.sync_all().await;
     assert!(pages.len() >= 3, "{} pages", pages.len());
     let mut seen = BTreeSet::new();
@@ -479,13 +591,15 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
         capture("small.kobo.v1.library.sync.again-nothing-new.body"),
         json!([])
     );
+}
 
-    // 7. Metadata (an array of one) and the download it names: a KEPUB of the exact size.
-    let (hamlet, _) = epubs
-        .iter()
-        .find(|(_, f)| f.ends_with("/hamlet.epub"))
-        .cloned()
-        .expect("hamlet.epub among the fixtures");
+/// Metadata is an array of one; its download is a KEPUB of the size it names, with ranges.
+#[tokio::test]
+async fn metadata_names_a_kepub_download_of_the_exact_size() {
+    let s = setup(100, Some(&["hamlet.epub"])).await;
+    let (kobo, endpoint) = (&s.kobo, s.endpoint.as_str());
+    // Metadata (an array of one) and the download it names: a KEPUB of the exact size.
+    let hamlet = s.book("hamlet.epub");
     let meta = kobo.get(&format!("/v1/library/{hamlet}/metadata")).await;
     assert_eq!(meta.status, 200);
     assert_eq!(meta.body.as_array().unwrap().len(), 1);
@@ -498,7 +612,7 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
     assert_eq!(dl.as_array().unwrap().len(), 1, "KEPUB only: {dl}");
     assert_eq!(dl[0]["Format"], "KEPUB");
     let url = dl[0]["Url"].as_str().unwrap();
-    assert!(url.starts_with(&endpoint));
+    assert!(url.starts_with(endpoint));
     let r = kobo.http.get(url).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/epub+zip");
@@ -545,19 +659,21 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
             .body,
         json!([])
     );
+}
 
-    // 8. Covers at the requested size, both template shapes, greyscale on request.
-    let with_cover = pages
-        .iter()
-        .flatten()
-        .map(|i| {
-            i["NewEntitlement"]["BookMetadata"]["CoverImageId"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .find(|c| c.len() > 36)
-        .expect("a book with a cover");
+/// Covers scaled into the box the device asks for, both template shapes, greyscale on request.
+#[tokio::test]
+async fn covers_come_at_the_requested_size_and_greyscale() {
+    let s = setup(100, Some(&["hamlet.epub"])).await;
+    let (me, token) = (&s.me, &s.token);
+    let hamlet = s.book("hamlet.epub");
+    let meta = s.kobo.get(&format!("/v1/library/{hamlet}/metadata")).await;
+    let with_cover = meta.body[0]["CoverImageId"].as_str().unwrap().to_string();
+    assert!(
+        with_cover.len() > 36,
+        "the cover's etag is in its id: {with_cover}"
+    );
+    // Scaled into the box.
     let (status, h, jpg) = me
         .api
         .get_bytes(
@@ -585,11 +701,25 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(jpeg_frame(&grey).2, 1, "greyscale JPEG");
+}
 
-    // 9. Reading on the Kobo: the PUT as a device sends it, seen live on a WebSocket and
+/// Reading on the Kobo: its `PUT` is live on a WebSocket, in the REST API, and echoed back exactly.
+#[tokio::test]
+async fn a_kobo_put_is_seen_live_and_echoed_exactly() {
+    let mut s = setup(100, Some(&["hamlet.epub"])).await;
+    let hamlet = s.book("hamlet.epub");
+    s.kobo.sync_all().await;
+    let (server, me, kobo, endpoint, device_id) = (
+        &s.server,
+        &s.me,
+        &mut s.kobo,
+        s.endpoint.as_str(),
+        &s.device_id,
+    );
+    // Reading on the Kobo: the PUT as a device sends it, seen live on a WebSocket and
     //    through the REST API, and echoed back to the device exactly.
     let web = me.add_device("web").await;
-    let (mut ws, _hello) = Socket::connect(&server, me.token(), &web).await;
+    let (mut ws, _hello) = Socket::connect(server, me.token(), &web).await;
     let mut put: Value = capture("small.kobo.v1.library.UUID.state.PUT.request-body.json");
     put["ReadingStates"][0]["EntitlementId"] = json!(hamlet);
     let lm = put["ReadingStates"][0]["LastModified"]
@@ -680,8 +810,19 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
             .body["state"]["percent"],
         11.0
     );
+}
 
-    // 10. Reading on the web: the Kobo gets it at its next sync, as newer than its own.
+/// Reading on the web: the Kobo gets the position at its next sync, newer than its own, on a span of its KEPUB.
+#[tokio::test]
+async fn a_web_position_reaches_the_kobo_on_a_span_of_its_kepub() {
+    let mut s = setup(100, Some(&["hamlet.epub"])).await;
+    let hamlet = s.book("hamlet.epub");
+    s.kobo.sync_all().await;
+    let zip = s.download_kepub(&hamlet).await;
+    let lm = s.put_capture(&hamlet).await;
+    let web = s.me.add_device("web").await;
+    let (me, kobo) = (&s.me, &mut s.kobo);
+    // Reading on the web: the Kobo gets it at its next sync, as newer than its own.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -723,8 +864,26 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
         cap_rs[part].as_object_mut().unwrap().remove(field);
     }
     same_shape(&items[0], &cap, "ChangedReadingState");
+}
 
-    // 11. The library changes: an edit, a deletion, a new upload, a shelf.
+/// An edit, a deletion, a new upload and a new shelf reach the Kobo at its next sync, and nothing else.
+#[tokio::test]
+async fn library_changes_reach_the_kobo_at_its_next_sync() {
+    let mut s = setup(
+        100,
+        Some(&[
+            "hamlet.epub",
+            "macbeth.epub",
+            "sonnets.epub",
+            "apache-2.0.epub",
+        ]),
+    )
+    .await;
+    let hamlet = s.book("hamlet.epub");
+    let epubs = s.epubs.clone();
+    s.kobo.sync_all().await;
+    let (me, kobo) = (&s.me, &mut s.kobo);
+    // The library changes: an edit, a deletion, a new upload, a shelf.
     let (edited, _) = epubs.iter().find(|(id, _)| *id != hamlet).cloned().unwrap();
     let r = me
         .api
@@ -794,8 +953,24 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
         json!([{"RevisionId": hamlet, "Type": "ProductRevisionTagItem"}])
     );
     assert_eq!(items.len(), 5, "nothing else: {items:?}");
+}
 
-    // 12. Collections made on the device become shelves.
+/// Collections made, filled, renamed and deleted on the Kobo change the reader's shelves.
+#[tokio::test]
+async fn collections_made_on_the_kobo_become_shelves() {
+    let s = setup(100, Some(&["hamlet.epub", "macbeth.epub"])).await;
+    let (me, kobo, endpoint) = (&s.me, &s.kobo, s.endpoint.as_str());
+    let (hamlet, edited) = (s.book("hamlet.epub"), s.book("macbeth.epub"));
+    let shelf = me
+        .api
+        .post(
+            "/v1/shelves",
+            json!({"name": "Beach", "book_ids": [hamlet]}),
+        )
+        .await;
+    assert_eq!(shelf.status, 201, "{}", shelf.body);
+    let shelf_id = shelf.body["id"].as_str().unwrap().to_string();
+    // Collections made on the device become shelves.
     let made = kobo
         .call(
             "POST",
@@ -858,8 +1033,16 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
         me.api.get(&format!("/v1/shelves/{shelf_id}")).await.status,
         404
     );
+}
 
-    // 13. The reader removes a book from the device: 204, and it is not offered again.
+/// The reader removes a book on the Kobo: `204`, and it is not offered again, even when edited.
+#[tokio::test]
+async fn a_book_removed_on_the_kobo_is_not_offered_again() {
+    let mut s = setup(100, Some(&["hamlet.epub", "macbeth.epub"])).await;
+    let hamlet = s.book("hamlet.epub");
+    s.kobo.sync_all().await;
+    let (me, kobo, endpoint) = (&s.me, &mut s.kobo, s.endpoint.as_str());
+    // The reader removes a book from the device: 204, and it is not offered again.
     let r = kobo
         .call("DELETE", &format!("{endpoint}/v1/library/{hamlet}"), None)
         .await;
@@ -877,8 +1060,27 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
         !after.iter().any(|i| entitled_id(i) == hamlet),
         "an archived book is not pushed back: {after:?}"
     );
+}
 
-    // 14. The position is stored: after a SIGKILL and a restart, nothing new means nothing.
+/// The sync position is stored (SIGKILL and restart: nothing new is nothing); a factory reset gets everything again.
+#[tokio::test]
+async fn the_sync_position_survives_a_restart_and_a_reset_starts_over() {
+    let mut s = setup(
+        2,
+        Some(&[
+            "hamlet.epub",
+            "macbeth.epub",
+            "sonnets.epub",
+            "apache-2.0.epub",
+            "gpl-3.0.epub",
+        ]),
+    )
+    .await;
+    let epub_ids = s.epub_ids();
+    s.kobo.sync_all().await;
+    let token = s.token.clone();
+    let (server, me, kobo) = (&mut s.server, &mut s.me, &mut s.kobo);
+    // The position is stored: after a SIGKILL and a restart, nothing new means nothing.
     server.kill9();
     server.restart();
     let base = server.client().base;
@@ -886,8 +1088,7 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
     kobo.endpoint = format!("{base}/kobo/{token}");
     let (items, more) = kobo.sync_page().await;
     assert_eq!((items.len(), more), (0, false), "{items:?}");
-
-    // 15. A factory reset (no token): everything again, as new.
+    // A factory reset (no token): everything again, as new.
     kobo.sync_token = None;
     let all: Vec<Value> = kobo.sync_all().await.into_iter().flatten().collect();
     let news: BTreeSet<String> = all
@@ -896,8 +1097,25 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
         .map(entitled_id)
         .collect();
     assert_eq!(news.len(), epub_ids.len(), "every live EPUB again");
+}
 
-    // 16. A second Kobo of the same reader gets everything on its own, even when it fires
+/// A second Kobo gets everything on its own, even firing two sync requests at once.
+#[tokio::test]
+async fn a_second_kobo_syncs_on_its_own_even_with_racing_requests() {
+    let s = setup(
+        2,
+        Some(&[
+            "hamlet.epub",
+            "macbeth.epub",
+            "sonnets.epub",
+            "apache-2.0.epub",
+            "gpl-3.0.epub",
+        ]),
+    )
+    .await;
+    let epub_ids = s.epub_ids();
+    let me = &s.me;
+    // A second Kobo of the same reader gets everything on its own, even when it fires
     //     two sync requests at once (wake-up): they are served one after the other, so
     //     between them nothing is sent twice and nothing is skipped.
     let (_, _, second) = new_kobo(&me.api, "Clara").await;
@@ -915,9 +1133,15 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
         }
     }
     assert_eq!(got.len(), epub_ids.len(), "every live EPUB once");
+}
 
-    // 17. Another reader's Kobo sees none of it.
-    let other = Reader::new(&server, "stranger").await;
+/// Another reader's Kobo gets neither metadata nor files of this reader's books.
+#[tokio::test]
+async fn another_readers_kobo_sees_none_of_it() {
+    let s = setup(100, Some(&["hamlet.epub"])).await;
+    let (server, hamlet) = (&s.server, s.book("hamlet.epub"));
+    // Another reader's Kobo sees none of it.
+    let other = Reader::new(server, "stranger").await;
     let (_, _, theirs) = new_kobo(&other.api, "Sage").await;
     let stranger = Kobo::new(&theirs);
     assert_eq!(
@@ -929,8 +1153,17 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
     );
     let r = stranger.get(&format!("/download/{hamlet}/kepub")).await;
     assert_eq!(r.status, 404);
+}
 
-    // 18. Revoked: the device is refused, and the token was never logged.
+/// Revoked: the device gets `401` at once, and the token was never written to the log or metrics.
+#[tokio::test]
+async fn a_revoked_kobo_is_refused_and_its_token_never_logged() {
+    // Request lines (with their paths) are logged at debug.
+    let mut s = setup_with(100, Some(&["hamlet.epub"]), &[("RUST_LOG", "debug")]).await;
+    s.kobo.sync_all().await;
+    let (server, me, kobo, device_id, token) =
+        (&s.server, &s.me, &s.kobo, &s.device_id, s.token.as_str());
+    // Revoked: the device is refused, and the token was never logged.
     let r = me.api.delete(&format!("/v1/kobo/tokens/{device_id}")).await;
     assert_eq!(r.status, 204);
     let r = kobo.get("/v1/library/sync").await;
@@ -949,9 +1182,9 @@ async fn a_kobo_from_factory_fresh_to_revoked() {
         log.contains("/kobo/{token}/"),
         "requests are logged, redacted"
     );
-    assert!(!log.contains(&token), "the token is in the log");
+    assert!(!log.contains(token), "the token is in the log");
     assert!(
-        !server.metrics().await.contains(&token),
+        !server.metrics().await.contains(token),
         "the token is in the metrics"
     );
 }
