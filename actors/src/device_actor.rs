@@ -3,14 +3,13 @@
 //! socket of the device without ever waiting on a slow one. A socket whose bounded queue is
 //! full is cut loose (the gateway closes it with 4008) and catches up by cursor.
 
+use crate::idle::Idle;
 use crate::placement::Placement;
-use crate::supervisor::ActiveGuard;
-use crate::user_actor::{Change, UserMsg, tick_period};
+use crate::user_actor::{Change, UserMsg};
 use dogear_storage::{DeviceId, UserId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// Identifies one WebSocket connection on this node.
@@ -59,11 +58,9 @@ pub struct DeviceState {
     placement: Placement,
     sockets: Vec<SocketHandle>,
     subscribed: bool,
-    last_active: Instant,
-    ticker: Option<tokio::task::JoinHandle<()>>,
+    idle: Idle,
     /// A Kobo's sync position, loaded from the store on its first sync here.
     kobo: Option<crate::kobo::sync::SyncState>,
-    _active: ActiveGuard,
 }
 
 pub struct DeviceActor;
@@ -78,18 +75,20 @@ impl Actor for DeviceActor {
         myself: ActorRef<DeviceMsg>,
         args: DeviceArgs,
     ) -> Result<DeviceState, ActorProcessingErr> {
-        let idle = args.placement.settings().idle_timeout;
-        let ticker = myself.send_interval(tick_period(idle), || DeviceMsg::Tick);
+        let idle = Idle::start(
+            &myself,
+            "device",
+            args.placement.settings().idle_timeout,
+            || DeviceMsg::Tick,
+        );
         Ok(DeviceState {
             user: args.user,
             device: args.device,
             placement: args.placement,
             sockets: Vec::new(),
             subscribed: false,
-            last_active: Instant::now(),
-            ticker: Some(ticker),
+            idle,
             kobo: None,
-            _active: ActiveGuard::new("device"),
         })
     }
 
@@ -98,9 +97,6 @@ impl Actor for DeviceActor {
         _myself: ActorRef<DeviceMsg>,
         st: &mut DeviceState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(t) = st.ticker.take() {
-            t.abort();
-        }
         st.unsubscribe();
         // Dropping the senders ends every socket's stream: the gateway closes them.
         st.sockets.clear();
@@ -113,7 +109,9 @@ impl Actor for DeviceActor {
         msg: DeviceMsg,
         st: &mut DeviceState,
     ) -> Result<(), ActorProcessingErr> {
-        st.last_active = Instant::now();
+        if !matches!(msg, DeviceMsg::Tick) {
+            st.idle.touch();
+        }
         match msg {
             DeviceMsg::Attach(socket, reply) => {
                 st.sockets.push(socket);
@@ -182,9 +180,8 @@ impl Actor for DeviceActor {
                 let _ = reply.send(r);
             }
             DeviceMsg::Tick => {
-                let idle = st.placement.settings().idle_timeout;
                 st.sockets.retain(|s| !s.tx.is_closed());
-                if st.sockets.is_empty() && st.last_active.elapsed() >= idle {
+                if st.sockets.is_empty() && st.idle.expired() {
                     myself.stop(Some("idle".into()));
                 }
             }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod books;
 pub mod device_actor;
 pub mod error;
+pub mod idle;
 pub mod import;
 pub mod kobo;
 pub mod library_actor;

@@ -3,9 +3,9 @@
 
 use crate::books::{BookPatch, NewBook};
 use crate::error::AppError;
+use crate::idle::Idle;
 use crate::placement::{Placement, user_key};
-use crate::supervisor::ActiveGuard;
-use crate::user_actor::{UserMsg, tick_period};
+use crate::user_actor::UserMsg;
 use dogear_storage::{
     Book, BookId, BookMeta, ImportJob, LibraryId, RegisterOutcome, Role, SourceFile, Store,
     Timestamp, UserId,
@@ -13,7 +13,6 @@ use dogear_storage::{
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 pub enum LibraryMsg {
     /// The caller's role, `None` if not a member.
@@ -58,9 +57,7 @@ pub struct LibraryState {
     store: Arc<dyn Store>,
     placement: Placement,
     members: HashMap<UserId, Role>,
-    last_active: Instant,
-    ticker: Option<tokio::task::JoinHandle<()>>,
-    _active: ActiveGuard,
+    idle: Idle,
 }
 
 pub struct LibraryActor;
@@ -82,28 +79,19 @@ impl Actor for LibraryActor {
             .into_iter()
             .map(|m| (m.user_id, m.role))
             .collect();
-        let idle = args.placement.settings().idle_timeout;
-        let ticker = myself.send_interval(tick_period(idle), || LibraryMsg::Tick);
+        let idle = Idle::start(
+            &myself,
+            "library",
+            args.placement.settings().idle_timeout,
+            || LibraryMsg::Tick,
+        );
         Ok(LibraryState {
             library: args.library,
             store,
             placement: args.placement,
             members,
-            last_active: Instant::now(),
-            ticker: Some(ticker),
-            _active: ActiveGuard::new("library"),
+            idle,
         })
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<LibraryMsg>,
-        st: &mut LibraryState,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(t) = st.ticker.take() {
-            t.abort();
-        }
-        Ok(())
     }
 
     async fn handle(
@@ -113,7 +101,7 @@ impl Actor for LibraryActor {
         st: &mut LibraryState,
     ) -> Result<(), ActorProcessingErr> {
         if !matches!(msg, LibraryMsg::Tick) {
-            st.last_active = Instant::now();
+            st.idle.touch();
         }
         match msg {
             LibraryMsg::Role(user, reply) => {
@@ -164,7 +152,7 @@ impl Actor for LibraryActor {
                 let _ = reply.send(r);
             }
             LibraryMsg::Tick => {
-                if st.last_active.elapsed() >= st.placement.settings().idle_timeout {
+                if st.idle.expired() {
                     myself.stop(Some("idle".into()));
                 }
             }

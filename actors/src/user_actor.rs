@@ -5,9 +5,9 @@
 
 use crate::device_actor::{DeviceMsg, SocketId};
 use crate::error::AppError;
+use crate::idle::Idle;
 use crate::placement::{Placement, device_key};
 use crate::progress::{ProgressWrite, merge};
-use crate::supervisor::ActiveGuard;
 use dogear_storage as st;
 use dogear_storage::{
     BookId, Device, DeviceId, DeviceKind, DevicePosition, LibraryId, ProgressEvent, ProgressState,
@@ -16,7 +16,6 @@ use dogear_storage::{
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The answer to a progress write.
 #[derive(Clone, Debug, PartialEq)]
@@ -113,9 +112,7 @@ pub struct UserState {
     libraries: HashSet<LibraryId>,
     devices: HashMap<DeviceId, Device>,
     subscribers: HashMap<DeviceId, ActorRef<DeviceMsg>>,
-    last_active: Instant,
-    ticker: Option<tokio::task::JoinHandle<()>>,
-    _active: ActiveGuard,
+    idle: Idle,
 }
 
 pub struct UserActor;
@@ -153,8 +150,12 @@ impl Actor for UserActor {
                 subscribers.insert(*id, dev);
             }
         }
-        let idle = args.placement.settings().idle_timeout;
-        let ticker = myself.send_interval(tick_period(idle), || UserMsg::Tick);
+        let idle = Idle::start(
+            &myself,
+            "user",
+            args.placement.settings().idle_timeout,
+            || UserMsg::Tick,
+        );
         Ok(UserState {
             user: args.user,
             store,
@@ -165,21 +166,8 @@ impl Actor for UserActor {
             libraries,
             devices,
             subscribers,
-            last_active: Instant::now(),
-            ticker: Some(ticker),
-            _active: ActiveGuard::new("user"),
+            idle,
         })
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<UserMsg>,
-        state: &mut UserState,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(t) = state.ticker.take() {
-            t.abort();
-        }
-        Ok(())
     }
 
     async fn handle(
@@ -189,7 +177,7 @@ impl Actor for UserActor {
         st: &mut UserState,
     ) -> Result<(), ActorProcessingErr> {
         if !matches!(msg, UserMsg::Tick) {
-            st.last_active = Instant::now();
+            st.idle.touch();
         }
         match msg {
             UserMsg::Write {
@@ -284,22 +272,13 @@ impl Actor for UserActor {
                 st.readable.remove(&book);
             }
             UserMsg::Tick => {
-                let idle = st.placement.settings().idle_timeout;
-                if st.subscribers.is_empty() && st.last_active.elapsed() >= idle {
+                if st.subscribers.is_empty() && st.idle.expired() {
                     myself.stop(Some("idle".into()));
                 }
             }
         }
         Ok(())
     }
-}
-
-/// Idle actors are noticed within a quarter of the timeout.
-pub(crate) fn tick_period(idle: std::time::Duration) -> std::time::Duration {
-    (idle / 4).clamp(
-        std::time::Duration::from_millis(50),
-        std::time::Duration::from_secs(60),
-    )
 }
 
 impl UserState {

@@ -127,21 +127,35 @@ async fn a_killed_user_actor_comes_back_with_its_writes() {
     assert_ne!(now.get_id(), old_id, "a new actor serves the key");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Ten idle minutes pass in an instant: the actors' clock is tokio's, paused and advanced
+/// here, so the test neither sleeps nor depends on the machine's speed.
+#[tokio::test(flavor = "current_thread")]
 async fn idle_actors_stop_and_come_back() {
-    let w = world("idler", Duration::from_millis(200)).await;
+    let w = world("idler", Duration::from_secs(600)).await;
     send(&w.placement, w.user, write(&w, 30.0, 1))
         .await
         .unwrap();
     assert!(ractor::registry::where_is(user_key(w.user)).is_some());
-    let mut gone = false;
+    tokio::time::pause();
+    // Not yet: nine minutes of quiet.
+    tokio::time::advance(Duration::from_secs(540)).await;
     for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        ractor::registry::where_is(user_key(w.user)).is_some(),
+        "stopped before its timeout"
+    );
+    tokio::time::advance(Duration::from_secs(120)).await;
+    let mut gone = false;
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
         if ractor::registry::where_is(user_key(w.user)).is_none() {
             gone = true;
             break;
         }
     }
+    tokio::time::resume();
     assert!(gone, "the idle actor stopped");
     let o = send(&w.placement, w.user, write(&w, 31.0, 2))
         .await

@@ -10,7 +10,8 @@ use dogear_storage::{
     Timestamp, User, UserId,
 };
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 #[derive(Clone, Debug)]
 pub struct AuthSettings {

@@ -6,6 +6,7 @@
 
 use super::{ImportError, cover, hash, kepub, names};
 use crate::error::AppError;
+use crate::idle::Ticker;
 use crate::library_actor::LibraryMsg;
 use crate::placement::Placement;
 use crate::supervisor::ActiveGuard;
@@ -621,7 +622,7 @@ pub struct QueueActor;
 pub struct QueueState {
     importer: Importer,
     running: usize,
-    _ticker: tokio::task::JoinHandle<()>,
+    _ticker: Ticker,
     _active: ActiveGuard,
 }
 
@@ -641,7 +642,7 @@ impl Actor for QueueActor {
         if n > 0 {
             tracing::info!(jobs = n, "resuming imports interrupted by a stop");
         }
-        let ticker = myself.send_interval(Duration::from_secs(1), || QueueMsg::Wake);
+        let ticker = Ticker::start(&myself, Duration::from_secs(1), || QueueMsg::Wake);
         let _ = myself.cast(QueueMsg::Wake);
         Ok(QueueState {
             importer,
@@ -649,15 +650,6 @@ impl Actor for QueueActor {
             _ticker: ticker,
             _active: ActiveGuard::new("import_queue"),
         })
-    }
-
-    async fn post_stop(
-        &self,
-        _m: ActorRef<QueueMsg>,
-        st: &mut QueueState,
-    ) -> Result<(), ActorProcessingErr> {
-        st._ticker.abort();
-        Ok(())
     }
 
     async fn handle(

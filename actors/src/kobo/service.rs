@@ -19,7 +19,7 @@ pub const TOKEN_CACHE_SECS: u64 = 10;
 /// Recent token look-ups, by token hash.
 #[derive(Default)]
 pub struct TokenCache(
-    std::sync::Mutex<std::collections::HashMap<String, (KoboToken, std::time::Instant)>>,
+    std::sync::Mutex<std::collections::HashMap<String, (KoboToken, tokio::time::Instant)>>,
 );
 
 impl TokenCache {
@@ -34,7 +34,7 @@ impl TokenCache {
             if map.len() > 10_000 {
                 map.retain(|_, (_, at)| at.elapsed().as_secs() < TOKEN_CACHE_SECS);
             }
-            map.insert(hash, (t, std::time::Instant::now()));
+            map.insert(hash, (t, tokio::time::Instant::now()));
         }
     }
 

@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod books;
+pub mod faults;
 pub mod imports;
 pub mod kobo;
 pub mod lifecycle;
