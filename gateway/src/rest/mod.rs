@@ -169,24 +169,30 @@ pub static ROUTES: &[Route] = &[
 /// The template `segs` matches and its parameters; the most literal template wins, so
 /// `/v1/books/upload` is not `/v1/books/{id}`.
 fn find(segs: &[&str]) -> Option<(&'static str, Params)> {
+    /// Each route's template split once into segments (every request is matched against all).
+    static SPLIT: std::sync::LazyLock<Vec<Vec<&'static str>>> = std::sync::LazyLock::new(|| {
+        ROUTES
+            .iter()
+            .map(|r| r.template.trim_start_matches('/').split('/').collect())
+            .collect()
+    });
     let mut best: Option<(usize, &'static str, Params)> = None;
-    for r in ROUTES {
-        let parts: Vec<&str> = r.template.trim_start_matches('/').split('/').collect();
+    for (r, parts) in ROUTES.iter().zip(SPLIT.iter()) {
         if parts.len() != segs.len() {
             continue;
         }
-        let mut params = Vec::new();
-        let mut literal = 0;
-        let fits = parts.iter().zip(segs).all(|(t, s)| {
-            if t.starts_with('{') {
-                params.push((*s).to_string());
-                true
-            } else {
-                literal += 1;
-                t == s
-            }
-        });
+        let fits = parts
+            .iter()
+            .zip(segs)
+            .all(|(t, s)| t.starts_with('{') || t == s);
+        let literal = parts.iter().filter(|t| !t.starts_with('{')).count();
         if fits && best.as_ref().is_none_or(|(n, ..)| literal > *n) {
+            let params = parts
+                .iter()
+                .zip(segs)
+                .filter(|(t, _)| t.starts_with('{'))
+                .map(|(_, s)| (*s).to_string())
+                .collect();
             best = Some((literal, r.template, Params(params)));
         }
     }
