@@ -1326,6 +1326,22 @@ async fn calibre_books_go_out_as_kepubs_made_on_first_download_and_stay_put() {
     );
 }
 
+/// The `Result` of the bookmark, statistics and status parts of a `PUT`'s answer.
+fn part_results(r: &Resp) -> [String; 3] {
+    let res = &r.body["UpdateResults"][0];
+    [
+        "CurrentBookmarkResult",
+        "StatisticsResult",
+        "StatusInfoResult",
+    ]
+    .map(|part| {
+        res[part]["Result"]
+            .as_str()
+            .unwrap_or("missing")
+            .to_string()
+    })
+}
+
 /// A Kobo `PUT .../state` as an attacker or a broken clock sends it: times that are not
 /// times are refused by name with nothing written, an oversized location is refused, parts
 /// older than what is stored are answered "Ignored" (not "Success"), and a clock in year
@@ -1402,14 +1418,7 @@ async fn kobo_state_puts_are_checked_and_report_what_they_ignored() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let res = &r.body["UpdateResults"][0];
-    for part in [
-        "CurrentBookmarkResult",
-        "StatisticsResult",
-        "StatusInfoResult",
-    ] {
-        assert_eq!(res[part]["Result"], "Success", "{part}: {res}");
-    }
+    assert_eq!(part_results(&r), ["Success"; 3], "{}", r.body);
     let r = kobo
         .call(
             "PUT",
@@ -1418,14 +1427,7 @@ async fn kobo_state_puts_are_checked_and_report_what_they_ignored() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let res = &r.body["UpdateResults"][0];
-    for part in [
-        "CurrentBookmarkResult",
-        "StatisticsResult",
-        "StatusInfoResult",
-    ] {
-        assert_eq!(res[part]["Result"], "Ignored", "{part}: {res}");
-    }
+    assert_eq!(part_results(&r), ["Ignored"; 3], "{}", r.body);
     assert_eq!(progress().await["percent"], 30.0);
     // The same newer PUT again is a replay: "Success", nothing changes.
     let r = kobo
@@ -1461,22 +1463,12 @@ async fn kobo_state_puts_are_checked_and_report_what_they_ignored() {
     assert_eq!(p["percent"], 40.0);
     assert!(p["client_ts"].as_str().unwrap().starts_with("20"), "{p}");
     // ...so a rewind a minute later still applies, from the Kobo...
-    let soon = {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 60;
-        let days = t / 86_400;
-        let rem = t % 86_400;
-        let (y, m, d) = civil_from_days(days as i64);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60
-        )
-    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // A minute from now (`ts` counts from 2026-01-01).
+    let soon = dogear_e2e::ts(now_ms - 1_767_225_600_000 + 60_000);
     let reset = json!({"ReadingStates": [{"LastModified": soon,
         "StatusInfo": {"LastModified": soon, "Status": "ReadyToRead"}}]});
     let r = kobo.call("PUT", &url, Some(reset)).await;
@@ -1509,18 +1501,4 @@ async fn kobo_state_puts_are_checked_and_report_what_they_ignored() {
         "a later rewind still applies: {}",
         r.body
     );
-}
-
-/// Days since 1970-01-01 to (year, month, day), for times the test writes itself.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    (y, m, d)
 }

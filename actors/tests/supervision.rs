@@ -1,43 +1,62 @@
-//! A user actor that panics in the middle of a write is restarted by its supervisor, on its
-//! own, with every acknowledged write intact.
+//! Storage that breaks under an actor (through [`Faulty`]): a user actor that panics in the
+//! middle of a write is restarted by its supervisor, on its own, with every acknowledged write
+//! intact; a write the store fails is an error for that write only.
 
 use dogear_actors::placement::{ActorSettings, Placement, user_key};
 use dogear_actors::progress::ProgressWrite;
 use dogear_actors::user_actor::UserMsg;
 use dogear_storage::conformance::faults::{Fault, Faulty};
-use dogear_storage::conformance::seed_reader;
+use dogear_storage::conformance::{self, seed_reader};
 use dogear_storage::sqlite::{SqliteOptions, SqliteStore};
 use dogear_storage::*;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_user_actor_is_restarted_with_its_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    // SQLite, except that the progress write armed below panics.
-    let crashy = Arc::new(Faulty::new(
-        SqliteStore::open(&dir.path().join("d.db"), SqliteOptions::default()).unwrap(),
-    ));
-    let store: Arc<dyn Store> = crashy.clone();
-    let seeded = seed_reader(store.as_ref(), "panicky").await;
-    let (user, device, book) = (seeded.user, seeded.device, seeded.book);
-    let placement = Placement::start(store, ActorSettings::default())
-        .await
-        .unwrap();
-    let write = |pct: f64, ts: i64| ProgressWrite {
+/// A progress write of the seeded reader's book at `pct`, the device clock at `ts` ms.
+fn progress_write(seeded: &conformance::Seeded, pct: f64, ts: i64) -> ProgressWrite {
+    ProgressWrite {
         event_id: EventId::generate(),
-        book_id: book.id,
-        device_id: device.id,
+        book_id: seeded.book.id,
+        device_id: seeded.device.id,
         percent: Percent::new(pct).unwrap(),
         locator: None,
         status: None,
         client_ts: Timestamp::from_millis(ts),
         rewind: false,
-    };
+    }
+}
+
+/// SQLite in `dir`, wrapped so that calls can be made to fail, seeded with one reader.
+async fn faulty_store(
+    dir: &std::path::Path,
+    name: &str,
+) -> (
+    Arc<Faulty<SqliteStore>>,
+    Arc<dyn Store>,
+    conformance::Seeded,
+) {
+    let faulty = Arc::new(Faulty::new(
+        SqliteStore::open(&dir.join("d.db"), SqliteOptions::default()).unwrap(),
+    ));
+    let store: Arc<dyn Store> = faulty.clone();
+    let seeded = seed_reader(store.as_ref(), name).await;
+    (faulty, store, seeded)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_user_actor_is_restarted_with_its_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    // SQLite, except that the progress write armed below panics.
+    let (crashy, store, seeded) = faulty_store(dir.path(), "panicky").await;
+    let (user, book) = (seeded.user.id, seeded.book.id);
+    let placement = Placement::start(store, ActorSettings::default())
+        .await
+        .unwrap();
+    let write = |pct: f64, ts: i64| progress_write(&seeded, pct, ts);
     let send = |w: ProgressWrite| {
         let p = placement.clone();
         async move {
-            let actor = p.user(user.id).await.unwrap();
+            let actor = p.user(user).await.unwrap();
             actor
                 .call(
                     |reply| UserMsg::Write {
@@ -54,9 +73,7 @@ async fn a_panicking_user_actor_is_restarted_with_its_writes() {
     let acked = write(25.0, 1);
     let r = send(acked.clone()).await.unwrap();
     assert!(matches!(r, ractor::rpc::CallResult::Success(Ok(ref o)) if o.applied));
-    let before = ractor::registry::where_is(user_key(user.id))
-        .unwrap()
-        .get_id();
+    let before = ractor::registry::where_is(user_key(user)).unwrap().get_id();
 
     crashy.arm("record_progress", Fault::Panic);
     let r = send(write(50.0, 2)).await;
@@ -68,7 +85,7 @@ async fn a_panicking_user_actor_is_restarted_with_its_writes() {
     let mut restarted = None;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if let Some(cell) = ractor::registry::where_is(user_key(user.id))
+        if let Some(cell) = ractor::registry::where_is(user_key(user))
             && cell.get_id() != before
         {
             restarted = Some(cell);
@@ -82,10 +99,7 @@ async fn a_panicking_user_actor_is_restarted_with_its_writes() {
 
     // Nothing acknowledged was lost, and the actor carries on from storage.
     let view = placement
-        .call_user(user.id, |reply| UserMsg::Get {
-            book: book.id,
-            reply,
-        })
+        .call_user(user, |reply| UserMsg::Get { book, reply })
         .await
         .unwrap()
         .unwrap();
@@ -105,24 +119,11 @@ async fn a_panicking_user_actor_is_restarted_with_its_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_store_write_fails_that_write_only() {
     let dir = tempfile::tempdir().unwrap();
-    let faulty = Arc::new(Faulty::new(
-        SqliteStore::open(&dir.path().join("d.db"), SqliteOptions::default()).unwrap(),
-    ));
-    let store: Arc<dyn Store> = faulty.clone();
-    let seeded = seed_reader(store.as_ref(), "unlucky").await;
+    let (faulty, store, seeded) = faulty_store(dir.path(), "unlucky").await;
     let placement = Placement::start(store, ActorSettings::default())
         .await
         .unwrap();
-    let write = |pct: f64, ts: i64| ProgressWrite {
-        event_id: EventId::generate(),
-        book_id: seeded.book.id,
-        device_id: seeded.device.id,
-        percent: Percent::new(pct).unwrap(),
-        locator: None,
-        status: None,
-        client_ts: Timestamp::from_millis(ts),
-        rewind: false,
-    };
+    let write = |pct: f64, ts: i64| progress_write(&seeded, pct, ts);
     let send = |w: ProgressWrite| {
         let p = placement.clone();
         async move {
