@@ -313,12 +313,33 @@ impl Accounts {
                 outcome
             }
             Err(mut rx) => {
-                let shared =
-                    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(Option::is_some))
-                        .await
-                        .ok()
-                        .and_then(|r| r.ok().and_then(|v| v.clone()));
-                shared.unwrap_or(Err(AppError::Unauthorized("invalid refresh token")))
+                // Owned before any await: the watch's read guard must not be held across one.
+                let waited = match tokio::time::timeout(
+                    Duration::from_secs(10),
+                    rx.wait_for(Option::is_some),
+                )
+                .await
+                {
+                    Ok(Ok(shared)) => Ok(Ok(shared.clone())),
+                    Ok(Err(e)) => Ok(Err(e)),
+                    Err(e) => Err(e),
+                };
+                match waited {
+                    Ok(Ok(shared)) => {
+                        shared.unwrap_or(Err(AppError::Unauthorized("invalid refresh token")))
+                    }
+                    // The first request was dropped before it answered (its client went
+                    // away): rotate here, as if this were the first.
+                    Ok(Err(_)) => {
+                        if let Ok(mut map) = self.rotations.lock() {
+                            map.remove(&hash);
+                        }
+                        self.rotate(refresh_token).await
+                    }
+                    Err(_) => Err(AppError::Unavailable(
+                        "a refresh with this token is still running".into(),
+                    )),
+                }
             }
         }
     }
