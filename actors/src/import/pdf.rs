@@ -349,7 +349,7 @@ impl Pdf {
             || text
                 .get(..start)
                 .is_some_and(|pre| pre.to_ascii_lowercase().contains("<!doctype"));
-        if !parsed.unresolved.is_empty() {
+        if !parsed.unresolved.is_empty() && declared {
             warnings.push(dogear_storage::JobIssue {
                 code: "dtd_ignored".into(),
                 message: "XMP metadata was ignored: it refers to entities only a document type \

@@ -126,7 +126,9 @@ pub fn parse_metadata(
     warnings: &mut Vec<dogear_storage::JobIssue>,
 ) -> Result<Element, MetaError> {
     let parsed = parse_full(doc).map_err(MetaError::Syntax)?;
-    if !parsed.unresolved.is_empty() {
+    // Without a declaration, an unknown entity is sloppy XML (an HTML name a tool wrote into
+    // an OPF) and is left out as it always was; with one, it is what the declaration defines.
+    if !parsed.unresolved.is_empty() && parsed.doctype.is_some() {
         let mut names = parsed.unresolved.clone();
         names.sort();
         names.dedup();
@@ -275,4 +277,34 @@ pub fn entity(name: &str) -> Option<&'static str> {
         "eacute" => Some("\u{e9}"),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declarations_are_never_used_and_never_silent() {
+        let mut w = Vec::new();
+        // Sloppy but undeclared: an HTML name in an OPF is left out, as before.
+        let e = parse_metadata("<t>K&auml;se &amp; Brot</t>", "x.opf", &mut w).unwrap();
+        assert_eq!(e.text(), "Kse & Brot");
+        assert!(w.is_empty());
+        // Declared and used: the text needs the declaration, so the document is refused.
+        let doc = "<!DOCTYPE t [<!ENTITY a \"Hamlet\">]><t>&a;</t>";
+        assert!(matches!(
+            parse_metadata(doc, "x.opf", &mut w),
+            Err(MetaError::NeedsDtd(_))
+        ));
+        // Declared, unused: read, with a warning naming the part.
+        let doc = "<!DOCTYPE t [<!ENTITY a \"Hamlet\">]><t>plain</t>";
+        let e = parse_metadata(doc, "EPUB/content.opf", &mut w).unwrap();
+        assert_eq!(e.text(), "plain");
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].code, "dtd_ignored");
+        assert!(w[0].message.starts_with("EPUB/content.opf"));
+        // An external declaration is never fetched, whatever it names.
+        let doc = "<!DOCTYPE t SYSTEM \"http://127.0.0.1:9/x.dtd\"><t>&x;</t>";
+        assert!(parse_metadata(doc, "x", &mut w).is_err());
+    }
 }
