@@ -47,7 +47,7 @@ impl<S: Store> Faulty<S> {
 
     /// The next `times` calls of `method` do `fault`.
     pub fn arm_times(&self, method: &'static str, fault: Fault, times: usize) {
-        if let Ok(mut a) = self.armed.lock() {
+        if let (Ok(mut a), true) = (self.armed.lock(), times > 0) {
             a.push((method, fault, times));
         }
     }
