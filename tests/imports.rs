@@ -415,7 +415,16 @@ async fn kepub_holds_nothing_hostile(me: &Reader, id: &str, file: &str) {
         .await;
     assert_eq!(status, 200, "{file}");
     for (name, data) in zip_entries(&bytes) {
-        let text = String::from_utf8_lossy(&data);
+        // As a device reads it: UTF-16 by its byte-order mark, else UTF-8.
+        let text = match data.as_slice() {
+            [0xFF, 0xFE, rest @ ..] => String::from_utf16_lossy(
+                &rest
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => String::from_utf8_lossy(&data).into_owned(),
+        };
         for bad in [
             "/etc/passwd",
             "/etc/shadow",

@@ -229,6 +229,27 @@ fn imported_as_expected(path: &Path, name: &str, b: &Value) {
     }
 }
 
+/// Text as a device's parser would read it: UTF-16 by its byte-order mark, else UTF-8.
+fn decoded(data: &[u8]) -> String {
+    let units = |be: bool| -> Vec<u16> {
+        data[2..]
+            .chunks_exact(2)
+            .map(|c| {
+                if be {
+                    u16::from_be_bytes([c[0], c[1]])
+                } else {
+                    u16::from_le_bytes([c[0], c[1]])
+                }
+            })
+            .collect()
+    };
+    match data {
+        [0xFE, 0xFF, ..] => String::from_utf16_lossy(&units(true)),
+        [0xFF, 0xFE, ..] => String::from_utf16_lossy(&units(false)),
+        _ => String::from_utf8_lossy(data).into_owned(),
+    }
+}
+
 /// What a device unzips: regular files only, no internal DTD subsets, no entity that only
 /// such a subset could define.
 fn kepub_is_clean(file: &str, bytes: &[u8]) {
@@ -243,7 +264,7 @@ fn kepub_is_clean(file: &str, bytes: &[u8]) {
         );
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut f, &mut data).unwrap();
-        let text = String::from_utf8_lossy(&data);
+        let text = decoded(&data);
         if let Some(at) = text.find("<!DOCTYPE") {
             let decl = &text[at..text[at..].find('>').map_or(text.len(), |e| at + e)];
             assert!(!decl.contains('['), "{file}: {name} keeps {decl}");

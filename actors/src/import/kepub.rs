@@ -148,15 +148,20 @@ fn write_kepub<W: Write + Seek>(
         }
         if spine.contains(&name) {
             ar.read_index_into(i, MAX_DOC, &mut raw)?;
+            // A UTF-16 document is read as the UTF-8 it becomes in the KEPUB.
+            let text: Option<std::borrow::Cow<str>> = match std::str::from_utf8(&raw) {
+                Ok(t) => Some(t.into()),
+                Err(_) => utf16_to_utf8(&raw).map(Into::into),
+            };
             let mut cleaned = None;
-            let converted: &[u8] = match std::str::from_utf8(&raw) {
-                Ok(text) => {
-                    match spans_report(text, std::mem::take(&mut out_buf), removed, &name) {
+            let converted: &[u8] = match text {
+                Some(text) => {
+                    match spans_report(&text, std::mem::take(&mut out_buf), removed, &name) {
                         Some(b) => {
                             out_buf = b;
                             &out_buf
                         }
-                        None => match without_internal_subset(text) {
+                        None => match without_internal_subset(&text) {
                             Some(c) => {
                                 removed.doctypes.push(name.clone());
                                 cleaned.insert(c).as_bytes()
@@ -165,16 +170,17 @@ fn write_kepub<W: Write + Seek>(
                         },
                     }
                 }
-                Err(_) => &raw,
+                None => &raw,
             };
             zw.start_file(name.as_str(), deflated).map_err(werr)?;
             zw.write_all(converted).map_err(ImportError::io)?;
         } else if is_xml_name(&name) {
             ar.read_index_into(i, MAX_DOC, &mut raw)?;
-            match std::str::from_utf8(&raw)
-                .ok()
-                .and_then(without_internal_subset)
-            {
+            let clean = match std::str::from_utf8(&raw) {
+                Ok(text) => without_internal_subset(text),
+                Err(_) => utf16_to_utf8(&raw).and_then(|t| without_internal_subset(&t)),
+            };
+            match clean {
                 Some(clean) => {
                     removed.doctypes.push(name.clone());
                     zw.start_file(name.as_str(), deflated).map_err(werr)?;
@@ -208,6 +214,37 @@ pub fn without_internal_subset(doc: &str) -> Option<String> {
             Ok(_) => {}
         }
     }
+}
+
+/// A UTF-16 document (known by its byte-order mark), which the XML reader cannot read, as
+/// UTF-8, its XML declaration saying so. `None` when it is not UTF-16.
+fn utf16_to_utf8(raw: &[u8]) -> Option<String> {
+    let (big_endian, body) = match raw {
+        [0xFE, 0xFF, rest @ ..] => (true, rest),
+        [0xFF, 0xFE, rest @ ..] => (false, rest),
+        _ => return None,
+    };
+    let units: Vec<u16> = body
+        .chunks_exact(2)
+        .map(|c| {
+            if big_endian {
+                u16::from_be_bytes([c[0], c[1]])
+            } else {
+                u16::from_le_bytes([c[0], c[1]])
+            }
+        })
+        .collect();
+    let text = String::from_utf16_lossy(&units);
+    let head_end = text.find("?>").filter(|_| text.starts_with("<?xml"));
+    Some(match head_end {
+        Some(end) => {
+            let decl = text[..end]
+                .replace("UTF-16", "UTF-8")
+                .replace("utf-16", "UTF-8");
+            format!("{decl}{}", &text[end..])
+        }
+        None => text,
+    })
 }
 
 /// A document type declaration a KEPUB may keep: the plain HTML/XHTML ones, no internal subset.
