@@ -1348,10 +1348,9 @@ fn part_results(r: &Resp) -> [String; 3] {
 /// 9999 is clamped so that later writes, from the Kobo and elsewhere, still apply.
 #[tokio::test]
 async fn kobo_state_puts_are_checked_and_report_what_they_ignored() {
-    let server = Server::start();
-    let me = Reader::new(&server, "kobo-probe").await;
-    let (_, _, endpoint) = new_kobo(&me.api, "Clara").await;
-    let kobo = Kobo::new(&endpoint);
+    // The reader's metadata-only book is enough: a state needs a book, not a file.
+    let s = setup(100, Some(&[])).await;
+    let (me, kobo, endpoint) = (&s.me, &s.kobo, s.endpoint.as_str());
     let book = me.book.clone();
     let url = format!("{endpoint}/v1/library/{book}/state");
     let state = |lm: &str, pct: u32, extra: Value| {
