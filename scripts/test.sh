@@ -5,7 +5,9 @@
 #
 # Services the tests need are installed if missing and started here, thrown away after:
 #   - an S3-compatible server (moto's server mode, from PyPI) for the object-store test;
-#   - poppler's pdftoppm (Debian's poppler-utils), which renders PDF covers.
+#   - poppler's pdftoppm (Debian's poppler-utils), which renders PDF covers;
+#   - a PostgreSQL server (Debian's postgresql) in a temporary directory on a free port, for
+#     the PostgreSQL conformance suite and the nodes that run on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,10 +33,19 @@ if [ "${DOGEAR_TEST_COPIED:-}" != 1 ] && { [ "${CI:-}" = true ] || [ "${DOGEAR_T
     exit $?
 fi
 
+apt_install() {
+    if [ "$(id -u)" = 0 ]; then apt-get install -y -q "$@" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "$@" >/dev/null; }
+    else sudo apt-get install -y -q "$@" >/dev/null; fi
+}
 if ! command -v pdftoppm >/dev/null 2>&1; then
     echo "installing poppler-utils (PDF cover rendering)" >&2
-    if [ "$(id -u)" = 0 ]; then apt-get install -y -q poppler-utils >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q poppler-utils >/dev/null; }
-    else sudo apt-get install -y -q poppler-utils >/dev/null; fi
+    apt_install poppler-utils
+fi
+pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)"
+if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
+    echo "installing postgresql (a throwaway database server)" >&2
+    apt_install postgresql
+    pg_bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
 fi
 if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
     echo "installing moto[server] (a throwaway S3-compatible server)" >&2
@@ -42,14 +53,32 @@ if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
 fi
 
 work="$(mktemp -d)"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# PostgreSQL refuses to run as root: as root, its files belong to (and it runs as) the
+# `postgres` user the Debian package made.
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
     if [ -f "$work/moto.pid" ]; then kill "$(cat "$work/moto.pid")" 2>/dev/null || true; fi
+    if [ -f "$work/pg/data/postmaster.pid" ]; then as_pg "$pg_bin/pg_ctl" -D "$work/pg/data" -m immediate stop >/dev/null 2>&1 || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
 
+# PostgreSQL on a free loopback port, trusting local connections: each test creates its own
+# database through DOGEAR_TEST_POSTGRES.
+mkdir -p "$work/pg"
+chmod 755 "$work"
+if [ "$(id -u)" = 0 ]; then chown postgres "$work/pg"; fi
+pg_port="$(free_port)"
+as_pg "$pg_bin/initdb" -D "$work/pg/data" -U dogear --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$work/initdb.log" 2>&1 \
+    || { cat "$work/initdb.log" >&2; exit 1; }
+as_pg "$pg_bin/pg_ctl" -D "$work/pg/data" -w -l "$work/pg/server.log" \
+    -o "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null \
+    || { cat "$work/pg/server.log" >&2; exit 1; }
+export DOGEAR_TEST_POSTGRES="postgres://dogear@127.0.0.1:$pg_port/postgres"
+
 # moto on a free loopback port; the tests use the bucket dogear-test.
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+port="$(free_port)"
 python3 -m moto.server -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
 echo $! >"$work/moto.pid"
 for _ in $(seq 1 100); do

@@ -1,32 +1,7 @@
 //! The `dogear` command line: help, version, config errors, `user add`, shutdown.
 
-use dogear_e2e::{Server, Socket, dogear_bin, serde_json::json};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use dogear_e2e::{Server, Socket, run_cli as run, serde_json::json};
 use std::time::Duration;
-
-fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (i32, String, String) {
-    let mut cmd = Command::new(dogear_bin());
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    } else {
-        drop(child.stdin.take());
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn help_and_version() {

@@ -1,7 +1,7 @@
 //! Durability: kill the server with SIGKILL in the middle of a stream of writes, start it
 //! again on the same files, and find every acknowledged write there.
 
-use dogear_e2e::{Reader, Server, progress, serde_json::Value};
+use dogear_e2e::{Reader, Server, progress, serde_json::Value, write_stream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,39 +13,18 @@ async fn every_acknowledged_write_survives_sigkill() {
     for i in 0..3 {
         books.push(me.add_book(&format!("Book {i}")).await);
     }
-    // Per book: every acknowledged (applied) body, in order.
-    let acked: Arc<Mutex<Vec<Vec<Value>>>> = Arc::new(Mutex::new(vec![Vec::new(); books.len()]));
+    // Per book: every acknowledged (applied) body, in order; two writers per book.
+    let acked: Vec<Arc<Mutex<Vec<Value>>>> = books.iter().map(|_| Arc::default()).collect();
     let mut tasks = Vec::new();
-    for (i, book) in books.iter().enumerate() {
+    for (book, acked) in books.iter().zip(&acked) {
         for writer in 0..2 {
-            let api = me.api.clone();
-            let book = book.clone();
-            let device = me.device.clone();
-            let acked = acked.clone();
-            tasks.push(tokio::spawn(async move {
-                for step in 0..100_000i64 {
-                    // Two writers per book, interleaved percents, always forward per writer.
-                    let pct = ((step * 2 + writer) as f64 * 0.001).min(100.0);
-                    let body = progress(&device, pct, step);
-                    let r = api
-                        .http
-                        .post(format!("{}/v1/books/{book}/progress", api.base))
-                        .bearer_auth(api.token.as_deref().unwrap())
-                        .json(&body)
-                        .send()
-                        .await;
-                    let Ok(r) = r else { return };
-                    if r.status() != 200 {
-                        return;
-                    }
-                    let Ok(v) = r.json::<Value>().await else {
-                        return;
-                    };
-                    if v["applied"] == true {
-                        acked.lock().unwrap().get_mut(i).unwrap().push(body);
-                    }
-                }
-            }));
+            tasks.push(write_stream(
+                me.api.clone(),
+                book.clone(),
+                me.device.clone(),
+                writer,
+                acked.clone(),
+            ));
         }
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -53,7 +32,7 @@ async fn every_acknowledged_write_survives_sigkill() {
     for t in tasks {
         let _ = t.await;
     }
-    let acked = acked.lock().unwrap().clone();
+    let acked: Vec<Vec<Value>> = acked.iter().map(|a| a.lock().unwrap().clone()).collect();
     let total: usize = acked.iter().map(Vec::len).sum();
     assert!(
         total > 20,

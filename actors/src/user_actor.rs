@@ -434,6 +434,12 @@ impl UserState {
                     }
                     metrics::counter!("dogear_progress_writes_total", "outcome" => "duplicate")
                         .increment(1);
+                    if first.seq > head {
+                        // Logged by another owner after this one last looked: what this one
+                        // holds is older than that event.
+                        self.head = None;
+                        self.states.clear();
+                    }
                     let state = self.current(w.book_id).await?.unwrap_or(first.state);
                     return Ok(WriteOutcome {
                         applied: first.applied,
@@ -444,9 +450,13 @@ impl UserState {
                     });
                 }
                 Err(StoreError::VersionConflict { .. }) => {
-                    // Someone else wrote this user's log (a previous owner): reload, retry.
+                    // Another owner (a previous one, or a node that briefly believed it
+                    // owned this reader) wrote the log: any book's cached state may be old,
+                    // so all of it reloads before the retry decides again.
+                    metrics::counter!("dogear_store_version_conflicts_total", "kind" => "progress")
+                        .increment(1);
                     self.head = None;
-                    self.states.remove(&w.book_id);
+                    self.states.clear();
                 }
                 Err(e) => {
                     // Unknown whether it landed: reload before the next write.

@@ -76,6 +76,7 @@ pub fn describe_metrics() {
     metrics::gauge!("dogear_import_running").set(0.0);
     metrics::counter!("dogear_kobo_sync_pages_total").increment(0);
     metrics::counter!("dogear_kobo_sync_entries_total").increment(0);
+    metrics::counter!("dogear_store_version_conflicts_total", "kind" => "progress").increment(0);
 }
 
 pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {

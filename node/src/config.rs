@@ -132,7 +132,10 @@ impl Default for Server {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
+    /// One file in `data_dir`: one node, nothing to set up.
     Sqlite,
+    /// A PostgreSQL server at `postgres_url`, shared by every node of a cluster.
+    Postgres,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +158,13 @@ pub struct Storage {
     pub objects: String,
     /// Above 0: downloads of S3-stored files redirect to a presigned URL valid this long.
     pub presign_secs: u64,
+    /// `postgres://user:password@host:port/database`, for `backend = "postgres"`.
+    pub postgres_url: String,
+    /// Connections to PostgreSQL this node keeps at most.
+    pub postgres_pool_size: usize,
+    /// A PostgreSQL statement (or lock wait) running longer is cancelled: the request fails
+    /// with `503` instead of holding a connection.
+    pub postgres_statement_timeout_secs: u64,
 }
 
 impl Default for Storage {
@@ -167,6 +177,9 @@ impl Default for Storage {
             readers: 4,
             objects: String::new(),
             presign_secs: 0,
+            postgres_url: String::new(),
+            postgres_pool_size: 16,
+            postgres_statement_timeout_secs: 10,
         }
     }
 }
@@ -313,7 +326,22 @@ pub fn load(
 }
 
 fn validate(cfg: &Config) -> Result<(), String> {
-    let checks: [(bool, &str, &str); 13] = [
+    let checks: [(bool, &str, &str); 16] = [
+        (
+            cfg.storage.backend != Backend::Postgres || !cfg.storage.postgres_url.trim().is_empty(),
+            "storage.postgres_url",
+            "must be set when storage.backend is \"postgres\"",
+        ),
+        (
+            cfg.storage.postgres_pool_size > 0,
+            "storage.postgres_pool_size",
+            "must be positive",
+        ),
+        (
+            cfg.storage.postgres_statement_timeout_secs > 0,
+            "storage.postgres_statement_timeout_secs",
+            "must be positive",
+        ),
         (
             cfg.server.header_read_timeout_secs > 0,
             "server.header_read_timeout_secs",

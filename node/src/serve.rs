@@ -1,6 +1,6 @@
 //! Wiring: storage, actors and gateway started in order and stopped in reverse.
 
-use crate::config::{Config, Durability, Registration};
+use crate::config::{Backend, Config, Durability, Registration};
 use base64::Engine;
 use dogear_actors::Dogear;
 use dogear_actors::auth::{AuthSettings, JwtKeys};
@@ -9,6 +9,7 @@ use dogear_actors::import::folder::FolderConfig;
 use dogear_actors::import::pipeline::ImportSettings;
 use dogear_actors::placement::ActorSettings;
 use dogear_gateway::{Ctx, GatewaySettings};
+use dogear_storage::postgres::{self, PostgresOptions, PostgresStore};
 use dogear_storage::sqlite::{self, SqliteOptions, SqliteStore};
 use dogear_storage::{LibraryId, LibraryKind, Objects, Store};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -105,21 +106,72 @@ fn lock_data_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, String> {
-    let dir = &cfg.storage.data_dir;
-    prepare_data_dir(dir)?;
-    let opts = SqliteOptions {
-        durability: match cfg.storage.durability {
-            Durability::Full => sqlite::Durability::Full,
-            Durability::Normal => sqlite::Durability::Normal,
-        },
-        max_batch: cfg.storage.max_batch,
-        readers: cfg.storage.readers,
+/// The configured store, migrated and ready, and how to name it in the start-up line.
+async fn open_store(cfg: &Config) -> Result<(Arc<dyn Store>, String), String> {
+    match cfg.storage.backend {
+        Backend::Sqlite => {
+            let dir = &cfg.storage.data_dir;
+            prepare_data_dir(dir)?;
+            let opts = SqliteOptions {
+                durability: match cfg.storage.durability {
+                    Durability::Full => sqlite::Durability::Full,
+                    Durability::Normal => sqlite::Durability::Normal,
+                },
+                max_batch: cfg.storage.max_batch,
+                readers: cfg.storage.readers,
+            };
+            let path = dir.join("dogear.db");
+            let store = SqliteStore::open(&path, opts)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            let durability = match cfg.storage.durability {
+                Durability::Full => "full",
+                Durability::Normal => "normal",
+            };
+            Ok((
+                Arc::new(store),
+                format!(
+                    "sqlite, schema v{}, durability {durability}",
+                    sqlite::SCHEMA_VERSION
+                ),
+            ))
+        }
+        Backend::Postgres => {
+            let url = cfg.storage.postgres_url.trim();
+            let opts = PostgresOptions {
+                pool_size: cfg.storage.postgres_pool_size,
+                statement_timeout: Duration::from_secs(cfg.storage.postgres_statement_timeout_secs),
+                ..PostgresOptions::default()
+            };
+            let store = PostgresStore::connect(url, opts).await.map_err(|e| {
+                format!(
+                    "cannot open PostgreSQL at {} (key `storage.postgres_url`): {e}",
+                    redact_url(url)
+                )
+            })?;
+            Ok((
+                Arc::new(store),
+                format!(
+                    "postgres {}, schema v{}",
+                    redact_url(url),
+                    postgres::SCHEMA_VERSION
+                ),
+            ))
+        }
+    }
+}
+
+/// The URL without its password, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
     };
-    let path = dir.join("dogear.db");
-    SqliteStore::open(&path, opts)
-        .map(Arc::new)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_string(),
+    }
 }
 
 /// The configured secret, or the one kept in the data directory (made on first start).
@@ -254,7 +306,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
             upkeep.run_upkeep();
         }
     });
-    let (app, objects) = start_app(&cfg).await?;
+    let (app, objects, described) = start_app(&cfg).await?;
     let app = Arc::new(app);
     let folders = folder_sources(&cfg, app.importer().store()).await?;
     let calibres = calibre_sources(&cfg, app.importer().store()).await?;
@@ -282,14 +334,9 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     });
     let data = std::fs::canonicalize(&cfg.storage.data_dir).unwrap_or(cfg.storage.data_dir.clone());
     println!(
-        "dogear {} listening on http://{addr}; data in {} (sqlite, schema v{}, durability {}, objects {objects})",
+        "dogear {} listening on http://{addr}; data in {} ({described}, objects {objects})",
         env!("CARGO_PKG_VERSION"),
         data.display(),
-        sqlite::SCHEMA_VERSION,
-        match cfg.storage.durability {
-            Durability::Full => "full",
-            Durability::Normal => "normal",
-        },
     );
     let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<()>();
     let limits = dogear_gateway::ConnLimits {
@@ -314,10 +361,11 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
 }
 
 /// Opens the store and the object store and starts the actors (not the import sources).
-pub async fn start_app(cfg: &Config) -> Result<(Dogear, String), String> {
+/// Also returns how the object store and the store are described at start-up.
+pub async fn start_app(cfg: &Config) -> Result<(Dogear, String, String), String> {
     prepare_data_dir(&cfg.storage.data_dir)?;
     lock_data_dir(&cfg.storage.data_dir)?;
-    let store = open_store(cfg)?;
+    let (store, described_store) = open_store(cfg).await?;
     let keys = jwt_keys(cfg)?;
     let actors = ActorSettings {
         idle_timeout: Duration::from_secs(cfg.actors.idle_timeout_secs),
@@ -351,18 +399,10 @@ pub async fn start_app(cfg: &Config) -> Result<(Dogear, String), String> {
         max_attempts: cfg.import.max_attempts,
         max_upload: cfg.import.max_upload_bytes,
     };
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let app = Dogear::start(
-        dyn_store,
-        keys,
-        auth_settings(cfg),
-        actors,
-        objects,
-        imports,
-    )
-    .await
-    .map_err(|e| format!("starting actors: {e}"))?;
-    Ok((app, described))
+    let app = Dogear::start(store, keys, auth_settings(cfg), actors, objects, imports)
+        .await
+        .map_err(|e| format!("starting actors: {e}"))?;
+    Ok((app, described, described_store))
 }
 
 /// Removes conversion leftovers of a stopped node; staged uploads stay (their jobs resume).
@@ -468,10 +508,10 @@ pub async fn add_user(
     email: Option<&str>,
     admin: bool,
 ) -> Result<(), String> {
-    let store = open_store(&cfg)?;
+    prepare_data_dir(&cfg.storage.data_dir)?;
+    let (store, _) = open_store(&cfg).await?;
     let keys = jwt_keys(&cfg)?;
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let accounts = dogear_actors::auth::Accounts::new(dyn_store, keys, auth_settings(&cfg));
+    let accounts = dogear_actors::auth::Accounts::new(store.clone(), keys, auth_settings(&cfg));
     let result = accounts
         .create_user(name, password, email, admin, true)
         .await;

@@ -658,3 +658,91 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A new, empty database on the PostgreSQL server `scripts/test.sh` starts
+/// (`DOGEAR_TEST_POSTGRES`, a URL whose user may create databases); returns its URL.
+pub async fn fresh_postgres() -> String {
+    let admin = std::env::var("DOGEAR_TEST_POSTGRES").expect(
+        "DOGEAR_TEST_POSTGRES is not set: run the suite with scripts/test.sh, which starts PostgreSQL",
+    );
+    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL");
+    tokio::spawn(conn);
+    let name = format!("e2e_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    let base = admin.rsplit_once('/').expect("URL with a database").0;
+    format!("{base}/{name}")
+}
+
+/// Runs the `dogear` binary to completion: exit code, stdout, stderr.
+pub fn run_cli(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    let mut cmd = Command::new(dogear_bin());
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn dogear");
+    if let Some(s) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(s.as_bytes())
+            .expect("write stdin");
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().expect("dogear ran");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Posts forward progress writes to `book` from `device` until the server stops answering,
+/// and keeps each body the server acknowledged as applied in `acked`. `writer` (0 or 1)
+/// interleaves the percents of two streams on one book.
+pub fn write_stream(
+    api: Api,
+    book: String,
+    device: String,
+    writer: i64,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for step in 0..100_000i64 {
+            let pct = ((step * 2 + writer) as f64 * 0.001).min(100.0);
+            let body = progress(&device, pct, step);
+            let Ok(r) = api
+                .http
+                .post(format!("{}/v1/books/{book}/progress", api.base))
+                .bearer_auth(api.token.as_deref().unwrap_or_default())
+                .json(&body)
+                .send()
+                .await
+            else {
+                return;
+            };
+            if r.status() != 200 {
+                return;
+            }
+            let Ok(v) = r.json::<Value>().await else {
+                return;
+            };
+            if v["applied"] == true
+                && let Ok(mut a) = acked.lock()
+            {
+                a.push(body);
+            }
+        }
+    })
+}

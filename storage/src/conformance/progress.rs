@@ -42,6 +42,18 @@ pub(super) fn write(user: UserId, seq: u64, applied: bool, st: ProgressState) ->
     }
 }
 
+/// The next applied write of a seeded reader's one book after log head `head` (every write
+/// of that reader applied, so the book's state version equals the seq): what two owners
+/// racing for the same version would both send.
+pub fn write_at(r: &Seeded, head: u64, pct: f64) -> ProgressWrite {
+    write(
+        r.user.id,
+        head + 1,
+        true,
+        state(r.book.id, r.device.id, pct, head + 1),
+    )
+}
+
 pub async fn progress(s: &dyn Store) {
     let (u, lib) = new_user("conf_progress");
     let (other, other_lib) = new_user("conf_progress_other");

@@ -4,6 +4,7 @@ use super::rows::*;
 use super::{json, map_unique};
 use crate::error::StoreError;
 use crate::records::*;
+use crate::sql::{Bound, merge_pages, page_clauses};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// A book made ready for SQL outside the writer thread (JSON encoded, sort keys computed).
@@ -258,14 +259,7 @@ pub(super) fn list_books(c: &Connection, q: &BookQuery) -> Result<Vec<Book>, Sto
     for lib in &q.libraries {
         all.extend(list_one(c, q, &lib.to_string())?);
     }
-    if q.libraries.len() > 1 {
-        match q.sort {
-            BookSort::Added => all.sort_by_key(|b| (b.added_at.millis(), b.id)),
-            sort => all.sort_by_cached_key(|b| (b.sort_key(sort), b.id)),
-        }
-        all.truncate(q.limit);
-    }
-    Ok(all)
+    Ok(merge_pages(q, all))
 }
 
 fn list_one(c: &Connection, q: &BookQuery, library: &str) -> Result<Vec<Book>, StoreError> {
@@ -324,35 +318,11 @@ fn list_one(c: &Connection, q: &BookQuery, library: &str) -> Result<Vec<Book>, S
             bind(Box::new(t.clone()))
         ));
     }
-    let key = match q.sort {
-        BookSort::Id => None,
-        BookSort::Title => Some("title_key"),
-        BookSort::Author => Some("author_key"),
-        BookSort::Series => Some("series_key"),
-        BookSort::Added => Some("added_at"),
-    };
-    if let Some(after) = &q.after {
-        let id = bind(Box::new(after.id.to_string()));
-        match key {
-            None => filters.push(format!("id > {id}")),
-            Some("added_at") => {
-                let k: i64 = after
-                    .key
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt("cursor".into()))?;
-                let k = bind(Box::new(k));
-                filters.push(format!("(added_at, id) > ({k}, {id})"));
-            }
-            Some(col) => {
-                let k = bind(Box::new(after.key.clone()));
-                filters.push(format!("({col}, id) > ({k}, {id})"));
-            }
-        }
-    }
-    let order = match key {
-        None => "id".to_string(),
-        Some(col) => format!("{col}, id"),
-    };
+    let (after, order) = page_clauses(q, |v| match v {
+        Bound::Text(t) => bind(Box::new(t)),
+        Bound::Int(i) => bind(Box::new(i)),
+    })?;
+    filters.extend(after);
     let limit = bind(Box::new(q.limit as i64));
     let sql = format!(
         "SELECT {BOOK_COLS} FROM books WHERE {} ORDER BY {order} LIMIT {limit}",

@@ -10,8 +10,6 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 type RowResult<T> = rusqlite::Result<Result<T, StoreError>>;
 
-const SHELF_COLS: &str = "id, user_id, name, books, created_at, updated_at, deleted_at, change_seq";
-
 fn shelf_row(r: &Row<'_>) -> RowResult<Shelf> {
     let (id, user, name, books): (String, String, String, String) =
         (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);

@@ -4,20 +4,12 @@
 use crate::error::StoreError;
 use crate::ids::*;
 use crate::records::*;
+pub(crate) use crate::sql::*;
 use crate::time::Timestamp;
 use rusqlite::Row;
 use std::str::FromStr;
 
 type RowResult<T> = rusqlite::Result<Result<T, StoreError>>;
-
-pub(super) const USER_COLS: &str = "id, username, email, password_hash, is_admin, created_at";
-pub(super) const LIBRARY_COLS: &str = "id, name, kind, owner_id, created_at";
-pub(super) const LIBRARY_COLS_L: &str = "l.id, l.name, l.kind, l.owner_id, l.created_at";
-pub(super) const BOOK_COLS: &str = "id, library_id, title, authors, language, identifiers, added_at, updated_at, deleted_at, version, meta";
-pub(super) const JOB_COLS: &str = "id, library_id, user_id, source, source_key, path, filename, staged, state, attempts, run_at, book_id, duplicate_of, error, warnings, created_at, updated_at";
-pub(super) const SOURCE_COLS: &str = "source, path, library_id, hash, size, mtime, book_id";
-pub(super) const EVENT_COLS: &str =
-    "seq, event_id, book_id, device_id, body, applied, reason, state, received_at";
 
 pub(super) fn parse_id<T: FromStr>(s: &str) -> Result<T, StoreError> {
     T::from_str(s).map_err(|_| StoreError::Corrupt(format!("bad id {s:?}")))

@@ -1,0 +1,242 @@
+//! The PostgreSQL schema, applied in versions like SQLite's. Several nodes may start at once:
+//! each takes a transaction-scoped advisory lock before reading the version, so exactly one
+//! applies a migration and the others find it done. Append new migrations; never edit one
+//! that has shipped.
+//!
+//! Ids, sort keys and paths are `COLLATE "C"`: ordering is by bytes, as in SQLite and as the
+//! Rust code that merges pages across libraries sorts, whatever the database's locale.
+
+use super::{exec, pg, unique};
+use crate::error::StoreError;
+use deadpool_postgres::Client;
+
+/// Any number, constant for Dogear: the key of the advisory lock migrations hold.
+const MIGRATION_LOCK: i64 = 0x646f_6765_6172_0001;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: everything SQLite's migrations 1-4 built, in PostgreSQL's terms. Search uses a
+    // folded token text computed by Dogear (`search`) instead of FTS5, and lower-cased copies
+    // of authors, series and tags for the exact filters.
+    r#"
+    CREATE TABLE users (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        email TEXT,
+        password_hash TEXT NOT NULL,
+        is_admin BOOLEAN NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE libraries (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        owner_id TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE memberships (
+        library_id TEXT COLLATE "C" NOT NULL REFERENCES libraries(id),
+        user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+        role TEXT NOT NULL,
+        PRIMARY KEY (library_id, user_id)
+    );
+    CREATE INDEX memberships_by_user ON memberships(user_id);
+    CREATE TABLE refresh_tokens (
+        hash TEXT COLLATE "C" PRIMARY KEY,
+        user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+        family_id TEXT COLLATE "C" NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        used_at BIGINT,
+        revoked BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE INDEX refresh_tokens_by_family ON refresh_tokens(family_id);
+    CREATE TABLE devices (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX devices_by_user ON devices(user_id);
+    -- The change sequence of books and shelves. A writer takes the next number by updating
+    -- this one row, which it then holds locked until it commits: numbers are handed out in
+    -- commit order, so a reader that sees a number sees every smaller one, and a Kobo sync
+    -- cursor never skips a transaction that commits late (a plain sequence would allow it).
+    CREATE TABLE change_counter (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL);
+    INSERT INTO change_counter (id, seq) VALUES (1, 0);
+    CREATE TABLE books (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        library_id TEXT COLLATE "C" NOT NULL REFERENCES libraries(id),
+        title TEXT NOT NULL,
+        authors TEXT NOT NULL,
+        language TEXT,
+        identifiers TEXT NOT NULL,
+        added_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        deleted_at BIGINT,
+        version BIGINT NOT NULL,
+        meta TEXT NOT NULL,
+        title_key TEXT COLLATE "C" NOT NULL,
+        author_key TEXT COLLATE "C" NOT NULL,
+        series_key TEXT COLLATE "C" NOT NULL,
+        change_seq BIGINT NOT NULL,
+        search TEXT NOT NULL,
+        authors_lc TEXT[] NOT NULL,
+        series_lc TEXT,
+        tags_lc TEXT[] NOT NULL
+    );
+    CREATE INDEX books_by_library ON books(library_id, id);
+    CREATE INDEX books_by_title ON books(library_id, title_key, id) WHERE deleted_at IS NULL;
+    CREATE INDEX books_by_author ON books(library_id, author_key, id) WHERE deleted_at IS NULL;
+    CREATE INDEX books_by_series ON books(library_id, series_key, id) WHERE deleted_at IS NULL;
+    CREATE INDEX books_by_added ON books(library_id, added_at, id) WHERE deleted_at IS NULL;
+    CREATE INDEX books_changes ON books(library_id, change_seq);
+    CREATE TABLE book_hashes (
+        library_id TEXT COLLATE "C" NOT NULL,
+        hash TEXT COLLATE "C" NOT NULL,
+        book_id TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (library_id, hash)
+    );
+    CREATE INDEX book_hashes_by_book ON book_hashes(book_id);
+    CREATE TABLE import_jobs (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        library_id TEXT COLLATE "C" NOT NULL,
+        user_id TEXT COLLATE "C",
+        source TEXT NOT NULL,
+        source_key TEXT,
+        path TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        staged BOOLEAN NOT NULL,
+        state TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        run_at BIGINT NOT NULL,
+        book_id TEXT COLLATE "C",
+        duplicate_of TEXT COLLATE "C",
+        error TEXT,
+        warnings TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX import_jobs_ready ON import_jobs(state, run_at);
+    CREATE INDEX import_jobs_by_library ON import_jobs(library_id, id);
+    CREATE TABLE source_files (
+        source TEXT COLLATE "C" NOT NULL,
+        path TEXT COLLATE "C" NOT NULL,
+        library_id TEXT COLLATE "C" NOT NULL,
+        hash TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        mtime BIGINT NOT NULL,
+        book_id TEXT COLLATE "C",
+        PRIMARY KEY (source, path)
+    );
+    CREATE INDEX source_files_by_book ON source_files(book_id);
+    CREATE TABLE progress_events (
+        user_id TEXT COLLATE "C" NOT NULL,
+        seq BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        event_id TEXT COLLATE "C" NOT NULL,
+        book_id TEXT COLLATE "C" NOT NULL,
+        device_id TEXT COLLATE "C" NOT NULL,
+        body TEXT NOT NULL,
+        applied BOOLEAN NOT NULL,
+        reason TEXT,
+        state TEXT NOT NULL,
+        received_at BIGINT NOT NULL,
+        PRIMARY KEY (user_id, seq)
+    );
+    CREATE UNIQUE INDEX progress_events_by_event_id ON progress_events(user_id, event_id);
+    CREATE TABLE progress_books (
+        user_id TEXT COLLATE "C" NOT NULL,
+        book_id TEXT COLLATE "C" NOT NULL,
+        version BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        positions JSONB NOT NULL,
+        PRIMARY KEY (user_id, book_id)
+    );
+    CREATE TABLE shelves (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+        name TEXT NOT NULL,
+        books TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        deleted_at BIGINT,
+        change_seq BIGINT NOT NULL
+    );
+    CREATE INDEX shelves_changes ON shelves(user_id, change_seq);
+    CREATE TABLE kobo_tokens (
+        device_id TEXT COLLATE "C" PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+        user_id TEXT COLLATE "C" NOT NULL,
+        token_hash TEXT COLLATE "C" NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX kobo_tokens_by_user ON kobo_tokens(user_id);
+    CREATE TABLE kobo_sync (
+        device_id TEXT COLLATE "C" PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+        state TEXT NOT NULL
+    );
+    CREATE TABLE kobo_ledger (
+        device_id TEXT COLLATE "C" NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        book_id TEXT COLLATE "C" NOT NULL,
+        library_id TEXT COLLATE "C" NOT NULL,
+        fingerprint TEXT NOT NULL,
+        removed BOOLEAN NOT NULL,
+        archived BOOLEAN NOT NULL,
+        PRIMARY KEY (device_id, book_id)
+    );
+    CREATE TABLE kobo_tags (
+        device_id TEXT COLLATE "C" NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        shelf_id TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (device_id, shelf_id)
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub const LATEST: usize = MIGRATIONS.len();
+
+/// Brings the database up to [`LATEST`]; returns the version it had. Refuses a database
+/// written by a newer Dogear.
+pub(super) async fn migrate(client: &mut Client) -> Result<usize, StoreError> {
+    exec(
+        &*client,
+        "CREATE TABLE IF NOT EXISTS dogear_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)",
+        &[],
+    )
+    .await
+    .or_else(|e| match unique(e, "dogear_schema") {
+        // Two nodes creating the table at the same moment: one wins, the other sees it.
+        StoreError::Conflict(_) => Ok(0),
+        e => Err(e),
+    })?;
+    let tx = client.transaction().await.map_err(pg)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg)?;
+    let before = tx
+        .query_opt("SELECT version FROM dogear_schema WHERE id = 1", &[])
+        .await
+        .map_err(pg)?
+        .map(|r| r.get::<_, i64>(0) as usize)
+        .unwrap_or(0);
+    if before > LATEST {
+        return Err(StoreError::Unavailable(format!(
+            "the database has schema version {before}, newer than this build's {LATEST}; upgrade dogear"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(before) {
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migration {}: {e}", i + 1)))?;
+        tracing::info!(version = i + 1, "applied PostgreSQL schema migration");
+    }
+    tx.execute(
+        "INSERT INTO dogear_schema (id, version) VALUES (1, $1)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+        &[&(LATEST as i64)],
+    )
+    .await
+    .map_err(pg)?;
+    tx.commit().await.map_err(pg)?;
+    Ok(before)
+}

@@ -1,0 +1,79 @@
+//! What the SQL backends share: the column lists records are read by (so both read a record
+//! the same way) and the paging of the book list.
+
+use crate::error::StoreError;
+use crate::records::{Book, BookQuery, BookSort};
+
+pub(crate) const USER_COLS: &str = "id, username, email, password_hash, is_admin, created_at";
+pub(crate) const LIBRARY_COLS: &str = "id, name, kind, owner_id, created_at";
+pub(crate) const LIBRARY_COLS_L: &str = "l.id, l.name, l.kind, l.owner_id, l.created_at";
+pub(crate) const BOOK_COLS: &str = "id, library_id, title, authors, language, identifiers, added_at, updated_at, deleted_at, version, meta";
+pub(crate) const JOB_COLS: &str = "id, library_id, user_id, source, source_key, path, filename, staged, state, attempts, run_at, book_id, duplicate_of, error, warnings, created_at, updated_at";
+pub(crate) const SOURCE_COLS: &str = "source, path, library_id, hash, size, mtime, book_id";
+pub(crate) const EVENT_COLS: &str =
+    "seq, event_id, book_id, device_id, body, applied, reason, state, received_at";
+pub(crate) const SHELF_COLS: &str =
+    "id, user_id, name, books, created_at, updated_at, deleted_at, change_seq";
+
+/// A value for a placeholder, which each backend binds its own way.
+pub(crate) enum Bound {
+    Text(String),
+    Int(i64),
+}
+
+/// The column a sort reads inside one library, after which `id` breaks ties; `None`: by id.
+fn sort_column(sort: BookSort) -> Option<&'static str> {
+    match sort {
+        BookSort::Id => None,
+        BookSort::Title => Some("title_key"),
+        BookSort::Author => Some("author_key"),
+        BookSort::Series => Some("series_key"),
+        BookSort::Added => Some("added_at"),
+    }
+}
+
+/// The condition for "after the cursor" (if the query has one) and the `ORDER BY` list. Each
+/// library's page is one range scan of the index `(library_id, column, id)`.
+pub(crate) fn page_clauses(
+    q: &BookQuery,
+    mut bind: impl FnMut(Bound) -> String,
+) -> Result<(Option<String>, String), StoreError> {
+    let key = sort_column(q.sort);
+    let filter = match &q.after {
+        None => None,
+        Some(after) => {
+            let id = bind(Bound::Text(after.id.to_string()));
+            Some(match key {
+                None => format!("id > {id}"),
+                Some("added_at") => {
+                    let k: i64 = after
+                        .key
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt("cursor".into()))?;
+                    format!("(added_at, id) > ({}, {id})", bind(Bound::Int(k)))
+                }
+                Some(col) => format!(
+                    "({col}, id) > ({}, {id})",
+                    bind(Bound::Text(after.key.clone()))
+                ),
+            })
+        }
+    };
+    let order = match key {
+        None => "id".to_string(),
+        Some(col) => format!("{col}, id"),
+    };
+    Ok((filter, order))
+}
+
+/// Pages of several libraries merged in the query's order, cut to its limit.
+pub(crate) fn merge_pages(q: &BookQuery, mut all: Vec<Book>) -> Vec<Book> {
+    if q.libraries.len() > 1 {
+        match q.sort {
+            BookSort::Added => all.sort_by_key(|b| (b.added_at.millis(), b.id)),
+            sort => all.sort_by_cached_key(|b| (b.sort_key(sort), b.id)),
+        }
+        all.truncate(q.limit);
+    }
+    all
+}
