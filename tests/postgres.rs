@@ -29,24 +29,7 @@ async fn user_add_serve_import_and_sigkill_on_postgres() {
     // `dogear user add` writes the account into PostgreSQL, not into a data directory.
     let cli_data = tempfile::tempdir().unwrap();
     let d = cli_data.path().to_str().unwrap();
-    let (code, out, err) = run_cli(
-        &[
-            "--data",
-            d,
-            "user",
-            "add",
-            "root",
-            "--admin",
-            "--password-stdin",
-        ],
-        &env,
-        Some("correct horse battery\n"),
-    );
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(
-        !cli_data.path().join("dogear.db").exists(),
-        "no SQLite file is made on the postgres backend"
-    );
+    dogear_e2e::add_admin(&env);
 
     // `dogear import` into root's library, through the same database.
     let books = tempfile::tempdir().unwrap();
@@ -64,6 +47,10 @@ async fn user_add_serve_import_and_sigkill_on_postgres() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("imported 2"), "{out}");
+    assert!(
+        !cli_data.path().join("dogear.db").exists(),
+        "no SQLite file is made on the postgres backend"
+    );
 
     let mut server = Server::start_with(&env);
     assert!(

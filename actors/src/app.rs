@@ -3,20 +3,21 @@
 
 use crate::auth::{Accounts, AuthSettings, JwtKeys};
 use crate::books::{BookPatch, NewBook};
-use crate::device_actor::{DeviceMsg, SocketHandle, SocketId};
+use crate::device_actor::{DeviceMsg, LiveEvent, SocketHandle, SocketId};
 use crate::error::AppError;
 use crate::import::calibre::CalibreConfig;
 use crate::import::folder::FolderConfig;
 use crate::import::pipeline::{ImportSettings, Importer};
-use crate::library_actor::LibraryMsg;
-use crate::placement::{ActorSettings, Placement};
+use crate::library_actor::{LibraryOp, LibraryReply};
+use crate::placement::{ActorSettings, Placement, reply};
 use crate::progress::ProgressWrite;
-use crate::user_actor::{Change, ProgressView, UserMsg, WriteOutcome};
+use crate::user_actor::{ProgressView, UserOp, UserReply, WriteOutcome};
 use dogear_storage::{
     Book, BookAfter, BookFile, BookId, BookQuery, BookSource, Cover, Device, DeviceId, DeviceKind,
     FileLocation, Format, ImportJob, JobId, JobState, Library, LibraryId, LibraryKind, Objects,
     ProgressState, Role, Store, User, UserId,
 };
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use tokio::sync::mpsc;
@@ -52,7 +53,7 @@ pub enum FeedCursor {
 /// The receiving end of a socket's live changes.
 pub struct LiveFeed {
     pub socket: SocketId,
-    pub rx: mpsc::Receiver<Arc<Change>>,
+    pub rx: mpsc::Receiver<LiveEvent>,
     pub overflowed: Arc<AtomicBool>,
     /// The user's log head when the feed was attached: the `hello` cursor.
     pub head: u64,
@@ -66,8 +67,9 @@ impl Dogear {
         actors: ActorSettings,
         objects: Objects,
         imports: ImportSettings,
+        cluster: Option<crate::cluster::Cluster>,
     ) -> Result<Dogear, AppError> {
-        let placement = Placement::start(store.clone(), actors).await?;
+        let placement = Placement::start(store.clone(), actors, cluster).await?;
         let importer = Importer::new(store.clone(), objects, placement.clone(), imports)?;
         Ok(Dogear {
             accounts: Accounts::new(store.clone(), keys, auth),
@@ -125,11 +127,49 @@ impl Dogear {
         }
     }
 
+    /// This node's id (`"local"` without a cluster).
+    pub fn node_id(&self) -> &str {
+        self.placement.node_id()
+    }
+
+    /// The cluster's members as this node sees them (administrators only). Without a
+    /// cluster: this node alone.
+    pub async fn cluster_members(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<crate::cluster::MemberView>, AppError> {
+        if !self.me(user).await?.is_admin {
+            return Err(AppError::Forbidden(Cow::Borrowed(
+                "the cluster's state is for administrators",
+            )));
+        }
+        Ok(match self.placement.cluster() {
+            Some(c) => c.members(),
+            None => vec![crate::cluster::MemberView {
+                node_id: self.node_id().to_string(),
+                state: crate::cluster::MemberState::Up,
+                address: String::new(),
+                keys: self.placement.local_keys(),
+                last_seen_ms: 0,
+                is_self: true,
+            }],
+        })
+    }
+
+    /// Leaves the cluster (peers see this node go at once); the actors stop after.
+    pub fn leave_cluster(&self) {
+        if let Some(c) = self.placement.cluster() {
+            c.shutdown();
+        }
+    }
+
     pub async fn me(&self, user: UserId) -> Result<User, AppError> {
         self.store
             .user(user)
             .await?
-            .ok_or(AppError::Unauthorized("the account no longer exists"))
+            .ok_or(AppError::Unauthorized(Cow::Borrowed(
+                "the account no longer exists",
+            )))
     }
 
     // Devices.
@@ -141,24 +181,32 @@ impl Dogear {
         kind: DeviceKind,
     ) -> Result<Device, AppError> {
         let name = device_name(name, "name")?;
-        self.placement
-            .call_user(user, |reply| UserMsg::CreateDevice {
-                name: name.clone(),
-                kind,
-                token_hash: None,
-                reply,
-            })
-            .await?
+        reply!(
+            self.placement
+                .ask_user(
+                    user,
+                    UserOp::CreateDevice {
+                        name,
+                        kind,
+                        token_hash: None,
+                    },
+                )
+                .await,
+            UserReply::Device
+        )
     }
 
     pub async fn devices(&self, user: UserId) -> Result<Vec<Device>, AppError> {
-        self.placement.call_user(user, UserMsg::ListDevices).await
+        reply!(
+            self.placement.ask_user(user, UserOp::ListDevices).await,
+            UserReply::Devices
+        )
     }
 
     pub async fn delete_device(&self, user: UserId, id: DeviceId) -> Result<(), AppError> {
         self.placement
-            .call_user(user, |reply| UserMsg::DeleteDevice(id, reply))
-            .await??;
+            .ask_user(user, UserOp::DeleteDevice(id))
+            .await?;
         // A Kobo's token goes with its device.
         self.kobo_tokens_cache.forget_device(id);
         Ok(())
@@ -184,25 +232,27 @@ impl Dogear {
                 .into_iter()
                 .find(|(l, _)| l.kind == LibraryKind::Personal && l.owner_id == user)
                 .map(|(l, _)| l.id)
-                .ok_or(AppError::NotFound("library"))?,
+                .ok_or(AppError::NotFound(Cow::Borrowed("library")))?,
         };
-        self.placement
-            .call_library(library, |reply| {
-                LibraryMsg::CreateBook(user, new.clone(), reply)
-            })
-            .await?
+        reply!(
+            self.placement
+                .ask_library(library, LibraryOp::CreateBook(user, new))
+                .await,
+            LibraryReply::Book
+        )
+        .map(|b| *b)
     }
 
     /// A live book the caller may read, else 404.
     pub async fn book(&self, user: UserId, id: BookId) -> Result<Book, AppError> {
         let book = match self.store.book(id).await? {
             Some(b) if b.deleted_at.is_none() => b,
-            _ => return Err(AppError::NotFound("book")),
+            _ => return Err(AppError::NotFound(Cow::Borrowed("book"))),
         };
         if self.is_member(user, book.library_id).await? {
             Ok(book)
         } else {
-            Err(AppError::NotFound("book"))
+            Err(AppError::NotFound(Cow::Borrowed("book")))
         }
     }
 
@@ -221,18 +271,24 @@ impl Dogear {
             .collect();
         match library {
             Some(l) if mine.contains(&l) => Ok(vec![l]),
-            Some(_) => Err(AppError::NotFound("library")),
+            Some(_) => Err(AppError::NotFound(Cow::Borrowed("library"))),
             None => Ok(mine),
         }
     }
 
     /// Whether the caller belongs to the library (any role).
     async fn is_member(&self, user: UserId, library: LibraryId) -> Result<bool, AppError> {
-        let role = self
-            .placement
-            .call_library(library, |reply| LibraryMsg::Role(user, reply))
-            .await?;
-        Ok(role.is_some())
+        Ok(self.role(user, library).await?.is_some())
+    }
+
+    /// The caller's role in the library, as its actor knows it; `None`: not a member.
+    async fn role(&self, user: UserId, library: LibraryId) -> Result<Option<Role>, AppError> {
+        reply!(
+            self.placement
+                .ask_library(library, LibraryOp::Role(user))
+                .await,
+            LibraryReply::Role
+        )
     }
 
     /// Books of the caller's libraries (or of one of them) matching `query` (whose
@@ -282,15 +338,11 @@ impl Dogear {
             Some(l) => l,
             None => self.personal_library(user).await?,
         };
-        let role = self
-            .placement
-            .call_library(library, |reply| LibraryMsg::Role(user, reply))
-            .await?;
-        match role {
-            None => Err(AppError::NotFound("library")),
-            Some(r) if !r.can_edit() => Err(AppError::Forbidden(
+        match self.role(user, library).await? {
+            None => Err(AppError::NotFound(Cow::Borrowed("library"))),
+            Some(r) if !r.can_edit() => Err(AppError::Forbidden(Cow::Borrowed(
                 "adding books needs the owner or editor role in this library",
-            )),
+            ))),
             Some(_) => Ok(library),
         }
     }
@@ -301,7 +353,7 @@ impl Dogear {
             .into_iter()
             .find(|(l, _)| l.kind == LibraryKind::Personal && l.owner_id == user)
             .map(|(l, _)| l.id)
-            .ok_or(AppError::NotFound("library"))
+            .ok_or(AppError::NotFound(Cow::Borrowed("library")))
     }
 
     /// Queues an uploaded file (already staged in the data directory) for import.
@@ -328,7 +380,7 @@ impl Dogear {
     /// An import job the caller started or whose library they belong to.
     pub async fn job(&self, user: UserId, id: JobId) -> Result<ImportJob, AppError> {
         let Some(job) = self.store.job(id).await? else {
-            return Err(AppError::NotFound("import"));
+            return Err(AppError::NotFound(Cow::Borrowed("import")));
         };
         if job.user_id == Some(user) {
             return Ok(job);
@@ -336,7 +388,7 @@ impl Dogear {
         if self.is_member(user, job.library_id).await? {
             Ok(job)
         } else {
-            Err(AppError::NotFound("import"))
+            Err(AppError::NotFound(Cow::Borrowed("import")))
         }
     }
 
@@ -382,15 +434,15 @@ impl Dogear {
             let kepub = self.make_kepub(&epub).await?;
             let mut next = book.clone();
             next.meta.formats.push(kepub.clone());
-            let refreshed = self
-                .placement
-                .call_library(book.library_id, |reply| {
-                    LibraryMsg::Refresh(Box::new(next.clone()), reply)
-                })
-                .await??;
+            let refreshed = *reply!(
+                self.placement
+                    .ask_library(book.library_id, LibraryOp::Refresh(Box::new(next)))
+                    .await,
+                LibraryReply::Book
+            )?;
             return Ok((refreshed, kepub));
         }
-        Err(AppError::NotFound("format"))
+        Err(AppError::NotFound(Cow::Borrowed("format")))
     }
 
     async fn make_kepub(&self, epub: &BookFile) -> Result<BookFile, AppError> {
@@ -437,7 +489,7 @@ impl Dogear {
             Err(e) => {
                 let _ = tokio::fs::remove_file(&out).await;
                 tracing::warn!(error = %e, "KEPUB conversion failed");
-                return Err(AppError::NotFound("format"));
+                return Err(AppError::NotFound(Cow::Borrowed("format")));
             }
         };
         let key = format!("files/{}.kepub.epub", epub.hash);
@@ -461,7 +513,7 @@ impl Dogear {
     ) -> Result<(Cover, FileLocation, &'static str), AppError> {
         let book = self.book(user, id).await?;
         let Some(cover) = book.meta.cover.clone() else {
-            return Err(AppError::NotFound("cover"));
+            return Err(AppError::NotFound(Cow::Borrowed("cover")));
         };
         if !thumb {
             let ct = match cover.content_type.as_str() {
@@ -489,7 +541,7 @@ impl Dogear {
                 tokio::task::spawn_blocking(move || crate::import::cover::process(bytes.to_vec()))
                     .await
                     .map_err(|e| unavailable(e.to_string()))?;
-            let made = made.map_err(|_| AppError::NotFound("cover"))?;
+            let made = made.map_err(|_| AppError::NotFound(Cow::Borrowed("cover")))?;
             objects
                 .put_bytes(&key, made.thumb.unwrap_or_default().into())
                 .await
@@ -505,24 +557,27 @@ impl Dogear {
         patch: BookPatch,
     ) -> Result<Book, AppError> {
         let lib = self.book_library(id).await?;
-        self.placement
-            .call_library(lib, |reply| {
-                LibraryMsg::UpdateBook(user, id, patch.clone(), reply)
-            })
-            .await?
+        reply!(
+            self.placement
+                .ask_library(lib, LibraryOp::UpdateBook(user, id, patch))
+                .await,
+            LibraryReply::Book
+        )
+        .map(|b| *b)
     }
 
     pub async fn delete_book(&self, user: UserId, id: BookId) -> Result<(), AppError> {
         let lib = self.book_library(id).await?;
         self.placement
-            .call_library(lib, |reply| LibraryMsg::DeleteBook(user, id, reply))
-            .await?
+            .ask_library(lib, LibraryOp::DeleteBook(user, id))
+            .await
+            .map(|_| ())
     }
 
     async fn book_library(&self, id: BookId) -> Result<LibraryId, AppError> {
         match self.store.book(id).await? {
             Some(b) if b.deleted_at.is_none() => Ok(b.library_id),
-            _ => Err(AppError::NotFound("book")),
+            _ => Err(AppError::NotFound(Cow::Borrowed("book"))),
         }
     }
 
@@ -534,19 +589,19 @@ impl Dogear {
         write: ProgressWrite,
         origin: Option<SocketId>,
     ) -> Result<WriteOutcome, AppError> {
-        self.placement
-            .call_user(user, |reply| UserMsg::Write {
-                write: write.clone(),
-                origin,
-                reply,
-            })
-            .await?
+        reply!(
+            self.placement
+                .ask_user(user, UserOp::Write { write, origin })
+                .await,
+            UserReply::Write
+        )
     }
 
     pub async fn progress(&self, user: UserId, book: BookId) -> Result<ProgressView, AppError> {
-        self.placement
-            .call_user(user, |reply| UserMsg::Get { book, reply })
-            .await?
+        reply!(
+            self.placement.ask_user(user, UserOp::Get { book }).await,
+            UserReply::Progress
+        )
     }
 
     /// One page of the changes feed and the cursor to continue from.
@@ -586,9 +641,12 @@ impl Dogear {
     }
 
     pub async fn has_device(&self, user: UserId, device: DeviceId) -> Result<bool, AppError> {
-        self.placement
-            .call_user(user, |reply| UserMsg::HasDevice(device, reply))
-            .await
+        reply!(
+            self.placement
+                .ask_user(user, UserOp::HasDevice(device))
+                .await,
+            UserReply::Bool
+        )
     }
 
     /// Attaches a new socket of `device` to the live feed of the user's changes.

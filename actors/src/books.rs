@@ -5,7 +5,7 @@ use dogear_storage::Book;
 use std::collections::BTreeMap;
 
 /// A metadata-only book as `POST /v1/books` creates it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct NewBook {
     pub title: String,
     pub authors: Vec<String>,
@@ -14,7 +14,7 @@ pub struct NewBook {
 }
 
 /// `PATCH /v1/books/{id}`: only the fields given change. `language: Some(None)` clears it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct BookPatch {
     pub title: Option<String>,
     pub authors: Option<Vec<String>>,

@@ -5,38 +5,58 @@
 
 use crate::idle::Idle;
 use crate::placement::Placement;
-use crate::user_actor::{Change, UserMsg};
+use crate::user_actor::{Change, UserOp};
 use dogear_storage::{DeviceId, UserId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
-/// Identifies one WebSocket connection on this node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Identifies one WebSocket connection, across the cluster: changes carry the id of the
+/// socket that made them (it gets an ack, not a push) to every node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SocketId(pub u64);
 
 impl SocketId {
     pub fn next() -> SocketId {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
+        // A random start per process: two nodes' counters never meet in practice.
+        static NEXT: std::sync::LazyLock<AtomicU64> = std::sync::LazyLock::new(|| {
+            let mut b = [0u8; 8];
+            let _ = getrandom::fill(&mut b);
+            AtomicU64::new(u64::from_le_bytes(b) & !0xffff_ffff)
+        });
         SocketId(NEXT.fetch_add(1, Ordering::Relaxed))
     }
+}
+
+/// What a socket's feed carries.
+#[derive(Clone, Debug)]
+pub enum LiveEvent {
+    /// An applied change.
+    Change(Arc<Change>),
+    /// The owner of the user moved (or restarted): changes may have been applied while this
+    /// node was not subscribed. The socket reads the log from where it is to catch up.
+    CatchUp,
 }
 
 /// The device actor's side of one socket.
 pub struct SocketHandle {
     pub id: SocketId,
-    pub tx: mpsc::Sender<Arc<Change>>,
+    pub tx: mpsc::Sender<LiveEvent>,
     /// Set when the socket was dropped for falling behind.
     pub overflowed: Arc<AtomicBool>,
 }
 
+#[derive(ractor_cluster::RactorMessage)]
 pub enum DeviceMsg {
     Attach(SocketHandle, RpcReplyPort<()>),
     Detach(SocketId),
     Push(Arc<Change>),
-    /// The user's actor restarted and took this device back; nothing to do but stay alive.
+    /// The owner of this device's user may have changed (membership changed): subscribe to
+    /// whichever node owns it now, and have the sockets catch up from the log.
     Resubscribe,
+    /// The actor of this user (re)started on its owner: same as `Resubscribe` for its devices.
+    ResubscribeIfUser(UserId),
     /// The next page of this Kobo's library sync (`restart`: it came without its token).
     KoboSync {
         restart: bool,
@@ -59,8 +79,6 @@ pub struct DeviceState {
     sockets: Vec<SocketHandle>,
     subscribed: bool,
     idle: Idle,
-    /// A Kobo's sync position, loaded from the store on its first sync here.
-    kobo: Option<crate::kobo::sync::SyncState>,
 }
 
 pub struct DeviceActor;
@@ -88,7 +106,6 @@ impl Actor for DeviceActor {
             sockets: Vec::new(),
             subscribed: false,
             idle,
-            kobo: None,
         })
     }
 
@@ -116,9 +133,9 @@ impl Actor for DeviceActor {
             DeviceMsg::Attach(socket, reply) => {
                 st.sockets.push(socket);
                 if !st.subscribed {
-                    let user = st.placement.user(st.user).await?;
-                    user.cast(UserMsg::Subscribe(st.device, myself.clone()))?;
-                    st.subscribed = true;
+                    // Before answering: the socket reads its starting cursor after this, so
+                    // every change after that cursor reaches it.
+                    st.subscribe().await;
                 }
                 let _ = reply.send(());
             }
@@ -133,7 +150,7 @@ impl Actor for DeviceActor {
                     if Some(s.id) == change.origin_socket {
                         return true;
                     }
-                    match s.tx.try_send(change.clone()) {
+                    match s.tx.try_send(LiveEvent::Change(change.clone())) {
                         Ok(()) => true,
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             s.overflowed.store(true, Ordering::Release);
@@ -147,10 +164,17 @@ impl Actor for DeviceActor {
                     st.unsubscribe();
                 }
             }
-            DeviceMsg::Resubscribe => {
-                st.subscribed = true;
+            DeviceMsg::ResubscribeIfUser(user) if user != st.user => {}
+            DeviceMsg::Resubscribe | DeviceMsg::ResubscribeIfUser(_) => {
+                st.sockets.retain(|s| !s.tx.is_closed());
                 if st.sockets.is_empty() {
                     st.unsubscribe();
+                } else {
+                    st.subscribe().await;
+                    for s in &st.sockets {
+                        // A full queue is cut loose at the next push anyway.
+                        let _ = s.tx.try_send(LiveEvent::CatchUp);
+                    }
                 }
             }
             DeviceMsg::KoboSync {
@@ -158,25 +182,18 @@ impl Actor for DeviceActor {
                 page_size,
                 reply,
             } => {
+                // The position is read from the store at every page: the device's next page
+                // may be served by another node (in a cluster any node takes any request).
                 let store = st.placement.store().clone();
-                let mut pos = match st.kobo.take() {
-                    Some(p) => p,
-                    None => match crate::kobo::sync::load(&*store, st.device).await {
-                        Ok(p) => p,
-                        Err(e) => {
-                            let _ = reply.send(Err(e));
-                            return Ok(());
-                        }
-                    },
+                let r = match crate::kobo::sync::load(&*store, st.device).await {
+                    Ok(mut pos) => {
+                        crate::kobo::sync::next_page(
+                            &*store, st.user, st.device, &mut pos, restart, page_size,
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e),
                 };
-                let r = crate::kobo::sync::next_page(
-                    &*store, st.user, st.device, &mut pos, restart, page_size,
-                )
-                .await;
-                // On failure nothing was committed: reload from the store next time.
-                if r.is_ok() {
-                    st.kobo = Some(pos);
-                }
                 let _ = reply.send(r);
             }
             DeviceMsg::Tick => {
@@ -191,12 +208,28 @@ impl Actor for DeviceActor {
 }
 
 impl DeviceState {
+    /// Asks the owner of the user (on this node or another) for the user's live changes.
+    async fn subscribe(&mut self) {
+        let op = UserOp::Subscribe {
+            device: self.device,
+            node: self.placement.node_id().to_string(),
+        };
+        match self.placement.ask_user(self.user, op).await {
+            Ok(_) => self.subscribed = true,
+            // The sockets stay; they get the changes when membership settles and every
+            // device here subscribes again.
+            Err(e) => tracing::warn!(device = %self.device, error = %e, "could not subscribe"),
+        }
+    }
+
     fn unsubscribe(&mut self) {
         if self.subscribed {
-            let key = crate::placement::user_key(self.user);
-            if let Some(user) = self.placement.running::<UserMsg>(&key) {
-                let _ = user.cast(UserMsg::Unsubscribe(self.device));
-            }
+            self.placement.tell_user(
+                self.user,
+                UserOp::Unsubscribe {
+                    device: self.device,
+                },
+            );
             self.subscribed = false;
         }
     }

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod books;
+pub mod cluster;
 pub mod device_actor;
 pub mod error;
 pub mod idle;

@@ -4,46 +4,59 @@
 use crate::books::{BookPatch, NewBook};
 use crate::error::AppError;
 use crate::idle::Idle;
-use crate::placement::{Placement, user_key};
-use crate::user_actor::UserMsg;
+use crate::placement::Placement;
 use dogear_storage::{
     Book, BookId, BookMeta, ImportJob, LibraryId, RegisterOutcome, Role, SourceFile, Store,
     Timestamp, UserId,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub enum LibraryMsg {
+/// What may be asked of a library's actor, from this node or another. Books and jobs travel
+/// as the JSON they are stored as (their files' locations are tagged enums).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum LibraryOp {
     /// The caller's role, `None` if not a member.
-    Role(UserId, RpcReplyPort<Option<Role>>),
-    CreateBook(UserId, NewBook, RpcReplyPort<Result<Book, AppError>>),
-    UpdateBook(
-        UserId,
-        BookId,
-        BookPatch,
-        RpcReplyPort<Result<Book, AppError>>,
-    ),
-    DeleteBook(UserId, BookId, RpcReplyPort<Result<(), AppError>>),
+    Role(UserId),
+    CreateBook(UserId, NewBook),
+    UpdateBook(UserId, BookId, BookPatch),
+    DeleteBook(UserId, BookId),
     /// Registers an imported book (deduplicated by content hash), with the source file it
     /// came from and its finished job, atomically. From the import pipeline, not a person.
     Import(
-        Box<Book>,
-        Option<SourceFile>,
-        Option<Box<ImportJob>>,
-        RpcReplyPort<Result<RegisterOutcome, AppError>>,
+        #[serde(with = "crate::cluster::wire::as_json")] Box<Book>,
+        #[serde(with = "crate::cluster::wire::as_json")] Option<SourceFile>,
+        #[serde(with = "crate::cluster::wire::as_json")] Option<Box<ImportJob>>,
     ),
     /// Registers many imported books at once (a Calibre library's first sync); the store
     /// commits them together.
-    ImportMany(
-        Vec<(Book, Option<SourceFile>)>,
-        RpcReplyPort<Vec<Result<RegisterOutcome, AppError>>>,
-    ),
+    ImportMany(#[serde(with = "crate::cluster::wire::as_json")] Vec<(Book, Option<SourceFile>)>),
     /// Replaces a live book's metadata and files with what its source now says (a changed
     /// file, a Calibre edit), keeping its id and added time. From the pipeline, not a person.
-    Refresh(Box<Book>, RpcReplyPort<Result<Book, AppError>>),
+    Refresh(#[serde(with = "crate::cluster::wire::as_json")] Box<Book>),
     /// Tombstones a book whose source is gone. From the pipeline, not a person.
-    Remove(BookId, RpcReplyPort<Result<(), AppError>>),
+    Remove(BookId),
+}
+
+/// The answer to each [`LibraryOp`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum LibraryReply {
+    Role(Option<Role>),
+    Book(#[serde(with = "crate::cluster::wire::as_json")] Box<Book>),
+    Registered(RegisterOutcome),
+    Many(Vec<Result<RegisterOutcome, AppError>>),
+    Done,
+}
+
+// An op is moved into the mailbox once and out again: its size costs one copy, not worth a
+// box for the few `Tick`s.
+#[allow(clippy::large_enum_variant)]
+#[derive(ractor_cluster::RactorMessage)]
+pub enum LibraryMsg {
+    Op(LibraryOp, RpcReplyPort<Result<LibraryReply, AppError>>),
     Tick,
 }
 
@@ -104,19 +117,7 @@ impl Actor for LibraryActor {
             st.idle.touch();
         }
         match msg {
-            LibraryMsg::Role(user, reply) => {
-                let _ = reply.send(st.members.get(&user).copied());
-            }
-            LibraryMsg::CreateBook(user, new, reply) => {
-                let _ = reply.send(st.create(user, new).await);
-            }
-            LibraryMsg::UpdateBook(user, id, patch, reply) => {
-                let _ = reply.send(st.update(user, id, patch).await);
-            }
-            LibraryMsg::DeleteBook(user, id, reply) => {
-                let _ = reply.send(st.delete(user, id).await);
-            }
-            LibraryMsg::Import(book, source, job, reply) => {
+            LibraryMsg::Op(LibraryOp::Import(book, source, job), reply) => {
                 // Registration is one atomic insert-unless-duplicate in the store, so it
                 // needs no ordering against this library's other writes: let it commit
                 // without holding the mailbox, and concurrent imports share a commit.
@@ -125,31 +126,13 @@ impl Actor for LibraryActor {
                     let r = store
                         .register_import(&book, source.as_ref(), job.as_deref())
                         .await
+                        .map(LibraryReply::Registered)
                         .map_err(AppError::from);
                     let _ = reply.send(r);
                 });
             }
-            LibraryMsg::ImportMany(books, reply) => {
-                let store = &st.store;
-                let all = futures_util::future::join_all(books.iter().map(|(b, s)| async move {
-                    store
-                        .register_import(b, s.as_ref(), None)
-                        .await
-                        .map_err(AppError::from)
-                }))
-                .await;
-                let _ = reply.send(all);
-            }
-            LibraryMsg::Refresh(book, reply) => {
-                let _ = reply.send(st.refresh(*book).await);
-            }
-            LibraryMsg::Remove(id, reply) => {
-                let r = match st.live_book(id).await {
-                    Ok(b) => st.tombstone(b).await,
-                    Err(AppError::NotFound(_)) => Ok(()),
-                    Err(e) => Err(e),
-                };
-                let _ = reply.send(r);
+            LibraryMsg::Op(op, reply) => {
+                let _ = reply.send(st.op(op).await);
             }
             LibraryMsg::Tick => {
                 if st.idle.expired() {
@@ -162,13 +145,55 @@ impl Actor for LibraryActor {
 }
 
 impl LibraryState {
+    async fn op(&mut self, op: LibraryOp) -> Result<LibraryReply, AppError> {
+        Ok(match op {
+            LibraryOp::Role(user) => LibraryReply::Role(self.members.get(&user).copied()),
+            LibraryOp::CreateBook(user, new) => {
+                LibraryReply::Book(Box::new(self.create(user, new).await?))
+            }
+            LibraryOp::UpdateBook(user, id, patch) => {
+                LibraryReply::Book(Box::new(self.update(user, id, patch).await?))
+            }
+            LibraryOp::DeleteBook(user, id) => {
+                self.delete(user, id).await?;
+                LibraryReply::Done
+            }
+            LibraryOp::Import(book, source, job) => LibraryReply::Registered(
+                self.store
+                    .register_import(&book, source.as_ref(), job.as_deref())
+                    .await?,
+            ),
+            LibraryOp::ImportMany(books) => {
+                let store = &self.store;
+                LibraryReply::Many(
+                    futures_util::future::join_all(books.iter().map(|(b, s)| async move {
+                        store
+                            .register_import(b, s.as_ref(), None)
+                            .await
+                            .map_err(AppError::from)
+                    }))
+                    .await,
+                )
+            }
+            LibraryOp::Refresh(book) => LibraryReply::Book(Box::new(self.refresh(*book).await?)),
+            LibraryOp::Remove(id) => {
+                match self.live_book(id).await {
+                    Ok(b) => self.tombstone(b).await?,
+                    Err(AppError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                LibraryReply::Done
+            }
+        })
+    }
+
     /// Members may read; owners and editors may write. Outsiders learn nothing (404).
     fn require_editor(&self, user: UserId, what: &'static str) -> Result<(), AppError> {
         match self.members.get(&user) {
-            None => Err(AppError::NotFound(what)),
-            Some(r) if !r.can_edit() => Err(AppError::Forbidden(
+            None => Err(AppError::NotFound(Cow::Borrowed(what))),
+            Some(r) if !r.can_edit() => Err(AppError::Forbidden(Cow::Borrowed(
                 "changing books needs the owner or editor role in this library",
-            )),
+            ))),
             Some(_) => Ok(()),
         }
     }
@@ -197,7 +222,7 @@ impl LibraryState {
     async fn live_book(&self, id: BookId) -> Result<Book, AppError> {
         match self.store.book(id).await? {
             Some(b) if b.library_id == self.library && b.deleted_at.is_none() => Ok(b),
-            _ => Err(AppError::NotFound("book")),
+            _ => Err(AppError::NotFound(Cow::Borrowed("book"))),
         }
     }
 
@@ -252,9 +277,8 @@ impl LibraryState {
         tomb.version = current.version + 1;
         self.store.update_book(&tomb).await?;
         for member in self.members.keys() {
-            if let Some(u) = self.placement.running::<UserMsg>(&user_key(*member)) {
-                let _ = u.cast(UserMsg::BookRemoved(id));
-            }
+            self.placement
+                .tell_user(*member, crate::user_actor::UserOp::BookRemoved(id));
         }
         Ok(())
     }

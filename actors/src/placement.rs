@@ -1,17 +1,37 @@
 //! The one way to reach an actor: by key (`user:<id>`, `library:<id>`, `device:<id>`).
 //! Actors are activated on first use and found by name afterwards; whoever asks never learns
-//! where the actor runs, so a cluster can later place keys on other nodes behind this same
-//! interface without touching the gateway.
+//! where the actor runs. In a cluster, `user:` and `library:` keys are owned by one live node
+//! each (rendezvous hashing over the members): a request for a key this node does not own
+//! is sent, serialized, to the owner, which answers it from its local actor. Device actors
+//! stay where their sockets are; the owner of their user pushes changes to that node.
 
+use crate::cluster::{Cluster, Inbound, wire};
 use crate::device_actor::{DeviceActor, DeviceArgs, DeviceMsg};
 use crate::error::AppError;
-use crate::library_actor::{LibraryActor, LibraryArgs, LibraryMsg};
+use crate::library_actor::{LibraryActor, LibraryArgs, LibraryMsg, LibraryOp, LibraryReply};
 use crate::supervisor::{Restarter, Supervisor};
-use crate::user_actor::{UserActor, UserArgs, UserMsg};
+use crate::user_actor::{Change, UserActor, UserArgs, UserMsg, UserOp, UserReply};
 use dogear_storage::{DeviceId, LibraryId, Store, UserId};
 use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort, SpawnErr, rpc::CallResult};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
+
+/// The value inside the expected variant of an actor's reply: `reply!(fut.await, UserReply::Write)`.
+macro_rules! reply {
+    ($r:expr, $variant:path) => {
+        match $r {
+            Ok($variant(v)) => Ok(v),
+            Ok(other) => Err($crate::error::AppError::Unavailable(format!(
+                "unexpected answer {other:?}"
+            ))),
+            Err(e) => Err(e),
+        }
+    };
+}
+pub(crate) use reply;
 
 /// How long a caller waits for an actor's answer before giving up with `503`.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,6 +79,40 @@ struct Inner {
     store: Arc<dyn Store>,
     settings: ActorSettings,
     sups: OnceLock<Supervisors>,
+    cluster: Option<Cluster>,
+}
+
+/// A request one node hands to the owner of a key.
+#[derive(Debug, Serialize, Deserialize)]
+enum Request {
+    User { user: UserId, op: UserOp },
+    Library { library: LibraryId, op: LibraryOp },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Reply {
+    User(Result<UserReply, AppError>),
+    Library(Result<LibraryReply, AppError>),
+    /// The receiving node could not read the request (another version, a bug).
+    Refused(String),
+}
+
+/// One-way messages between nodes, delivered in send order.
+#[derive(Debug, Serialize, Deserialize)]
+enum Cast {
+    /// A change of `user` for the devices with sockets on the receiving node.
+    Push {
+        user: UserId,
+        devices: Vec<DeviceId>,
+        change: Change,
+    },
+    /// The owner of `user` (re)started: the receiving node's devices of that user subscribe
+    /// to it again.
+    Resubscribe { user: UserId },
+    /// The device was deleted: close its sockets.
+    StopDevice { device: DeviceId },
+    /// An op for `user`'s actor if it runs on the receiving node; nobody waits for it.
+    Tell { user: UserId, op: UserOp },
 }
 
 #[derive(Clone)]
@@ -71,11 +125,13 @@ impl Placement {
     pub async fn start(
         store: Arc<dyn Store>,
         settings: ActorSettings,
+        cluster: Option<Cluster>,
     ) -> Result<Placement, AppError> {
         let inner = Arc::new(Inner {
             store,
             settings,
             sups: OnceLock::new(),
+            cluster,
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         let restart: Restarter = Arc::new(move |key: String| {
@@ -108,7 +164,137 @@ impl Placement {
             libraries: spawn("library", Some(restart)).await?,
         };
         let _ = inner.sups.set(sups);
+        if let Some(c) = &inner.cluster {
+            c.set_inbound(Arc::new(Here(Arc::downgrade(&inner))));
+            tokio::spawn(follow_membership(Arc::downgrade(&inner), c.watch_live()));
+        }
         Ok(Placement(inner))
+    }
+
+    /// This node's id in the cluster (`"local"` without one).
+    pub fn node_id(&self) -> &str {
+        self.0.cluster.as_ref().map_or("local", |c| c.node_id())
+    }
+
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.0.cluster.as_ref()
+    }
+
+    /// The node owning `key`, when it is not this one.
+    fn remote_owner(&self, key: &str) -> Option<String> {
+        let c = self.0.cluster.as_ref()?;
+        let owner = c.owner(key);
+        (owner != c.node_id()).then_some(owner)
+    }
+
+    /// Keys (user and library actors) running here.
+    pub fn local_keys(&self) -> u64 {
+        self.0.local_keys()
+    }
+
+    /// Asks the user's actor, wherever it runs.
+    pub async fn ask_user(&self, id: UserId, op: UserOp) -> Result<UserReply, AppError> {
+        if let Some(node) = self.remote_owner(&user_key(id)) {
+            return match self
+                .forward(&node, "user", &Request::User { user: id, op })
+                .await?
+            {
+                Reply::User(r) => r,
+                other => Err(unexpected(&node, &other)),
+            };
+        }
+        self.0.ask_user_here(id, op).await
+    }
+
+    /// Asks the library's actor, wherever it runs.
+    pub async fn ask_library(
+        &self,
+        id: LibraryId,
+        op: LibraryOp,
+    ) -> Result<LibraryReply, AppError> {
+        if let Some(node) = self.remote_owner(&library_key(id)) {
+            return match self
+                .forward(&node, "library", &Request::Library { library: id, op })
+                .await?
+            {
+                Reply::Library(r) => r,
+                other => Err(unexpected(&node, &other)),
+            };
+        }
+        self.0.ask_library_here(id, op).await
+    }
+
+    async fn forward(
+        &self,
+        node: &str,
+        kind: &'static str,
+        req: &Request,
+    ) -> Result<Reply, AppError> {
+        let Some(c) = &self.0.cluster else {
+            return Err(AppError::Unavailable("no cluster".into()));
+        };
+        let bytes = c
+            .call(node, kind, wire::encode(req), CALL_TIMEOUT)
+            .await
+            .map_err(|e| AppError::Unavailable(e.to_string()))?;
+        wire::decode::<Reply>(&bytes).map_err(|e| {
+            crate::cluster::node_actor::log_decode_failure(kind, &e);
+            AppError::Unavailable(format!("node {node} answered unreadably: {e}"))
+        })
+    }
+
+    /// Hands `op` to the actor of `user` if it runs (on whichever node owns it), without
+    /// activating it and without waiting: news it may use, never a request.
+    pub fn tell_user(&self, user: UserId, op: UserOp) {
+        match (self.remote_owner(&user_key(user)), &self.0.cluster) {
+            (Some(node), Some(c)) => {
+                let _ = c.cast(&node, "tell", wire::encode(&Cast::Tell { user, op }));
+            }
+            _ => self.0.tell_here(user, op),
+        }
+    }
+
+    /// Sends a change of `user` to `devices` with sockets on `node`; `false` when the node
+    /// cannot be reached.
+    pub fn push_remote(
+        &self,
+        node: &str,
+        user: UserId,
+        devices: &[DeviceId],
+        change: &Change,
+    ) -> bool {
+        let Some(c) = &self.0.cluster else {
+            return false;
+        };
+        let msg = Cast::Push {
+            user,
+            devices: devices.to_vec(),
+            change: change.clone(),
+        };
+        c.cast(node, "push", wire::encode(&msg)).is_ok()
+    }
+
+    /// Closes the sockets of a deleted device on `node`.
+    pub fn stop_remote_device(&self, node: &str, device: DeviceId) {
+        if let Some(c) = &self.0.cluster {
+            let _ = c.cast(
+                node,
+                "stop_device",
+                wire::encode(&Cast::StopDevice { device }),
+            );
+        }
+    }
+
+    /// A user's actor started here: devices of that user on other nodes subscribe to it.
+    pub fn announce_user(&self, user: UserId) {
+        if let Some(c) = &self.0.cluster {
+            let msg = wire::encode(&Cast::Resubscribe { user });
+            for node in c.live() {
+                if node != c.node_id() {
+                    let _ = c.cast(&node, "resubscribe", msg.clone());
+                }
+            }
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -178,36 +364,6 @@ impl Placement {
         ractor::registry::where_is(key).map(ActorRef::from)
     }
 
-    pub async fn call_user<R, F>(&self, id: UserId, build: F) -> Result<R, AppError>
-    where
-        R: Send + 'static,
-        F: Fn(RpcReplyPort<R>) -> UserMsg,
-    {
-        for _ in 0..CALL_ATTEMPTS {
-            if let Some(r) = call(&self.user(id).await?, &build).await? {
-                return Ok(r);
-            }
-        }
-        Err(AppError::Unavailable(format!(
-            "user actor {id} kept stopping"
-        )))
-    }
-
-    pub async fn call_library<R, F>(&self, id: LibraryId, build: F) -> Result<R, AppError>
-    where
-        R: Send + 'static,
-        F: Fn(RpcReplyPort<R>) -> LibraryMsg,
-    {
-        for _ in 0..CALL_ATTEMPTS {
-            if let Some(r) = call(&self.library(id).await?, &build).await? {
-                return Ok(r);
-            }
-        }
-        Err(AppError::Unavailable(format!(
-            "library actor {id} kept stopping"
-        )))
-    }
-
     /// Stops every actor (their state is already durable) and waits for them.
     pub async fn shutdown(&self) {
         if let Ok(s) = self.sups() {
@@ -219,6 +375,165 @@ impl Placement {
                 }
                 sup.stop(Some("shutdown".into()));
             }
+        }
+    }
+}
+
+impl Inner {
+    fn placement(self: &Arc<Self>) -> Placement {
+        Placement(self.clone())
+    }
+
+    async fn ask_user_here(
+        self: &Arc<Self>,
+        id: UserId,
+        op: UserOp,
+    ) -> Result<UserReply, AppError> {
+        let p = self.placement();
+        for _ in 0..CALL_ATTEMPTS {
+            let actor = p.user(id).await?;
+            if let Some(r) = call(&actor, &|reply| UserMsg::Op(op.clone(), reply)).await? {
+                return r;
+            }
+        }
+        Err(AppError::Unavailable(format!(
+            "user actor {id} kept stopping"
+        )))
+    }
+
+    async fn ask_library_here(
+        self: &Arc<Self>,
+        id: LibraryId,
+        op: LibraryOp,
+    ) -> Result<LibraryReply, AppError> {
+        let p = self.placement();
+        for _ in 0..CALL_ATTEMPTS {
+            let actor = p.library(id).await?;
+            if let Some(r) = call(&actor, &|reply| LibraryMsg::Op(op.clone(), reply)).await? {
+                return r;
+            }
+        }
+        Err(AppError::Unavailable(format!(
+            "library actor {id} kept stopping"
+        )))
+    }
+
+    fn tell_here(&self, user: UserId, op: UserOp) {
+        if let Some(u) = ractor::registry::where_is(user_key(user).as_str()) {
+            let u: ActorRef<UserMsg> = u.into();
+            let _ = u.cast(UserMsg::Tell(op));
+        }
+    }
+
+    fn local_keys(&self) -> u64 {
+        self.sups.get().map_or(0, |s| {
+            (s.users.get_children().len() + s.libraries.get_children().len()) as u64
+        })
+    }
+
+    /// Every running device actor on this node.
+    fn devices(&self) -> Vec<ActorRef<DeviceMsg>> {
+        self.sups.get().map_or(Vec::new(), |s| {
+            s.devices
+                .get_children()
+                .into_iter()
+                .map(ActorRef::from)
+                .collect()
+        })
+    }
+}
+
+fn unexpected(node: &str, r: &Reply) -> AppError {
+    match r {
+        Reply::Refused(why) => AppError::Unavailable(format!("node {node} refused: {why}")),
+        _ => AppError::Unavailable(format!("node {node} answered another kind of request")),
+    }
+}
+
+/// What this node does with requests and messages from other nodes. A forwarded request is
+/// always served here, never forwarded again: when two nodes briefly disagree on an owner,
+/// the store's version checks keep them from both applying a write.
+struct Here(Weak<Inner>);
+
+impl Inbound for Here {
+    fn call(&self, payload: Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
+        let inner = self.0.clone();
+        Box::pin(async move {
+            let Some(inner) = inner.upgrade() else {
+                return wire::encode(&Reply::Refused("node is stopping".into()));
+            };
+            let reply = match wire::decode::<Request>(&payload) {
+                Ok(Request::User { user, op }) => Reply::User(inner.ask_user_here(user, op).await),
+                Ok(Request::Library { library, op }) => {
+                    Reply::Library(inner.ask_library_here(library, op).await)
+                }
+                Err(e) => {
+                    crate::cluster::node_actor::log_decode_failure("request", &e);
+                    Reply::Refused(e.to_string())
+                }
+            };
+            wire::encode(&reply)
+        })
+    }
+
+    fn cast(&self, payload: Vec<u8>) {
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        match wire::decode::<Cast>(&payload) {
+            Ok(Cast::Push {
+                devices, change, ..
+            }) => {
+                let change = Arc::new(change);
+                for d in devices {
+                    if let Some(dev) = ractor::registry::where_is(device_key(d).as_str()) {
+                        let dev: ActorRef<DeviceMsg> = dev.into();
+                        let _ = dev.cast(DeviceMsg::Push(change.clone()));
+                    }
+                }
+            }
+            Ok(Cast::Resubscribe { user }) => {
+                for dev in inner.devices() {
+                    let _ = dev.cast(DeviceMsg::ResubscribeIfUser(user));
+                }
+            }
+            Ok(Cast::StopDevice { device }) => {
+                if let Some(dev) = ractor::registry::where_is(device_key(device).as_str()) {
+                    dev.stop(Some("device deleted".into()));
+                }
+            }
+            Ok(Cast::Tell { user, op }) => inner.tell_here(user, op),
+            Err(e) => crate::cluster::node_actor::log_decode_failure("cast", &e),
+        }
+    }
+
+    fn local_keys(&self) -> u64 {
+        self.0.upgrade().map_or(0, |i| i.local_keys())
+    }
+}
+
+/// When members come or go: actors of keys this node no longer owns stop (their state is in
+/// the store; the new owner loads it), and every device with sockets here subscribes again,
+/// to whichever node now owns its user.
+async fn follow_membership(weak: Weak<Inner>, mut live: tokio::sync::watch::Receiver<Vec<String>>) {
+    while live.changed().await.is_ok() {
+        let Some(inner) = weak.upgrade() else { return };
+        let p = inner.placement();
+        if let Some(s) = inner.sups.get() {
+            for sup in [&s.users, &s.libraries] {
+                for child in sup.get_children() {
+                    let Some(key) = child.get_name() else {
+                        continue;
+                    };
+                    if p.remote_owner(&key).is_some() {
+                        tracing::info!(%key, "key moved to another node; stopping its actor here");
+                        child.stop(Some("moved".into()));
+                    }
+                }
+            }
+        }
+        for dev in inner.devices() {
+            let _ = dev.cast(DeviceMsg::Resubscribe);
         }
     }
 }
@@ -258,4 +573,106 @@ where
         }
     }
     Err(AppError::Unavailable(format!("could not activate {key}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device_actor::SocketId;
+    use crate::kobo::state::{Bookmark, KoboReading};
+    use crate::progress::ProgressWrite;
+    use crate::progress::parts::{DeviceTime, Stamped};
+    use dogear_storage::*;
+
+    /// Everything that crosses between nodes survives postcard: in particular what is stored
+    /// as JSON (tagged file locations, a Kobo's numbers), which postcard alone cannot read.
+    #[test]
+    fn requests_replies_and_casts_round_trip() {
+        let at = DeviceTime::parse("2026-11-01T10:00:00.5Z").unwrap();
+        let reading = KoboReading {
+            at: Some(at.clone()),
+            bookmark: Some(Stamped {
+                at,
+                value: Bookmark {
+                    percent: serde_json::Number::from_f64(42.5),
+                    source_percent: Some(serde_json::Number::from(7)),
+                    location: None,
+                },
+            }),
+            ..Default::default()
+        };
+        let mut book =
+            dogear_storage::conformance::books::book(LibraryId::generate(), "Hamlet", "W. S.");
+        book.meta.formats = vec![BookFile {
+            format: Format::Epub,
+            size: 12,
+            hash: "00112233aabbccdd".into(),
+            location: FileLocation::Object {
+                key: "ab/cd".into(),
+            },
+        }];
+        let write = ProgressWrite {
+            event_id: EventId::generate(),
+            book_id: book.id,
+            device_id: DeviceId::generate(),
+            percent: Percent::new(12.5).unwrap(),
+            locator: Locator::new("epubcfi(/6/4)".into()),
+            status: None,
+            client_ts: Timestamp::from_millis(1_700_000_000_123),
+            rewind: false,
+        };
+        let requests = vec![
+            Request::User {
+                user: UserId::generate(),
+                op: UserOp::KoboWrite {
+                    reading: Box::new(reading),
+                    book: book.id,
+                    device: DeviceId::generate(),
+                },
+            },
+            Request::User {
+                user: UserId::generate(),
+                op: UserOp::Write {
+                    write,
+                    origin: Some(SocketId::next()),
+                },
+            },
+            Request::Library {
+                library: book.library_id,
+                op: LibraryOp::Import(Box::new(book.clone()), None, None),
+            },
+            Request::Library {
+                library: book.library_id,
+                op: LibraryOp::UpdateBook(
+                    UserId::generate(),
+                    book.id,
+                    crate::books::BookPatch {
+                        language: Some(None),
+                        series_index: Some(Some(2.5)),
+                        ..Default::default()
+                    },
+                ),
+            },
+        ];
+        for r in &requests {
+            let back: Request = wire::decode(&wire::encode(r)).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{r:?}"));
+        }
+        let replies = vec![
+            Reply::Library(Ok(LibraryReply::Book(Box::new(book.clone())))),
+            Reply::Library(Ok(LibraryReply::Many(vec![
+                Ok(RegisterOutcome::Created),
+                Err(AppError::bad("file", "is not an EPUB")),
+            ]))),
+            Reply::User(Err(AppError::NotFound(std::borrow::Cow::Borrowed("book")))),
+            Reply::User(Err(AppError::RateLimited {
+                retry_after_secs: 3,
+            })),
+            Reply::Refused("version 9".into()),
+        ];
+        for r in &replies {
+            let back: Reply = wire::decode(&wire::encode(r)).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{r:?}"));
+        }
+    }
 }

@@ -3,11 +3,13 @@
 
 use crate::app::Dogear;
 use crate::error::AppError;
-use crate::user_actor::UserMsg;
+use crate::placement::reply;
+use crate::user_actor::{UserOp, UserReply};
 use dogear_storage::{BookId, Shelf, ShelfId, Store, Timestamp, UserId};
+use std::borrow::Cow;
 
 /// One change to a user's shelves.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum ShelfOp {
     Create { name: String, books: Vec<BookId> },
     Rename { id: ShelfId, name: String },
@@ -99,7 +101,7 @@ impl Dogear {
             .shelf(id)
             .await?
             .filter(|s| s.user_id == user && s.deleted_at.is_none())
-            .ok_or(AppError::NotFound("shelf"))
+            .ok_or(AppError::NotFound(Cow::Borrowed("shelf")))
     }
 
     /// The books of `ids` the user may read; with `strict`, any other is an error naming
@@ -131,9 +133,10 @@ impl Dogear {
     /// Applies a shelf change through the user's actor; `NotFound` for a shelf that is not
     /// the user's.
     pub async fn change_shelf(&self, user: UserId, op: ShelfOp) -> Result<Shelf, AppError> {
-        self.placement
-            .call_user(user, |reply| UserMsg::Shelf(op.clone(), reply))
-            .await??
-            .ok_or(AppError::NotFound("shelf"))
+        reply!(
+            self.placement.ask_user(user, UserOp::Shelf(op)).await,
+            UserReply::Shelf
+        )?
+        .ok_or(AppError::NotFound(Cow::Borrowed("shelf")))
     }
 }

@@ -14,11 +14,13 @@ use dogear_storage::{
     Reason, RecordOutcome, Store, StoreError, Timestamp, UserId,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// The answer to a progress write.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WriteOutcome {
     pub applied: bool,
     pub reason: Option<Reason>,
@@ -31,7 +33,7 @@ pub struct WriteOutcome {
 }
 
 /// A Kobo `PUT`'s outcome: the write's, each part's, and the state's time as answered.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KoboPutOutcome {
     pub write: WriteOutcome,
     pub parts: crate::kobo::PartOutcomes,
@@ -39,14 +41,14 @@ pub struct KoboPutOutcome {
 }
 
 /// `GET /v1/books/{id}/progress`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProgressView {
     pub state: Option<ProgressState>,
     pub devices: Vec<DevicePosition>,
 }
 
 /// An applied change, as pushed live to the user's other sockets.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Change {
     pub seq: u64,
     pub state: ProgressState,
@@ -55,45 +57,76 @@ pub struct Change {
     pub origin_socket: Option<SocketId>,
 }
 
-pub enum UserMsg {
+/// What may be asked of a user's actor, from this node or another: serializable, so that
+/// the node that received a request can hand it to the node that owns the user.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum UserOp {
     Write {
         write: ProgressWrite,
         origin: Option<SocketId>,
-        reply: RpcReplyPort<Result<WriteOutcome, AppError>>,
     },
     Get {
         book: BookId,
-        reply: RpcReplyPort<Result<ProgressView, AppError>>,
     },
     /// A Kobo's reading-state `PUT`, mapped onto a progress write here, against the state
     /// this actor holds, so two racing PUTs each merge onto the other's result.
     KoboWrite {
+        /// Travels as its JSON (it holds the device's numbers as it wrote them).
+        #[serde(with = "crate::cluster::wire::as_json")]
         reading: Box<crate::kobo::KoboReading>,
         book: BookId,
         device: DeviceId,
-        reply: RpcReplyPort<Result<KoboPutOutcome, AppError>>,
     },
-    HasDevice(DeviceId, RpcReplyPort<bool>),
+    HasDevice(DeviceId),
     CreateDevice {
         name: String,
         kind: DeviceKind,
         /// A Kobo's token (hashed), created with the device in one transaction.
         token_hash: Option<String>,
-        reply: RpcReplyPort<Result<Device, AppError>>,
     },
-    ListDevices(RpcReplyPort<Vec<Device>>),
-    DeleteDevice(DeviceId, RpcReplyPort<Result<(), AppError>>),
-    /// A device with open sockets wants this user's live changes.
-    Subscribe(DeviceId, ActorRef<DeviceMsg>),
-    Unsubscribe(DeviceId),
+    ListDevices,
+    DeleteDevice(DeviceId),
+    /// A device with open sockets on node `node` wants this user's live changes.
+    Subscribe {
+        device: DeviceId,
+        node: String,
+    },
+    Unsubscribe {
+        device: DeviceId,
+    },
     /// A book was deleted: forget that it was readable.
     BookRemoved(BookId),
     /// A change to one of the user's shelves.
-    Shelf(
-        crate::shelves::ShelfOp,
-        RpcReplyPort<Result<Option<dogear_storage::Shelf>, AppError>>,
-    ),
+    Shelf(crate::shelves::ShelfOp),
+}
+
+/// The answer to each [`UserOp`], in the same order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum UserReply {
+    Write(WriteOutcome),
+    Progress(ProgressView),
+    Kobo(KoboPutOutcome),
+    Bool(bool),
+    Device(Device),
+    Devices(Vec<Device>),
+    Done,
+    Shelf(Option<dogear_storage::Shelf>),
+}
+
+#[derive(ractor_cluster::RactorMessage)]
+pub enum UserMsg {
+    Op(UserOp, RpcReplyPort<Result<UserReply, AppError>>),
+    /// An op whose answer nobody waits for.
+    Tell(UserOp),
     Tick,
+}
+
+/// Where a subscribed device's sockets are.
+enum Subscriber {
+    /// On this node: its actor gets each change directly.
+    Local(ActorRef<DeviceMsg>),
+    /// On another node, which hands each change to the device's actor there.
+    Remote(String),
 }
 
 pub struct UserArgs {
@@ -111,7 +144,7 @@ pub struct UserState {
     readable: HashSet<BookId>,
     libraries: HashSet<LibraryId>,
     devices: HashMap<DeviceId, Device>,
-    subscribers: HashMap<DeviceId, ActorRef<DeviceMsg>>,
+    subscribers: HashMap<DeviceId, Subscriber>,
     idle: Idle,
 }
 
@@ -147,9 +180,11 @@ impl Actor for UserActor {
         for id in devices.keys() {
             if let Some(dev) = args.placement.running::<DeviceMsg>(&device_key(*id)) {
                 let _ = dev.cast(DeviceMsg::Resubscribe);
-                subscribers.insert(*id, dev);
+                subscribers.insert(*id, Subscriber::Local(dev));
             }
         }
+        // Devices with sockets on other nodes subscribe again to this (new) owner.
+        args.placement.announce_user(args.user);
         let idle = Idle::start(
             &myself,
             "user",
@@ -180,96 +215,14 @@ impl Actor for UserActor {
             st.idle.touch();
         }
         match msg {
-            UserMsg::Write {
-                write,
-                origin,
-                reply,
-            } => {
-                let r = st.write(write, origin).await;
+            UserMsg::Op(op, reply) => {
+                let r = st.op(op).await;
                 let _ = reply.send(r);
             }
-            UserMsg::KoboWrite {
-                reading,
-                book,
-                device,
-                reply,
-            } => {
-                let r = st.kobo_write(*reading, book, device).await;
-                let _ = reply.send(r);
-            }
-            UserMsg::Get { book, reply } => {
-                let r = st.get(book).await;
-                let _ = reply.send(r);
-            }
-            UserMsg::HasDevice(id, reply) => {
-                let _ = reply.send(st.devices.contains_key(&id));
-            }
-            UserMsg::CreateDevice {
-                name,
-                kind,
-                token_hash,
-                reply,
-            } => {
-                let device = Device {
-                    id: DeviceId::generate(),
-                    user_id: st.user,
-                    name,
-                    kind,
-                    created_at: Timestamp::now(),
-                };
-                let created = match token_hash {
-                    Some(token_hash) => {
-                        let token = dogear_storage::KoboToken {
-                            device_id: device.id,
-                            user_id: st.user,
-                            token_hash,
-                            created_at: device.created_at,
-                        };
-                        st.store.create_kobo_device(&device, &token).await
-                    }
-                    None => st.store.create_device(&device).await,
-                };
-                let r = match created {
-                    Ok(()) => {
-                        st.devices.insert(device.id, device.clone());
-                        Ok(device)
-                    }
-                    Err(e) => Err(e.into()),
-                };
-                let _ = reply.send(r);
-            }
-            UserMsg::ListDevices(reply) => {
-                let mut list: Vec<Device> = st.devices.values().cloned().collect();
-                list.sort_by_key(|d| d.id);
-                let _ = reply.send(list);
-            }
-            UserMsg::DeleteDevice(id, reply) => {
-                let r = match st.store.delete_device(st.user, id).await {
-                    Ok(true) => {
-                        st.devices.remove(&id);
-                        if let Some(dev) = st.subscribers.remove(&id) {
-                            // Its sockets speak for a device that no longer exists.
-                            dev.stop(Some("device deleted".into()));
-                        }
-                        Ok(())
-                    }
-                    Ok(false) => Err(AppError::NotFound("device")),
-                    Err(e) => Err(e.into()),
-                };
-                let _ = reply.send(r);
-            }
-            UserMsg::Shelf(op, reply) => {
-                let r = crate::shelves::apply(&*st.store, st.user, op).await;
-                let _ = reply.send(r);
-            }
-            UserMsg::Subscribe(id, dev) => {
-                st.subscribers.insert(id, dev);
-            }
-            UserMsg::Unsubscribe(id) => {
-                st.subscribers.remove(&id);
-            }
-            UserMsg::BookRemoved(book) => {
-                st.readable.remove(&book);
+            UserMsg::Tell(op) => {
+                if let Err(e) = st.op(op).await {
+                    tracing::debug!(error = %e, "a told op failed");
+                }
             }
             UserMsg::Tick => {
                 if st.subscribers.is_empty() && st.idle.expired() {
@@ -282,6 +235,92 @@ impl Actor for UserActor {
 }
 
 impl UserState {
+    async fn op(&mut self, op: UserOp) -> Result<UserReply, AppError> {
+        Ok(match op {
+            UserOp::Write { write, origin } => UserReply::Write(self.write(write, origin).await?),
+            UserOp::KoboWrite {
+                reading,
+                book,
+                device,
+            } => UserReply::Kobo(self.kobo_write(*reading, book, device).await?),
+            UserOp::Get { book } => UserReply::Progress(self.get(book).await?),
+            UserOp::HasDevice(id) => UserReply::Bool(self.devices.contains_key(&id)),
+            UserOp::CreateDevice {
+                name,
+                kind,
+                token_hash,
+            } => UserReply::Device(self.create_device(name, kind, token_hash).await?),
+            UserOp::ListDevices => {
+                let mut list: Vec<Device> = self.devices.values().cloned().collect();
+                list.sort_by_key(|d| d.id);
+                UserReply::Devices(list)
+            }
+            UserOp::DeleteDevice(id) => {
+                if !self.store.delete_device(self.user, id).await? {
+                    return Err(AppError::NotFound(Cow::Borrowed("device")));
+                }
+                self.devices.remove(&id);
+                // Its sockets speak for a device that no longer exists.
+                match self.subscribers.remove(&id) {
+                    Some(Subscriber::Local(dev)) => dev.stop(Some("device deleted".into())),
+                    Some(Subscriber::Remote(node)) => self.placement.stop_remote_device(&node, id),
+                    None => {}
+                }
+                UserReply::Done
+            }
+            UserOp::Shelf(op) => {
+                UserReply::Shelf(crate::shelves::apply(&*self.store, self.user, op).await?)
+            }
+            UserOp::Subscribe { device, node } => {
+                if node == self.placement.node_id() {
+                    if let Some(dev) = self.placement.running::<DeviceMsg>(&device_key(device)) {
+                        self.subscribers.insert(device, Subscriber::Local(dev));
+                    }
+                } else {
+                    self.subscribers.insert(device, Subscriber::Remote(node));
+                }
+                UserReply::Done
+            }
+            UserOp::Unsubscribe { device } => {
+                self.subscribers.remove(&device);
+                UserReply::Done
+            }
+            UserOp::BookRemoved(book) => {
+                self.readable.remove(&book);
+                UserReply::Done
+            }
+        })
+    }
+
+    async fn create_device(
+        &mut self,
+        name: String,
+        kind: DeviceKind,
+        token_hash: Option<String>,
+    ) -> Result<Device, AppError> {
+        let device = Device {
+            id: DeviceId::generate(),
+            user_id: self.user,
+            name,
+            kind,
+            created_at: Timestamp::now(),
+        };
+        match token_hash {
+            Some(token_hash) => {
+                let token = dogear_storage::KoboToken {
+                    device_id: device.id,
+                    user_id: self.user,
+                    token_hash,
+                    created_at: device.created_at,
+                };
+                self.store.create_kobo_device(&device, &token).await?
+            }
+            None => self.store.create_device(&device).await?,
+        }
+        self.devices.insert(device.id, device.clone());
+        Ok(device)
+    }
+
     async fn head(&mut self) -> Result<u64, AppError> {
         match self.head {
             Some(h) => Ok(h),
@@ -308,10 +347,10 @@ impl UserState {
             return Ok(());
         }
         let Some(b) = self.store.book(book).await? else {
-            return Err(AppError::NotFound("book"));
+            return Err(AppError::NotFound(Cow::Borrowed("book")));
         };
         if b.deleted_at.is_some() {
-            return Err(AppError::NotFound("book"));
+            return Err(AppError::NotFound(Cow::Borrowed("book")));
         }
         if !self.libraries.contains(&b.library_id) {
             // Memberships may have changed since activation.
@@ -323,7 +362,7 @@ impl UserState {
                 .map(|(l, _)| l.id)
                 .collect();
             if !self.libraries.contains(&b.library_id) {
-                return Err(AppError::NotFound("book"));
+                return Err(AppError::NotFound(Cow::Borrowed("book")));
             }
         }
         self.readable.insert(book);
@@ -471,7 +510,24 @@ impl UserState {
 
     fn broadcast(&mut self, change: Change) {
         let change = Arc::new(change);
-        self.subscribers
-            .retain(|_, dev| dev.cast(DeviceMsg::Push(change.clone())).is_ok());
+        let mut remote: std::collections::BTreeMap<String, Vec<DeviceId>> = Default::default();
+        self.subscribers.retain(|id, sub| match sub {
+            Subscriber::Local(dev) => dev.cast(DeviceMsg::Push(change.clone())).is_ok(),
+            Subscriber::Remote(node) => {
+                remote.entry(node.clone()).or_default().push(*id);
+                true
+            }
+        });
+        // One message per node, whatever its number of devices; a node that cannot be
+        // reached loses its subscriptions (its devices subscribe again when it is back).
+        for (node, devices) in remote {
+            if !self
+                .placement
+                .push_remote(&node, self.user, &devices, &change)
+            {
+                self.subscribers
+                    .retain(|_, s| !matches!(s, Subscriber::Remote(n) if *n == node));
+            }
+        }
     }
 }

@@ -4,7 +4,7 @@
 use dogear_actors::AppError;
 use dogear_actors::placement::{ActorSettings, Placement, user_key};
 use dogear_actors::progress::ProgressWrite;
-use dogear_actors::user_actor::{UserMsg, WriteOutcome};
+use dogear_actors::user_actor::{UserOp, UserReply, WriteOutcome};
 use dogear_storage::conformance::seed_reader;
 use dogear_storage::sqlite::{SqliteOptions, SqliteStore};
 use dogear_storage::*;
@@ -29,7 +29,7 @@ async fn world(name: &str, idle: Duration) -> World {
         socket_queue: 8,
         ..Default::default()
     };
-    let placement = Placement::start(store, settings).await.unwrap();
+    let placement = Placement::start(store, settings, None).await.unwrap();
     World {
         _dir: dir,
         placement,
@@ -53,12 +53,19 @@ fn write(w: &World, pct: f64, ts: i64) -> ProgressWrite {
 }
 
 async fn send(p: &Placement, user: UserId, w: ProgressWrite) -> Result<WriteOutcome, AppError> {
-    p.call_user(user, |reply| UserMsg::Write {
-        write: w.clone(),
-        origin: None,
-        reply,
-    })
-    .await?
+    match p
+        .ask_user(
+            user,
+            UserOp::Write {
+                write: w,
+                origin: None,
+            },
+        )
+        .await?
+    {
+        UserReply::Write(o) => Ok(o),
+        other => Err(AppError::Unavailable(format!("{other:?}"))),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,12 +95,9 @@ async fn concurrent_writes_to_one_user_serialize() {
     );
     let view = w
         .placement
-        .call_user(w.user, |reply| UserMsg::Get {
-            book: w.book,
-            reply,
-        })
+        .ask_user(w.user, UserOp::Get { book: w.book })
         .await
-        .unwrap()
+        .map(progress_view)
         .unwrap();
     assert_eq!(
         view.state.unwrap().percent.get(),
@@ -161,4 +165,11 @@ async fn idle_actors_stop_and_come_back() {
         .await
         .unwrap();
     assert_eq!(o.state.version, 2);
+}
+
+fn progress_view(r: UserReply) -> dogear_actors::user_actor::ProgressView {
+    match r {
+        UserReply::Progress(v) => v,
+        other => panic!("{other:?}"),
+    }
 }

@@ -4,7 +4,7 @@
 
 use dogear_actors::placement::{ActorSettings, Placement, user_key};
 use dogear_actors::progress::ProgressWrite;
-use dogear_actors::user_actor::UserMsg;
+use dogear_actors::user_actor::{UserMsg, UserOp, UserReply};
 use dogear_storage::conformance::faults::{Fault, Faulty};
 use dogear_storage::conformance::{self, seed_reader};
 use dogear_storage::sqlite::{SqliteOptions, SqliteStore};
@@ -49,7 +49,7 @@ async fn a_panicking_user_actor_is_restarted_with_its_writes() {
     // SQLite, except that the progress write armed below panics.
     let (crashy, store, seeded) = faulty_store(dir.path(), "panicky").await;
     let (user, book) = (seeded.user.id, seeded.book.id);
-    let placement = Placement::start(store, ActorSettings::default())
+    let placement = Placement::start(store, ActorSettings::default(), None)
         .await
         .unwrap();
     let write = |pct: f64, ts: i64| progress_write(&seeded, pct, ts);
@@ -59,14 +59,19 @@ async fn a_panicking_user_actor_is_restarted_with_its_writes() {
             let actor = p.user(user).await.unwrap();
             actor
                 .call(
-                    |reply| UserMsg::Write {
-                        write: w,
-                        origin: None,
-                        reply,
+                    |reply| {
+                        UserMsg::Op(
+                            UserOp::Write {
+                                write: w,
+                                origin: None,
+                            },
+                            reply,
+                        )
                     },
                     Some(Duration::from_secs(5)),
                 )
                 .await
+                .map(|r| r.map(|r| r.and_then(write_outcome)))
         }
     };
 
@@ -98,11 +103,14 @@ async fn a_panicking_user_actor_is_restarted_with_its_writes() {
     );
 
     // Nothing acknowledged was lost, and the actor carries on from storage.
-    let view = placement
-        .call_user(user, |reply| UserMsg::Get { book, reply })
+    let view = match placement
+        .ask_user(user, UserOp::Get { book })
         .await
         .unwrap()
-        .unwrap();
+    {
+        UserReply::Progress(v) => v,
+        other => panic!("{other:?}"),
+    };
     assert_eq!(view.state.as_ref().unwrap().percent.get(), 25.0);
     let again = send(acked).await.unwrap();
     assert!(
@@ -120,20 +128,22 @@ async fn a_panicking_user_actor_is_restarted_with_its_writes() {
 async fn a_failed_store_write_fails_that_write_only() {
     let dir = tempfile::tempdir().unwrap();
     let (faulty, store, seeded) = faulty_store(dir.path(), "unlucky").await;
-    let placement = Placement::start(store, ActorSettings::default())
+    let placement = Placement::start(store, ActorSettings::default(), None)
         .await
         .unwrap();
     let write = |pct: f64, ts: i64| progress_write(&seeded, pct, ts);
     let send = |w: ProgressWrite| {
         let p = placement.clone();
         async move {
-            p.call_user(seeded.user.id, |reply| UserMsg::Write {
-                write: w.clone(),
-                origin: None,
-                reply,
-            })
+            p.ask_user(
+                seeded.user.id,
+                UserOp::Write {
+                    write: w,
+                    origin: None,
+                },
+            )
             .await
-            .and_then(|r| r)
+            .and_then(write_outcome)
         }
     };
     faulty.arm("record_progress", Fault::Fail);
@@ -148,4 +158,13 @@ async fn a_failed_store_write_fails_that_write_only() {
         o.applied && o.state.version == 1,
         "nothing of the failed write: {o:?}"
     );
+}
+
+fn write_outcome(
+    r: UserReply,
+) -> Result<dogear_actors::user_actor::WriteOutcome, dogear_actors::AppError> {
+    match r {
+        UserReply::Write(o) => Ok(o),
+        other => Err(dogear_actors::AppError::Unavailable(format!("{other:?}"))),
+    }
 }

@@ -194,6 +194,10 @@ where
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
+    // Which node answered: operators follow a request through a cluster with it.
+    if let Ok(v) = HeaderValue::from_str(ctx.app.node_id()) {
+        resp.headers_mut().insert("x-dogear-node", v);
+    }
     resp
 }
 

@@ -38,3 +38,15 @@ pub fn metrics(ctx: &Ctx) -> Response {
     );
     r
 }
+
+/// `GET /v1/cluster`: the members this node sees, their state and how many keys each runs.
+pub async fn cluster(
+    ctx: &Ctx,
+    user: dogear_storage::UserId,
+) -> Result<Response, crate::error::ApiError> {
+    let members = ctx.app.cluster_members(user).await?;
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"node_id": ctx.app.node_id(), "members": members}),
+    ))
+}

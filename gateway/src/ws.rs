@@ -7,6 +7,7 @@ use crate::error::ApiError;
 use crate::http::{self, bearer};
 use crate::wire::{self, ProgressBody};
 use dogear_actors::FeedCursor;
+use dogear_actors::device_actor::LiveEvent;
 use dogear_actors::device_actor::SocketId;
 use dogear_actors::user_actor::Change;
 use dogear_storage::{BookId, DeviceId, UserId};
@@ -250,11 +251,21 @@ async fn run_session(ctx: Arc<Ctx>, user: UserId, device: DeviceId, ws: WebSocke
             }
             change = live.recv() => {
                 match change {
-                    Some(c) => {
+                    Some(LiveEvent::Change(c)) => {
                         if let Some(out) = s.push(&c)
                             && tx.send(Message::text(out)).await.is_err()
                         {
                             break;
+                        }
+                    }
+                    Some(LiveEvent::CatchUp) => {
+                        // The user's owner moved: read what this socket may have missed.
+                        let from = s.sent;
+                        for out in s.resume(from).await {
+                            if tx.send(Message::text(out)).await.is_err() {
+                                close = Some((1011, "send failed"));
+                                break;
+                            }
                         }
                     }
                     None if overflowed.load(Ordering::Acquire) => {

@@ -15,6 +15,61 @@ pub struct Config {
     pub import: Import,
     pub kobo: Kobo,
     pub log: Log,
+    pub cluster: ClusterCfg,
+}
+
+/// `[cluster]`: several nodes sharing PostgreSQL and an S3 object store, each key owned by
+/// one live node. An empty `node_id` means one node on its own.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterCfg {
+    /// This node's id: unique in the cluster, stable across restarts. Empty: no cluster.
+    pub node_id: String,
+    /// Where this node accepts peers (`host:port`).
+    pub listen: String,
+    /// The address peers are told to dial to reach this node; empty: `listen`.
+    pub advertise: String,
+    /// Peers dialled at start and redialled when lost (usually every other node).
+    pub seeds: Vec<String>,
+    /// Names the cluster; nodes with another cookie are refused. Set it from the environment
+    /// (`DOGEAR_CLUSTER__COOKIE`). It is not a secret handshake.
+    pub cookie: String,
+    /// How often each node checks every other.
+    pub heartbeat_ms: u64,
+    /// A peer silent this long is `down` and its keys move to the others.
+    pub failure_timeout_ms: u64,
+}
+
+impl Default for ClusterCfg {
+    fn default() -> Self {
+        ClusterCfg {
+            node_id: String::new(),
+            listen: "127.0.0.1:7101".into(),
+            advertise: String::new(),
+            seeds: Vec::new(),
+            cookie: String::new(),
+            heartbeat_ms: 500,
+            failure_timeout_ms: 3000,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterCfg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterCfg")
+            .field("node_id", &self.node_id)
+            .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
+            .field("seeds", &self.seeds)
+            .field("cookie", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterCfg {
+    pub fn enabled(&self) -> bool {
+        !self.node_id.trim().is_empty()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -421,6 +476,60 @@ fn validate(cfg: &Config) -> Result<(), String> {
     {
         return Err("config: key `auth.jwt_secret`: must be at least 32 characters".into());
     }
+    if cfg.cluster.enabled() {
+        validate_cluster(cfg)?;
+    }
+    Ok(())
+}
+
+/// What a cluster needs shared: refuses per-node pieces by name, at start.
+fn validate_cluster(cfg: &Config) -> Result<(), String> {
+    let c = &cfg.cluster;
+    let fail = |key: &str, msg: &str| Err(format!("config: key `{key}`: {msg}"));
+    if !c
+        .node_id
+        .chars()
+        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' || ch == '.')
+        || c.node_id.len() > 64
+    {
+        return fail(
+            "cluster.node_id",
+            "must be 1-64 letters, digits, '-', '_' or '.'",
+        );
+    }
+    if c.listen.parse::<SocketAddr>().is_err() {
+        return fail("cluster.listen", "must be an address like 127.0.0.1:7101");
+    }
+    if c.cookie.trim().is_empty() {
+        return fail(
+            "cluster.cookie",
+            "must be set in a cluster (the same on every node; DOGEAR_CLUSTER__COOKIE)",
+        );
+    }
+    if c.heartbeat_ms == 0 || c.failure_timeout_ms < 2 * c.heartbeat_ms {
+        return fail(
+            "cluster.failure_timeout_ms",
+            "must be at least twice cluster.heartbeat_ms (and the heartbeat positive)",
+        );
+    }
+    if cfg.storage.backend != Backend::Postgres {
+        return fail(
+            "storage.backend",
+            "a cluster needs a store every node shares: set \"postgres\" (each node's SQLite file would be its own)",
+        );
+    }
+    if !cfg.storage.objects.trim().starts_with("s3://") {
+        return fail(
+            "storage.objects",
+            "a cluster needs an object store every node reaches: set s3://bucket/prefix (a local folder is this node's alone)",
+        );
+    }
+    if cfg.auth.jwt_secret.is_none() {
+        return fail(
+            "auth.jwt_secret",
+            "must be set, the same on every node of a cluster (a token signed by one node is checked by all)",
+        );
+    }
     Ok(())
 }
 
@@ -469,6 +578,14 @@ fn set_path(
         Some(toml::Value::Float(_)) => toml::Value::Float(
             raw.parse()
                 .map_err(|_| format!("`{}` must be a number", key.join(".")))?,
+        ),
+        // Lists of strings (`cluster.seeds`) are written comma-separated.
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(|x| toml::Value::String(x.to_string()))
+                .collect(),
         ),
         _ => toml::Value::String(raw.to_string()),
     };
@@ -555,7 +672,9 @@ mod tests {
                 };
                 match v {
                     toml::Value::Table(inner) => walk(&key, inner, out),
-                    toml::Value::Array(items) if items.iter().all(|i| i.is_table()) => {
+                    toml::Value::Array(items)
+                        if !items.is_empty() && items.iter().all(|i| i.is_table()) =>
+                    {
                         for item in items.iter().filter_map(|i| i.as_table()).take(1) {
                             walk(&format!("{key}[]"), item, out);
                         }

@@ -40,7 +40,7 @@ fn files_under(path: &Path) -> Result<Vec<PathBuf>, String> {
 
 pub async fn run(cfg: Config, path: &Path, library: Option<&str>) -> Result<Summary, String> {
     let files = files_under(path)?;
-    let (app, _, _) = start_app(&cfg).await?;
+    let (app, _, _) = start_app(&cfg, false).await?;
     let importer = app.importer().clone();
     let store = importer.store().clone();
     let library = match library {

@@ -4,6 +4,7 @@ use crate::config::{Backend, Config, Durability, Registration};
 use base64::Engine;
 use dogear_actors::Dogear;
 use dogear_actors::auth::{AuthSettings, JwtKeys};
+use dogear_actors::cluster::{Cluster, ClusterSettings};
 use dogear_actors::import::calibre::CalibreConfig;
 use dogear_actors::import::folder::FolderConfig;
 use dogear_actors::import::pipeline::ImportSettings;
@@ -306,7 +307,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
             upkeep.run_upkeep();
         }
     });
-    let (app, objects, described) = start_app(&cfg).await?;
+    let (app, objects, described) = start_app(&cfg, true).await?;
     let app = Arc::new(app);
     let folders = folder_sources(&cfg, app.importer().store()).await?;
     let calibres = calibre_sources(&cfg, app.importer().store()).await?;
@@ -355,6 +356,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     if tokio::time::timeout(grace, server).await.is_err() {
         tracing::warn!("requests still running after {grace:?}; stopping anyway");
     }
+    app.leave_cluster();
     app.shutdown().await;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -362,7 +364,10 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
 
 /// Opens the store and the object store and starts the actors (not the import sources).
 /// Also returns how the object store and the store are described at start-up.
-pub async fn start_app(cfg: &Config) -> Result<(Dogear, String, String), String> {
+pub async fn start_app(
+    cfg: &Config,
+    join_cluster: bool,
+) -> Result<(Dogear, String, String), String> {
     prepare_data_dir(&cfg.storage.data_dir)?;
     lock_data_dir(&cfg.storage.data_dir)?;
     let (store, described_store) = open_store(cfg).await?;
@@ -399,10 +404,45 @@ pub async fn start_app(cfg: &Config) -> Result<(Dogear, String, String), String>
         max_attempts: cfg.import.max_attempts,
         max_upload: cfg.import.max_upload_bytes,
     };
-    let app = Dogear::start(store, keys, auth_settings(cfg), actors, objects, imports)
-        .await
-        .map_err(|e| format!("starting actors: {e}"))?;
+    let cluster = match join_cluster && cfg.cluster.enabled() {
+        true => Some(start_cluster(cfg).await?),
+        false => None,
+    };
+    let app = Dogear::start(
+        store,
+        keys,
+        auth_settings(cfg),
+        actors,
+        objects,
+        imports,
+        cluster,
+    )
+    .await
+    .map_err(|e| format!("starting actors: {e}"))?;
     Ok((app, described, described_store))
+}
+
+async fn start_cluster(cfg: &Config) -> Result<Cluster, String> {
+    let c = &cfg.cluster;
+    let listen: std::net::SocketAddr = c
+        .listen
+        .parse()
+        .map_err(|_| "config: key `cluster.listen`: must be an address like 127.0.0.1:7101")?;
+    let advertise = match c.advertise.trim() {
+        "" => c.listen.clone(),
+        a => a.to_string(),
+    };
+    Cluster::start(ClusterSettings {
+        node_id: c.node_id.trim().to_string(),
+        listen,
+        advertise,
+        seeds: c.seeds.clone(),
+        cookie: c.cookie.clone(),
+        heartbeat: Duration::from_millis(c.heartbeat_ms),
+        failure_timeout: Duration::from_millis(c.failure_timeout_ms),
+    })
+    .await
+    .map_err(|e| format!("cannot start the cluster: {e}"))
 }
 
 /// Removes conversion leftovers of a stopped node; staged uploads stay (their jobs resume).

@@ -113,7 +113,7 @@ impl Role {
     }
 }
 
-#[derive(Clone, PartialEq, Debug)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct User {
     pub id: UserId,
     pub username: String,
@@ -124,7 +124,7 @@ pub struct User {
     pub created_at: Timestamp,
 }
 
-#[derive(Clone, PartialEq, Debug)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct Device {
     pub id: DeviceId,
     pub user_id: UserId,
@@ -133,7 +133,7 @@ pub struct Device {
     pub created_at: Timestamp,
 }
 
-#[derive(Clone, PartialEq, Debug)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct Library {
     pub id: LibraryId,
     pub name: String,
@@ -142,7 +142,7 @@ pub struct Library {
     pub created_at: Timestamp,
 }
 
-#[derive(Clone, PartialEq, Debug)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct Membership {
     pub library_id: LibraryId,
     pub user_id: UserId,
@@ -151,7 +151,7 @@ pub struct Membership {
 
 /// A book record. `version` starts at 1 and grows by one with every change, so that a
 /// writer holding an old copy cannot overwrite a newer one.
-#[derive(Clone, PartialEq, Debug)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct Book {
     pub id: BookId,
     pub library_id: LibraryId,
@@ -168,7 +168,7 @@ pub struct Book {
 }
 
 /// A refresh token as stored: only its SHA-256, never the token itself.
-#[derive(Clone, PartialEq, Debug)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct RefreshToken {
     pub hash: String,
     pub user_id: UserId,
@@ -202,7 +202,7 @@ pub struct DevicePosition {
 
 /// One received progress write, as appended to the user's event log (`progress_updated`).
 /// Every write is logged, applied or not, so that its `event_id` answers the same way forever.
-#[derive(Clone, PartialEq, Debug)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct ProgressEvent {
     /// Position in the user's log, starting at 1, without gaps.
     pub seq: u64,
@@ -220,7 +220,7 @@ pub struct ProgressEvent {
 }
 
 /// Everything one progress write stores, in one atomic step.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProgressWrite {
     pub user_id: UserId,
     /// The user's log head the writer based its decision on; the store refuses the write if
@@ -231,7 +231,7 @@ pub struct ProgressWrite {
 }
 
 /// What `list_books` should return.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct BookQuery {
     pub libraries: Vec<LibraryId>,
     /// Full-text search over title, authors, series and tags (every word must match).
@@ -327,7 +327,9 @@ pub struct BookMeta {
     pub rating: Option<u8>,
     /// A fixed-layout EPUB (`rendition:layout` `pre-paginated`): Kobo renders it page by
     /// page as it is (`EPUB3FL`), not as a KEPUB.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    // Never skipped when false: postcard (between nodes) is not self-describing and would
+    // misread a record whose fields depend on their values.
+    #[serde(default)]
     pub fixed_layout: bool,
     pub cover: Option<Cover>,
     pub formats: Vec<BookFile>,
@@ -344,7 +346,7 @@ impl BookMeta {
 }
 
 /// The orders `GET /v1/books` offers.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub enum BookSort {
     #[default]
     Id,
@@ -355,7 +357,7 @@ pub enum BookSort {
 }
 
 /// Where a page of a sorted book list continues: after this key and id.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct BookAfter {
     pub key: String,
     pub id: BookId,
@@ -363,7 +365,7 @@ pub struct BookAfter {
 
 /// A file seen in a watched folder or a book seen in a Calibre library, and the book it
 /// became. `source` names the folder or library; `path` is relative to it.
-#[derive(Clone, PartialEq, Debug)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct SourceFile {
     pub source: String,
     pub path: String,
@@ -388,7 +390,7 @@ pub struct JobIssue {
 }
 
 /// One file to import, queued persistently so that a restart resumes it.
-#[derive(Clone, PartialEq, Debug)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct ImportJob {
     pub id: JobId,
     pub library_id: LibraryId,
@@ -415,7 +417,7 @@ pub struct ImportJob {
 }
 
 /// What registering an imported book did.
-#[derive(Clone, PartialEq, Debug)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub enum RegisterOutcome {
     Created,
     /// A live book of the library already has a file with this hash.
@@ -505,7 +507,7 @@ pub struct Shelf {
 
 /// What one Kobo was given of one book: the fingerprint of the entitlement it received,
 /// whether it was then told to remove it, and whether the reader archived it on the device.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KoboLedgerEntry {
     pub book_id: BookId,
     pub library_id: LibraryId,
@@ -515,7 +517,7 @@ pub struct KoboLedgerEntry {
 }
 
 /// A Kobo's device token, stored as the SHA-256 of the secret.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KoboToken {
     pub device_id: DeviceId,
     pub user_id: UserId,
@@ -524,7 +526,7 @@ pub struct KoboToken {
 }
 
 /// One sync page's writes to a Kobo's stored state, committed together.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct KoboSyncWrite {
     /// Forget everything delivered before (the device came back without a sync token).
     pub reset: bool,

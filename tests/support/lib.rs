@@ -13,6 +13,8 @@ pub use serde_json;
 pub use tokio_tungstenite::tungstenite;
 
 /// The `dogear` binary: `$DOGEAR_BIN`, or `target/<profile>/dogear` beside the test binary.
+pub mod cluster;
+
 pub fn dogear_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("DOGEAR_BIN") {
         return PathBuf::from(p);
@@ -676,6 +678,27 @@ pub async fn fresh_postgres() -> String {
         .expect("create database");
     let base = admin.rsplit_once('/').expect("URL with a database").0;
     format!("{base}/{name}")
+}
+
+/// Creates the administrator `root` (password `correct horse battery`) with
+/// `dogear user add` in a throwaway data directory, against the store `env` configures.
+pub fn add_admin(env: &[(&str, &str)]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().unwrap_or(".");
+    let (code, out, err) = run_cli(
+        &[
+            "--data",
+            data,
+            "user",
+            "add",
+            "root",
+            "--admin",
+            "--password-stdin",
+        ],
+        env,
+        Some("correct horse battery\n"),
+    );
+    assert_eq!(code, 0, "user add: {out}{err}");
 }
 
 /// Runs the `dogear` binary to completion: exit code, stdout, stderr.

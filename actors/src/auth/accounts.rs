@@ -9,6 +9,7 @@ use dogear_storage::{
     FamilyId, Library, LibraryId, LibraryKind, RefreshToken, RotateOutcome, Store, StoreError,
     Timestamp, User, UserId,
 };
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -325,9 +326,9 @@ impl Accounts {
                     Err(e) => Err(e),
                 };
                 match waited {
-                    Ok(Ok(shared)) => {
-                        shared.unwrap_or(Err(AppError::Unauthorized("invalid refresh token")))
-                    }
+                    Ok(Ok(shared)) => shared.unwrap_or(Err(AppError::Unauthorized(Cow::Borrowed(
+                        "invalid refresh token",
+                    )))),
                     // The first request was dropped before it answered (its client went
                     // away): rotate here, as if this were the first.
                     Ok(Err(_)) => {
@@ -363,7 +364,9 @@ impl Accounts {
                     .store
                     .user(user_id)
                     .await?
-                    .ok_or(AppError::Unauthorized("invalid refresh token"))?;
+                    .ok_or(AppError::Unauthorized(Cow::Borrowed(
+                        "invalid refresh token",
+                    )))?;
                 Ok(Session {
                     user_id,
                     username: user.username,
@@ -374,10 +377,12 @@ impl Accounts {
                     expires_in: self.settings.access_ttl_secs,
                 })
             }
-            RotateOutcome::Reused => Err(AppError::Unauthorized(
+            RotateOutcome::Reused => Err(AppError::Unauthorized(Cow::Borrowed(
                 "refresh token was already used; its session has been revoked",
-            )),
-            RotateOutcome::Invalid => Err(AppError::Unauthorized("invalid refresh token")),
+            ))),
+            RotateOutcome::Invalid => Err(AppError::Unauthorized(Cow::Borrowed(
+                "invalid refresh token",
+            ))),
         }
     }
 

@@ -6,6 +6,7 @@ use dogear_storage::{Timestamp, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 #[derive(Serialize, Deserialize)]
 struct Claims {
@@ -55,15 +56,19 @@ impl JwtKeys {
 
     /// The user a valid, unexpired access token speaks for.
     pub fn verify(&self, token: &str) -> Result<UserId, AppError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.dec, &self.validation)
-            .map_err(|_| AppError::Unauthorized("invalid or expired access token"))?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.dec, &self.validation).map_err(|_| {
+                AppError::Unauthorized(Cow::Borrowed("invalid or expired access token"))
+            })?;
         if data.claims.typ != "access" {
-            return Err(AppError::Unauthorized("invalid or expired access token"));
+            return Err(AppError::Unauthorized(Cow::Borrowed(
+                "invalid or expired access token",
+            )));
         }
         data.claims
             .sub
             .parse()
-            .map_err(|_| AppError::Unauthorized("invalid or expired access token"))
+            .map_err(|_| AppError::Unauthorized(Cow::Borrowed("invalid or expired access token")))
     }
 }
 

@@ -6,7 +6,8 @@
 use super::hash;
 use super::pipeline::Importer;
 use super::source::{Source, Watch};
-use crate::library_actor::LibraryMsg;
+use crate::library_actor::{LibraryOp, LibraryReply};
+use crate::placement::reply;
 use dogear_storage::calibre::{self, CalibreBook};
 use dogear_storage::{
     Book, BookFile, BookId, BookMeta, BookSource, Cover, FileLocation, Format, LibraryId,
@@ -232,11 +233,8 @@ pub async fn sync(importer: &Importer, cfg: &CalibreConfig) -> Result<SyncReport
                 src.book_id = Some(id);
                 let r = importer
                     .placement()
-                    .call_library(library, |reply| {
-                        LibraryMsg::Refresh(Box::new(book.clone()), reply)
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .ask_library(library, LibraryOp::Refresh(Box::new(book.clone())))
+                    .await;
                 match r {
                     Ok(_) => {
                         store
@@ -258,13 +256,14 @@ pub async fn sync(importer: &Importer, cfg: &CalibreConfig) -> Result<SyncReport
     }
     for batch in fresh.chunks(2048) {
         let batch = batch.to_vec();
-        let results = importer
-            .placement()
-            .call_library(library, |reply| {
-                LibraryMsg::ImportMany(batch.clone(), reply)
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+        let results = reply!(
+            importer
+                .placement()
+                .ask_library(library, LibraryOp::ImportMany(batch.clone()))
+                .await,
+            LibraryReply::Many
+        )
+        .map_err(|e| e.to_string())?;
         let mut remap = Vec::new();
         for ((_, src), r) in batch.into_iter().zip(results) {
             match r.map_err(|e| e.to_string())? {
@@ -295,11 +294,11 @@ pub async fn sync(importer: &Importer, cfg: &CalibreConfig) -> Result<SyncReport
         if let Some(book) = k.book_id {
             match importer
                 .placement()
-                .call_library(library, |reply| LibraryMsg::Remove(book, reply))
+                .ask_library(library, LibraryOp::Remove(book))
                 .await
             {
-                Ok(Ok(())) => report.removed += 1,
-                Ok(Err(e)) | Err(e) => {
+                Ok(_) => report.removed += 1,
+                Err(e) => {
                     tracing::warn!(%book, error = %e, "could not remove a book deleted in Calibre")
                 }
             }

@@ -8,7 +8,7 @@
 use super::hash;
 use super::pipeline::Importer;
 use super::source::{Source, Watch};
-use crate::library_actor::LibraryMsg;
+use crate::library_actor::LibraryOp;
 use dogear_storage::{BookSource, LibraryId, SourceFile};
 use notify::RecursiveMode;
 use std::collections::{HashMap, HashSet};
@@ -213,14 +213,14 @@ pub async fn reconcile(
         }
         match importer
             .placement()
-            .call_library(m.library_id, |reply| LibraryMsg::Remove(book, reply))
+            .ask_library(m.library_id, LibraryOp::Remove(book))
             .await
         {
-            Ok(Ok(())) => {
+            Ok(_) => {
                 report.removed += 1;
                 tracing::info!(path = %m.path, %book, "book file removed; book deleted");
             }
-            Ok(Err(e)) | Err(e) => {
+            Err(e) => {
                 tracing::warn!(path = %m.path, error = %e, "could not remove a book")
             }
         }

@@ -7,8 +7,8 @@
 use super::{ImportError, cover, hash, kepub, names};
 use crate::error::AppError;
 use crate::idle::Ticker;
-use crate::library_actor::LibraryMsg;
-use crate::placement::Placement;
+use crate::library_actor::{LibraryOp, LibraryReply};
+use crate::placement::{Placement, reply};
 use crate::supervisor::ActiveGuard;
 use dogear_storage::{
     Book, BookFile, BookId, BookMeta, BookSource, Cover, FileLocation, Format, ImportJob, JobIssue,
@@ -353,14 +353,13 @@ impl Importer {
         let library = job.library_id;
         if let Some(id) = replaces {
             book.id = id;
-            let refreshed = self
-                .0
-                .placement
-                .call_library(library, |reply| {
-                    LibraryMsg::Refresh(Box::new(book.clone()), reply)
-                })
-                .await
-                .map_err(app_err)?;
+            let refreshed = reply!(
+                self.0
+                    .placement
+                    .ask_library(library, LibraryOp::Refresh(Box::new(book.clone())))
+                    .await,
+                LibraryReply::Book
+            );
             match refreshed {
                 Ok(b) => {
                     self.record_source(job, &hash, size, b.id).await?;
@@ -376,20 +375,17 @@ impl Importer {
         done.state = JobState::Done;
         done.book_id = Some(book.id);
         done.updated_at = Timestamp::now();
-        let outcome = self
-            .0
-            .placement
-            .call_library(library, |reply| {
-                LibraryMsg::Import(
-                    Box::new(book.clone()),
-                    source.clone(),
-                    Some(Box::new(done.clone())),
-                    reply,
+        let outcome = reply!(
+            self.0
+                .placement
+                .ask_library(
+                    library,
+                    LibraryOp::Import(Box::new(book.clone()), source, Some(Box::new(done))),
                 )
-            })
-            .await
-            .map_err(app_err)?
-            .map_err(app_err)?;
+                .await,
+            LibraryReply::Registered
+        )
+        .map_err(app_err)?;
         stage("register", t);
         match outcome {
             RegisterOutcome::Created => {
@@ -610,6 +606,7 @@ pub fn book_from(
 
 // The queue actor.
 
+#[derive(ractor_cluster::RactorMessage)]
 pub enum QueueMsg {
     /// New jobs may be due.
     Wake,

@@ -36,6 +36,7 @@ pub trait Source: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<String>, String>> + Send;
 }
 
+#[derive(ractor_cluster::RactorMessage)]
 pub enum SourceMsg {
     Pass,
 }

@@ -8,10 +8,12 @@ use super::token;
 use crate::app::Dogear;
 use crate::device_actor::DeviceMsg;
 use crate::error::AppError;
-use crate::user_actor::{KoboPutOutcome, UserMsg};
+use crate::placement::reply;
+use crate::user_actor::{KoboPutOutcome, UserOp, UserReply};
 use dogear_storage::{
     Book, BookFile, BookId, Device, DeviceId, DeviceKind, FileLocation, Format, KoboToken, UserId,
 };
+use std::borrow::Cow;
 
 /// How long a token look-up is trusted.
 pub const TOKEN_CACHE_SECS: u64 = 10;
@@ -58,15 +60,19 @@ impl Dogear {
         let name = crate::app::device_name(name, "device_name")?;
         let secret = token::generate()?;
         let hash = token::hash(&secret);
-        let device = self
-            .placement
-            .call_user(user, |reply| UserMsg::CreateDevice {
-                name: name.clone(),
-                kind: DeviceKind::Kobo,
-                token_hash: Some(hash.clone()),
-                reply,
-            })
-            .await??;
+        let device = reply!(
+            self.placement
+                .ask_user(
+                    user,
+                    UserOp::CreateDevice {
+                        name,
+                        kind: DeviceKind::Kobo,
+                        token_hash: Some(hash),
+                    },
+                )
+                .await,
+            UserReply::Device
+        )?;
         Ok((device, secret))
     }
 
@@ -87,7 +93,7 @@ impl Dogear {
     pub async fn revoke_kobo_token(&self, user: UserId, device: DeviceId) -> Result<(), AppError> {
         let held = self.store.kobo_tokens(user).await?;
         if !held.iter().any(|t| t.device_id == device) {
-            return Err(AppError::NotFound("kobo token"));
+            return Err(AppError::NotFound(Cow::Borrowed("kobo token")));
         }
         self.delete_device(user, device).await?;
         let key = crate::placement::device_key(device);
@@ -216,15 +222,19 @@ impl Dogear {
         id: BookId,
         reading: KoboReading,
     ) -> Result<Option<KoboPutOutcome>, AppError> {
-        let r = self
-            .placement
-            .call_user(dev.user_id, |reply| UserMsg::KoboWrite {
-                reading: Box::new(reading.clone()),
-                book: id,
-                device: dev.device_id,
-                reply,
-            })
-            .await?;
+        let r = reply!(
+            self.placement
+                .ask_user(
+                    dev.user_id,
+                    UserOp::KoboWrite {
+                        reading: Box::new(reading),
+                        book: id,
+                        device: dev.device_id,
+                    },
+                )
+                .await,
+            UserReply::Kobo
+        );
         match r {
             Ok(o) => Ok(Some(o)),
             Err(AppError::NotFound(_)) => Ok(None),
@@ -253,7 +263,7 @@ impl Dogear {
         format: KoboFormat,
     ) -> Result<(Book, BookFile), AppError> {
         match self.book_file(user, id, format.format()).await {
-            Err(AppError::NotFound("format")) if format == KoboFormat::Kepub => {
+            Err(AppError::NotFound(Cow::Borrowed("format"))) if format == KoboFormat::Kepub => {
                 // The converter refused this EPUB: the device still gets the book.
                 self.book_file(user, id, Format::Epub).await
             }
@@ -272,7 +282,11 @@ impl Dogear {
         grey: bool,
     ) -> Result<(FileLocation, String), AppError> {
         let book = self.book(user, id).await?;
-        let cover = book.meta.cover.clone().ok_or(AppError::NotFound("cover"))?;
+        let cover = book
+            .meta
+            .cover
+            .clone()
+            .ok_or(AppError::NotFound(Cow::Borrowed("cover")))?;
         let (w, h) = (
             width.clamp(16, MAX_COVER_SIDE) & !1,
             height.clamp(16, MAX_COVER_SIDE) & !1,
@@ -291,7 +305,7 @@ impl Dogear {
             })
             .await
             .map_err(|e| unavailable(e.to_string()))?
-            .map_err(|_| AppError::NotFound("cover"))?;
+            .map_err(|_| AppError::NotFound(Cow::Borrowed("cover")))?;
             objects
                 .put_bytes(&key, made.into())
                 .await

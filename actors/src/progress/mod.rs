@@ -9,7 +9,7 @@ use serde::Serialize;
 
 /// One progress write as every protocol (REST, WebSocket, Kobo, kosync) hands it to the
 /// user's actor.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct ProgressWrite {
     pub event_id: EventId,
     pub book_id: BookId,

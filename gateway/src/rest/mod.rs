@@ -79,6 +79,7 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/health", |ctx, p, req| Ok(ops::health())),
     route!(GET "/ready", |ctx, p, req| Ok(ops::ready(ctx).await)),
     route!(GET "/metrics", |ctx, p, req| Ok(ops::metrics(ctx))),
+    route!(GET "/v1/cluster", |ctx, p, req| ops::cluster(ctx, auth(ctx, &req)?).await),
     route!(POST "/v1/auth/register", |ctx, p, req| accounts::register(ctx, req).await),
     route!(POST "/v1/auth/login", |ctx, p, req| accounts::login(ctx, req).await),
     route!(POST "/v1/auth/refresh", |ctx, p, req| accounts::refresh(ctx, req).await),

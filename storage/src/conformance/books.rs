@@ -3,7 +3,7 @@
 
 use super::*;
 
-pub(super) fn book(lib: LibraryId, title: &str, author: &str) -> Book {
+pub fn book(lib: LibraryId, title: &str, author: &str) -> Book {
     let now = Timestamp::now();
     Book {
         id: BookId::generate(),

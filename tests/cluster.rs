@@ -1,0 +1,301 @@
+//! Three `dogear` processes on loopback as one cluster (PostgreSQL, S3): any node serves any
+//! request, one owner applies each reader's writes, live changes cross nodes, and a node that
+//! dies hands its readers over without losing an acknowledged write.
+
+use dogear_e2e::cluster::Nodes;
+use dogear_e2e::serde_json::Value;
+use dogear_e2e::{Api, Reader, Socket, progress};
+use std::time::Duration;
+
+fn on(api: &Api, base: &str) -> Api {
+    Api {
+        base: base.to_string(),
+        ..api.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_serve_one_reader_through_one_owner() {
+    let (c, _plan) = Nodes::start(3).await;
+    // Every answer says which node gave it; the admin sees three members up everywhere.
+    for (i, id) in c.ids.iter().enumerate() {
+        let r = c.admin_on(i).get("/v1/cluster").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["node_id"], id.as_str());
+        assert_eq!(r.headers["x-dogear-node"], id.as_str());
+        let members = r.body["members"].as_array().unwrap();
+        assert_eq!(members.len(), 3, "{}", r.body);
+        assert!(members.iter().all(|m| m["state"] == "up"), "{}", r.body);
+    }
+    let me = Reader::new(&c.nodes[0], "roundrobin").await;
+    let forbidden = on(&me.api, &c.nodes[1].base).get("/v1/cluster").await;
+    assert_eq!(forbidden.status, 403, "members are for administrators");
+    let apis: Vec<Api> = c.nodes.iter().map(|n| on(&me.api, &n.base)).collect();
+    let path = format!("/v1/books/{}/progress", me.book);
+
+    // Writes sent round robin through all three: one owner applies them, in order.
+    let mut version = 0;
+    for i in 0..12 {
+        let r = apis[i % 3]
+            .post(&path, progress(&me.device, 5.0 + i as f64, i as i64))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["applied"], true, "write {i}: {}", r.body);
+        let v = r.body["state"]["version"].as_i64().unwrap();
+        assert_eq!(
+            v,
+            version + 1,
+            "write {i} through node {} is the next version",
+            i % 3
+        );
+        version = v;
+        // Every node answers a read with what was just written: one owner, no copies.
+        for api in &apis {
+            let s = api.get(&path).await;
+            assert_eq!(s.body["state"]["version"], v, "{}", s.body);
+        }
+    }
+    let owners = c.user_actor_nodes().await;
+    assert_eq!(
+        owners.len(),
+        1,
+        "one node runs the reader's actor: {owners:?}"
+    );
+    // Behind is behind whichever node is asked; an event id repeated elsewhere is one write.
+    let back = apis[(owners[0] + 1) % 3]
+        .post(&path, progress(&me.device, 1.0, 100))
+        .await;
+    assert_eq!(back.body["reason"], "behind", "{}", back.body);
+    let once = progress(&me.device, 50.0, 101);
+    let first = apis[0].post(&path, once.clone()).await;
+    let again = apis[2].post(&path, once).await;
+    assert_eq!(first.body["applied"], true);
+    assert_eq!(again.body["reason"], "duplicate", "{}", again.body);
+    assert_eq!(
+        again.body["state"]["version"],
+        first.body["state"]["version"]
+    );
+    // The nodes that are not the owner forwarded.
+    for (i, n) in c.nodes.iter().enumerate() {
+        if i != owners[0] {
+            let m = n.metrics().await;
+            assert!(
+                m.lines()
+                    .any(|l| l.starts_with("dogear_cluster_forwarded_total{kind=\"user\"}")),
+                "node {i} forwarded user requests"
+            );
+        }
+    }
+
+    // Live changes cross nodes: a socket on one node that is not the owner hears a write
+    // made through the other one, and one made through the owner, in order.
+    let (owner, b, other) = (owners[0], (owners[0] + 1) % 3, (owners[0] + 2) % 3);
+    let phone = me.add_device("mobile").await;
+    let (mut ws, _hello) = Socket::connect(&c.nodes[b], me.token(), &phone).await;
+    let r = apis[other]
+        .post(&path, progress(&me.device, 60.0, 200))
+        .await;
+    assert_eq!(r.body["applied"], true, "{}", r.body);
+    let pushed = next_progress(&mut ws).await;
+    assert_eq!(pushed["state"]["percent"], 60.0, "{pushed}");
+    let r = apis[owner]
+        .post(&path, progress(&me.device, 61.0, 201))
+        .await;
+    assert_eq!(r.body["applied"], true);
+    let pushed = next_progress(&mut ws).await;
+    assert_eq!(pushed["state"]["percent"], 61.0, "in order: {pushed}");
+}
+
+/// The next `progress` frame on the socket (within 10 s).
+async fn next_progress(ws: &mut Socket) -> Value {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let f = ws.next_json().await.expect("socket open");
+            if f["type"] == "progress" {
+                return f;
+            }
+        }
+    })
+    .await
+    .expect("a progress frame within 10 s")
+}
+
+/// Posts `body` to the nodes in turn, starting at `start`, until one answers 200 (the same
+/// event id each time, so a retry never applies twice). `None` if none did within 20 s.
+async fn post_retrying(apis: &[Api], start: usize, path: &str, body: &Value) -> Option<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut i = start;
+    while std::time::Instant::now() < deadline {
+        let api = &apis[i % apis.len()];
+        let r = api
+            .http
+            .post(format!("{}{path}", api.base))
+            .bearer_auth(api.token.as_deref().unwrap_or_default())
+            .timeout(Duration::from_secs(5))
+            .json(body)
+            .send()
+            .await;
+        if let Ok(r) = r
+            && r.status() == 200
+            && let Ok(v) = r.json::<Value>().await
+        {
+            return Some(v);
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// The reader's applied events as PostgreSQL holds them, oldest first: (event id, state).
+async fn applied_log(url: &str) -> Vec<(String, Value)> {
+    let (db, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    db.query(
+        "SELECT event_id, state FROM progress_events WHERE applied ORDER BY seq",
+        &[],
+    )
+    .await
+    .expect("query")
+    .iter()
+    .map(|r| {
+        (
+            r.get::<_, String>(0),
+            dogear_e2e::serde_json::from_str(r.get::<_, &str>(1)).expect("state json"),
+        )
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_owner_loses_nothing_and_the_keys_come_back() {
+    let (mut c, plan) = Nodes::start(3).await;
+    let me = Reader::new(&c.nodes[0], "failover").await;
+    let path = format!("/v1/books/{}/progress", me.book);
+    let apis: Vec<Api> = c.nodes.iter().map(|n| on(&me.api, &n.base)).collect();
+    let first = apis[0].post(&path, progress(&me.device, 0.5, 0)).await;
+    assert_eq!(first.body["applied"], true, "{}", first.body);
+    let owners = c.user_actor_nodes().await;
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    let owner = owners[0];
+
+    // Two clients write forward as fast as they can, each retrying a failed write on the
+    // next node with the same event id.
+    /// (event id, percent, sent, acknowledged)
+    type Acks = std::sync::Arc<
+        std::sync::Mutex<Vec<(String, f64, std::time::Instant, std::time::Instant)>>,
+    >;
+    let acked: Acks = Default::default();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..2usize {
+        let (apis, path, device) = (apis.clone(), path.clone(), me.device.clone());
+        let (acked, stop) = (acked.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut step = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let pct = 1.0 + (step * 2 + w) as f64 * 0.01;
+                let body = progress(&device, pct, (step * 2 + w) as i64 + 10);
+                let sent = std::time::Instant::now();
+                let Some(v) = post_retrying(&apis, step + w, &path, &body).await else {
+                    panic!("write {step} of writer {w} found no node for 20 s");
+                };
+                if v["applied"] == true {
+                    let id = body["event_id"].as_str().unwrap_or_default().to_string();
+                    acked
+                        .lock()
+                        .unwrap()
+                        .push((id, pct, sent, std::time::Instant::now()));
+                }
+                step += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.nodes[owner].kill9();
+    let killed_at = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let before = acked.iter().filter(|a| a.3 < killed_at).count();
+    // Writes sent after the kill: the first of them applied tells when the reader was served
+    // again (by a new owner).
+    let after: Vec<_> = acked.iter().filter(|a| a.2 > killed_at).collect();
+    assert!(
+        before > 10,
+        "writes were flowing before the kill ({before})"
+    );
+    let first_after = after
+        .iter()
+        .map(|a| a.3 - killed_at)
+        .min()
+        .expect("writes applied after the kill");
+    eprintln!(
+        "{before} writes applied before the kill, {} after; first after {first_after:?}",
+        after.len()
+    );
+    assert!(
+        first_after < Duration::from_secs(5),
+        "the reader was served again {first_after:?} after the kill"
+    );
+
+    // Every acknowledged write is in the log once; versions are gapless; never backwards.
+    let url = plan
+        .shared
+        .iter()
+        .find(|(k, _)| k == "DOGEAR_STORAGE__POSTGRES_URL")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let check = |log: &[(String, Value)]| {
+        let ids: std::collections::HashSet<&str> = log.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids.len(), log.len(), "no event applied twice");
+        for (id, pct, _, _) in &acked {
+            assert!(ids.contains(id.as_str()), "acknowledged {pct} is missing");
+        }
+        let versions: Vec<i64> = log
+            .iter()
+            .map(|(_, s)| s["version"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            versions,
+            (1..=log.len() as i64).collect::<Vec<_>>(),
+            "gapless versions"
+        );
+        let pcts: Vec<f64> = log
+            .iter()
+            .map(|(_, s)| s["percent"].as_f64().unwrap())
+            .collect();
+        assert!(pcts.windows(2).all(|w| w[1] >= w[0]), "never backwards");
+    };
+    let log = applied_log(&url).await;
+    check(&log);
+    let max = acked.iter().map(|a| a.1).fold(0.0, f64::max);
+    let live: Vec<usize> = (0..3).filter(|i| *i != owner).collect();
+    for &i in &live {
+        let s = apis[i].get(&path).await;
+        assert_eq!(s.body["state"]["percent"], max, "node {i}: {}", s.body);
+    }
+
+    // The killed node restarts, rejoins and takes its reader back; still nothing lost.
+    c.nodes[owner].restart();
+    c.wait_members(&[0, 1, 2], 3, 20).await;
+    let via = live[0];
+    let back = dogear_e2e::eventually(10, "the restarted node owns the reader again", || {
+        let (apis, path, device, c) = (&apis, &path, &me.device, &c);
+        async move {
+            let r = apis[via].post(path, progress(device, 99.0, 100_000)).await;
+            (r.status == 200 && c.user_actor_nodes().await == vec![owner]).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(back.body["state"]["percent"], 99.0, "{}", back.body);
+    let restarted = on(&me.api, &c.nodes[owner].base);
+    let s = restarted.get(&path).await;
+    assert_eq!(s.body["state"]["percent"], 99.0, "{}", s.body);
+    check(&applied_log(&url).await);
+}

@@ -1,0 +1,175 @@
+//! Several `dogear` processes on loopback forming one cluster: a fresh PostgreSQL database,
+//! a fresh prefix in the test S3 bucket, one JWT secret and cookie, an administrator made with
+//! `dogear user add` before the nodes start.
+
+use crate::{Api, Server, fresh_postgres, serde_json::json};
+use std::time::Duration;
+
+pub struct Nodes {
+    pub nodes: Vec<Server>,
+    pub ids: Vec<String>,
+    /// The administrator's client (`root`), pointed at node 0.
+    pub admin: Api,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The environment every node of one cluster shares, and each node's own part.
+pub struct Plan {
+    pub shared: Vec<(String, String)>,
+    pub listen: Vec<String>,
+    pub ids: Vec<String>,
+}
+
+impl Plan {
+    pub async fn new(n: usize) -> Plan {
+        let s3 = std::env::var("DOGEAR_TEST_S3").expect(
+            "DOGEAR_TEST_S3 is not set: run the suite with scripts/test.sh, which starts an S3 server",
+        );
+        let url = fresh_postgres().await;
+        let prefix = format!("s3://dogear-test/cluster-{}", uuid::Uuid::new_v4().simple());
+        let shared = [
+            ("DOGEAR_STORAGE__BACKEND", "postgres"),
+            ("DOGEAR_STORAGE__POSTGRES_URL", url.as_str()),
+            ("DOGEAR_STORAGE__OBJECTS", prefix.as_str()),
+            ("AWS_ENDPOINT_URL", s3.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            (
+                "DOGEAR_AUTH__JWT_SECRET",
+                "cluster-test-secret-0123456789abcdef",
+            ),
+            ("DOGEAR_CLUSTER__COOKIE", "cluster-test"),
+            ("DOGEAR_CLUSTER__HEARTBEAT_MS", "200"),
+            ("DOGEAR_CLUSTER__FAILURE_TIMEOUT_MS", "1500"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let listen = (0..n)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let ids = (0..n).map(|i| format!("n{i}")).collect();
+        Plan {
+            shared,
+            listen,
+            ids,
+        }
+    }
+
+    /// Node `i`'s environment: the shared part, its id and port, every other node as a seed.
+    pub fn env(&self, i: usize, seeds: Option<Vec<String>>) -> Vec<(String, String)> {
+        let seeds = seeds.unwrap_or_else(|| {
+            self.listen
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, a)| a.clone())
+                .collect()
+        });
+        let mut env = self.shared.clone();
+        env.push(("DOGEAR_CLUSTER__NODE_ID".into(), self.ids[i].clone()));
+        env.push(("DOGEAR_CLUSTER__LISTEN".into(), self.listen[i].clone()));
+        env.push(("DOGEAR_CLUSTER__SEEDS".into(), seeds.join(",")));
+        env
+    }
+
+    pub fn add_admin(&self) {
+        let env: Vec<(&str, &str)> = self
+            .shared
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        crate::add_admin(&env);
+    }
+}
+
+pub fn start_node(env: &[(String, String)]) -> Server {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Server::start_with(&env)
+}
+
+impl Nodes {
+    /// `n` nodes, each seeded with every other, waited for until every node sees all up.
+    pub async fn start(n: usize) -> (Nodes, Plan) {
+        let plan = Plan::new(n).await;
+        plan.add_admin();
+        let nodes: Vec<Server> = (0..n).map(|i| start_node(&plan.env(i, None))).collect();
+        let login = nodes[0]
+            .client()
+            .post(
+                "/v1/auth/login",
+                json!({"username": "root", "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(login.status, 200, "{}", login.body);
+        let admin = nodes[0]
+            .client()
+            .with_token(login.body["access_token"].as_str().unwrap_or_default());
+        let c = Nodes {
+            nodes,
+            ids: plan.ids.clone(),
+            admin,
+        };
+        c.wait_members(&(0..n).collect::<Vec<_>>(), n, 20).await;
+        (c, plan)
+    }
+
+    /// The administrator's client pointed at node `i`.
+    pub fn admin_on(&self, i: usize) -> Api {
+        Api {
+            base: self.nodes[i].base.clone(),
+            ..self.admin.clone()
+        }
+    }
+
+    /// Waits until each node in `on` sees exactly `up` members up (itself included).
+    pub async fn wait_members(&self, on: &[usize], up: usize, secs: u64) {
+        for &i in on {
+            let api = self.admin_on(i);
+            crate::eventually(secs, &format!("node {i} sees {up} members up"), || {
+                let api = api.clone();
+                async move {
+                    let r = api.get("/v1/cluster").await;
+                    let n = r.body["members"]
+                        .as_array()
+                        .map(|m| m.iter().filter(|m| m["state"] == "up").count())
+                        .unwrap_or(0);
+                    (n == up).then_some(())
+                }
+            })
+            .await;
+        }
+    }
+
+    /// The node whose user actors are running (after one reader's first request there is
+    /// exactly one): the owner of that reader.
+    pub async fn user_actor_nodes(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let m = n.metrics().await;
+            let active = m
+                .lines()
+                .find(|l| l.starts_with("dogear_actors_active{kind=\"user\"}"))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if active > 0.0 {
+                out.push(i);
+            }
+        }
+        out
+    }
+}
+
+/// Short pause for membership to notice something (a few heartbeats).
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(600)).await;
+}
