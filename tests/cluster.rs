@@ -299,3 +299,135 @@ async fn sigkill_of_the_owner_loses_nothing_and_the_keys_come_back() {
     assert_eq!(s.body["state"]["percent"], 99.0, "{}", s.body);
     check(&applied_log(&url).await);
 }
+
+/// A partition: node 2 reaches the others only through proxies the test cuts. While cut,
+/// node 2 keeps serving the reader it owns and the others take the reader over: two owners.
+/// The store lets no two writes apply for the same version, the forward-only rule holds over
+/// both sides' writes, and after healing every node serves the same state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_never_applies_two_writes_for_one_version() {
+    use dogear_e2e::cluster::{Nodes, Plan};
+    use dogear_e2e::proxy::Proxy;
+    let plan = Plan::new(3).await;
+    let to_2 = Proxy::start(&plan.listen[2]).await;
+    let from_2_to_0 = Proxy::start(&plan.listen[0]).await;
+    let from_2_to_1 = Proxy::start(&plan.listen[1]).await;
+    let mut envs = vec![
+        plan.env(0, Some(vec![plan.listen[1].clone(), to_2.addr.clone()])),
+        plan.env(1, Some(vec![plan.listen[0].clone(), to_2.addr.clone()])),
+        plan.env(
+            2,
+            Some(vec![from_2_to_0.addr.clone(), from_2_to_1.addr.clone()]),
+        ),
+    ];
+    // Each node is known to the others by the proxy in front of it (nodes 0 and 1 reach
+    // each other directly through their seeds): a cut leaves no way around.
+    envs[0].push(("DOGEAR_CLUSTER__ADVERTISE".into(), from_2_to_0.addr.clone()));
+    envs[1].push(("DOGEAR_CLUSTER__ADVERTISE".into(), from_2_to_1.addr.clone()));
+    envs[2].push(("DOGEAR_CLUSTER__ADVERTISE".into(), to_2.addr.clone()));
+    let c = Nodes::start_with(&plan, envs).await;
+
+    // A reader owned by node 2.
+    let mut reader = None;
+    for i in 0..24 {
+        let before = c.user_actors().await;
+        let r = Reader::new(&c.nodes[0], &format!("split{i}")).await;
+        let after = c.user_actors().await;
+        if after[2] > before[2] {
+            reader = Some(r);
+            break;
+        }
+    }
+    let me = reader.expect("one of 24 readers hashes to node 2");
+    let path = format!("/v1/books/{}/progress", me.book);
+    let apis: Vec<Api> = c.nodes.iter().map(|n| on(&me.api, &n.base)).collect();
+    let r = apis[0].post(&path, progress(&me.device, 1.0, 0)).await;
+    assert_eq!(r.body["applied"], true, "{}", r.body);
+
+    for p in [&to_2, &from_2_to_0, &from_2_to_1] {
+        p.cut();
+    }
+    // Writes through node 2 and node 0 in turn, one sequence of rising percents, for longer
+    // than the failure timeout: node 2 applies its own; node 0 forwards until it declares
+    // node 2 down, then its side owns the reader too.
+    let mut applied_on = [0usize; 3];
+    let started = std::time::Instant::now();
+    let mut step = 0i64;
+    while started.elapsed() < Duration::from_millis(4000) {
+        let via = if step % 2 == 0 { 2 } else { 0 };
+        let body = progress(&me.device, 2.0 + step as f64 * 0.1, 10 + step);
+        let r = apis[via]
+            .http
+            .post(format!("{}{path}", apis[via].base))
+            .bearer_auth(me.token())
+            .timeout(Duration::from_millis(1500))
+            .json(&body)
+            .send()
+            .await;
+        if let Ok(r) = r
+            && r.status() == 200
+            && let Ok(v) = r.json::<Value>().await
+            && v["applied"] == true
+        {
+            applied_on[via] += 1;
+        }
+        step += 1;
+    }
+    assert!(applied_on[2] > 0, "node 2 kept its reader while cut off");
+    assert!(
+        applied_on[0] > 0,
+        "the others took the reader over while node 2 was cut off"
+    );
+    let cut_view = c.admin_on(0).get("/v1/cluster").await;
+    let n2 = cut_view.body["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["node_id"] == "n2").cloned())
+        .unwrap_or_default();
+    assert_eq!(n2["state"], "down", "{}", cut_view.body);
+
+    for p in [&to_2, &from_2_to_0, &from_2_to_1] {
+        p.heal();
+    }
+    c.wait_members(&[0, 1, 2], 3, 30).await;
+
+    // Every applied write had its own version; never backwards across both sides.
+    let url = plan
+        .shared
+        .iter()
+        .find(|(k, _)| k == "DOGEAR_STORAGE__POSTGRES_URL")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let log = applied_log(&url).await;
+    let versions: Vec<i64> = log
+        .iter()
+        .map(|(_, s)| s["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        (1..=log.len() as i64).collect::<Vec<_>>(),
+        "one write per version"
+    );
+    let pcts: Vec<f64> = log
+        .iter()
+        .map(|(_, s)| s["percent"].as_f64().unwrap())
+        .collect();
+    assert!(
+        pcts.windows(2).all(|w| w[1] >= w[0]),
+        "never backwards: {pcts:?}"
+    );
+    let last = log.last().map(|(_, s)| s.clone()).unwrap();
+    for (i, api) in apis.iter().enumerate() {
+        let s = api.get(&path).await;
+        assert_eq!(s.status, 200, "{}", s.body);
+        assert_eq!(
+            s.body["state"]["version"], last["version"],
+            "node {i}: {}",
+            s.body
+        );
+        assert_eq!(
+            s.body["state"]["percent"], last["percent"],
+            "node {i}: {}",
+            s.body
+        );
+    }
+}

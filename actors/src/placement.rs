@@ -233,10 +233,27 @@ impl Placement {
         let Some(c) = &self.0.cluster else {
             return Err(AppError::Unavailable("no cluster".into()));
         };
-        let bytes = c
-            .call(node, kind, wire::encode(req), CALL_TIMEOUT)
-            .await
-            .map_err(|e| AppError::Unavailable(e.to_string()))?;
+        // Waits for the answer, or until the owner leaves the live members (a cut network
+        // holds a request until the timeout; once the owner is down, a retry goes elsewhere).
+        let mut live = c.watch_live();
+        let owner_left = async {
+            loop {
+                if !live.borrow_and_update().iter().any(|n| n == node) {
+                    return;
+                }
+                if live.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let bytes = tokio::select! {
+            r = c.call(node, kind, wire::encode(req), CALL_TIMEOUT) => {
+                r.map_err(|e| AppError::Unavailable(e.to_string()))?
+            }
+            () = owner_left => {
+                return Err(AppError::Unavailable(format!("node {node} left the cluster")));
+            }
+        };
         wire::decode::<Reply>(&bytes).map_err(|e| {
             crate::cluster::node_actor::log_decode_failure(kind, &e);
             AppError::Unavailable(format!("node {node} answered unreadably: {e}"))
@@ -513,23 +530,30 @@ impl Inbound for Here {
 }
 
 /// When members come or go: actors of keys this node no longer owns stop (their state is in
-/// the store; the new owner loads it), and every device with sockets here subscribes again,
-/// to whichever node now owns its user.
+/// the store; the new owner loads it), those it keeps reload, and every device with sockets
+/// here subscribes again, to whichever node now owns its user.
 async fn follow_membership(weak: Weak<Inner>, mut live: tokio::sync::watch::Receiver<Vec<String>>) {
     while live.changed().await.is_ok() {
         let Some(inner) = weak.upgrade() else { return };
         let p = inner.placement();
         if let Some(s) = inner.sups.get() {
-            for sup in [&s.users, &s.libraries] {
-                for child in sup.get_children() {
-                    let Some(key) = child.get_name() else {
-                        continue;
-                    };
-                    if p.remote_owner(&key).is_some() {
-                        tracing::info!(%key, "key moved to another node; stopping its actor here");
-                        child.stop(Some("moved".into()));
-                    }
+            for child in s.users.get_children() {
+                let Some(key) = child.get_name() else {
+                    continue;
+                };
+                if p.remote_owner(&key).is_some() {
+                    tracing::info!(%key, "key moved to another node; stopping its actor here");
+                    child.stop(Some("moved".into()));
+                } else {
+                    // Kept, but another node may have owned it meanwhile (a partition):
+                    // what it holds reloads from the store before its next answer.
+                    let u: ActorRef<UserMsg> = child.into();
+                    let _ = u.cast(UserMsg::Reload);
                 }
+            }
+            // Library actors hold nothing a socket needs: stop them all, the owner reloads.
+            for child in s.libraries.get_children() {
+                child.stop(Some("membership changed".into()));
             }
         }
         for dev in inner.devices() {

@@ -118,6 +118,9 @@ pub enum UserMsg {
     Op(UserOp, RpcReplyPort<Result<UserReply, AppError>>),
     /// An op whose answer nobody waits for.
     Tell(UserOp),
+    /// Another node may have written this user meanwhile: forget what is cached (the
+    /// subscribers stay).
+    Reload,
     Tick,
 }
 
@@ -218,6 +221,18 @@ impl Actor for UserActor {
             UserMsg::Op(op, reply) => {
                 let r = st.op(op).await;
                 let _ = reply.send(r);
+            }
+            UserMsg::Reload => {
+                st.head = None;
+                st.states.clear();
+                st.readable.clear();
+                st.devices = st
+                    .store
+                    .devices(st.user)
+                    .await?
+                    .into_iter()
+                    .map(|d| (d.id, d))
+                    .collect();
             }
             UserMsg::Tell(op) => {
                 if let Err(e) = st.op(op).await {

@@ -100,8 +100,17 @@ impl Nodes {
     /// `n` nodes, each seeded with every other, waited for until every node sees all up.
     pub async fn start(n: usize) -> (Nodes, Plan) {
         let plan = Plan::new(n).await;
+        let envs = (0..n).map(|i| plan.env(i, None)).collect();
+        let nodes = Nodes::start_with(&plan, envs).await;
+        (nodes, plan)
+    }
+
+    /// One node per environment (from `plan.env`, possibly changed), waited for until every
+    /// node sees all up.
+    pub async fn start_with(plan: &Plan, envs: Vec<Vec<(String, String)>>) -> Nodes {
         plan.add_admin();
-        let nodes: Vec<Server> = (0..n).map(|i| start_node(&plan.env(i, None))).collect();
+        let n = envs.len();
+        let nodes: Vec<Server> = envs.iter().map(|e| start_node(e)).collect();
         let login = nodes[0]
             .client()
             .post(
@@ -119,7 +128,23 @@ impl Nodes {
             admin,
         };
         c.wait_members(&(0..n).collect::<Vec<_>>(), n, 20).await;
-        (c, plan)
+        c
+    }
+
+    /// Active user actors per node (`dogear_actors_active{kind="user"}`).
+    pub async fn user_actors(&self) -> Vec<f64> {
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            let m = n.metrics().await;
+            out.push(
+                m.lines()
+                    .find(|l| l.starts_with("dogear_actors_active{kind=\"user\"}"))
+                    .and_then(|l| l.rsplit(' ').next())
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0),
+            );
+        }
+        out
     }
 
     /// The administrator's client pointed at node `i`.
@@ -149,23 +174,16 @@ impl Nodes {
         }
     }
 
-    /// The node whose user actors are running (after one reader's first request there is
-    /// exactly one): the owner of that reader.
+    /// The nodes whose user actors are running (after one reader's first request there is
+    /// exactly one: the owner of that reader).
     pub async fn user_actor_nodes(&self) -> Vec<usize> {
-        let mut out = Vec::new();
-        for (i, n) in self.nodes.iter().enumerate() {
-            let m = n.metrics().await;
-            let active = m
-                .lines()
-                .find(|l| l.starts_with("dogear_actors_active{kind=\"user\"}"))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0);
-            if active > 0.0 {
-                out.push(i);
-            }
-        }
-        out
+        self.user_actors()
+            .await
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0.0)
+            .map(|(i, _)| i)
+            .collect()
     }
 }
 

@@ -14,6 +14,7 @@ pub use tokio_tungstenite::tungstenite;
 
 /// The `dogear` binary: `$DOGEAR_BIN`, or `target/<profile>/dogear` beside the test binary.
 pub mod cluster;
+pub mod proxy;
 
 pub fn dogear_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("DOGEAR_BIN") {
@@ -177,6 +178,20 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+        // A failing test shows what each of its servers logged at warning level and above.
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+                .collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "--- {} (warnings and errors)\n{}",
+                self.base,
+                tail.join("\n")
+            );
+        }
     }
 }
 

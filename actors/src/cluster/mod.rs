@@ -101,6 +101,8 @@ struct Member {
     last_seen: Instant,
     keys: u64,
     actor: Option<ActorRef<NodeMsg>>,
+    /// ractor_cluster's id of the member's node (of its latest session).
+    ractor_node: Option<u64>,
 }
 
 pub struct Inner {
@@ -157,6 +159,7 @@ impl Inner {
                 last_seen: Instant::now(),
                 keys: 0,
                 actor: None,
+                ractor_node: None,
             });
         }
     }
@@ -182,11 +185,16 @@ impl Cluster {
     /// Starts listening for peers, joins the node group and starts the heartbeat, which
     /// dials the seeds at once.
     pub async fn start(settings: ClusterSettings) -> Result<Cluster, String> {
+        let host = settings
+            .advertise
+            .rsplit_once(':')
+            .map_or(settings.advertise.as_str(), |(h, _)| h)
+            .to_string();
         let server = NodeServer::new(
             settings.listen.port(),
             settings.cookie.clone(),
             settings.node_id.clone(),
-            settings.advertise.clone(),
+            host,
             None,
             None,
         )
@@ -282,27 +290,54 @@ impl Cluster {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, ClusterError> {
-        let actor = self.actor_of(node)?;
         metrics::counter!("dogear_cluster_forwarded_total", "kind" => kind).increment(1);
-        match actor
-            .call(|r| NodeMsg::Call(payload, r), Some(timeout))
-            .await
-        {
-            Ok(CallResult::Success(b)) => Ok(b),
-            Ok(CallResult::Timeout) => {
-                metrics::counter!("dogear_cluster_forward_errors_total", "kind" => kind)
-                    .increment(1);
-                Err(ClusterError::Timeout(node.to_string()))
-            }
-            Ok(CallResult::SenderError) | Err(_) => {
-                metrics::counter!("dogear_cluster_forward_errors_total", "kind" => kind)
-                    .increment(1);
-                Err(ClusterError::Unreachable(
-                    node.to_string(),
-                    "the session closed".into(),
-                ))
+        let mut actor = self.actor_of(node)?;
+        // A session replaced under us (two nodes dialled each other, a reconnect) leaves a
+        // stale handle that cannot even take the message: nothing was sent, so it is safe to
+        // send again once the heartbeat has found the member's new session.
+        for _ in 0..4 {
+            match actor
+                .call(|r| NodeMsg::Call(payload.clone(), r), Some(timeout))
+                .await
+            {
+                Ok(CallResult::Success(b)) => return Ok(b),
+                Ok(CallResult::Timeout) => {
+                    metrics::counter!("dogear_cluster_forward_errors_total", "kind" => kind)
+                        .increment(1);
+                    return Err(ClusterError::Timeout(node.to_string()));
+                }
+                // Sent, but the session closed before the answer: it may have been applied.
+                Ok(CallResult::SenderError) => break,
+                Err(_) => {
+                    let stale = actor.get_id();
+                    let deadline = Instant::now() + self.0.settings.heartbeat * 3;
+                    loop {
+                        tokio::time::sleep(self.0.settings.heartbeat / 4).await;
+                        match self.actor_of(node) {
+                            Ok(a) if a.get_id() != stale => {
+                                actor = a;
+                                break;
+                            }
+                            Ok(_) if Instant::now() < deadline => {}
+                            other => {
+                                metrics::counter!("dogear_cluster_forward_errors_total", "kind" => kind)
+                                    .increment(1);
+                                other?;
+                                return Err(ClusterError::Unreachable(
+                                    node.to_string(),
+                                    "no session".into(),
+                                ));
+                            }
+                        }
+                    }
+                }
             }
         }
+        metrics::counter!("dogear_cluster_forward_errors_total", "kind" => kind).increment(1);
+        Err(ClusterError::Unreachable(
+            node.to_string(),
+            "the session closed".into(),
+        ))
     }
 
     /// Sends a one-way message to `node`; messages to one node arrive in the order sent.
@@ -344,12 +379,22 @@ struct Backoff {
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// What the dialler remembers between heartbeats.
+#[derive(Default)]
+struct Dialer {
+    backoff: HashMap<String, Backoff>,
+    /// Which member each seed reached. A member a seed reaches is redialled through that seed
+    /// only, never through the address it advertises: the operator's seeds say how this node
+    /// reaches its peers (through a proxy, a tunnel, another interface).
+    seed_members: HashMap<String, String>,
+}
+
 async fn heartbeat(weak: Weak<Inner>) {
-    let mut backoff: HashMap<String, Backoff> = HashMap::new();
+    let mut dialer = Dialer::default();
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let every = inner.settings.heartbeat;
-        dial(&inner, &mut backoff).await;
+        dial(&inner, &mut dialer).await;
         ping_all(&inner).await;
         publish(&inner);
         drop(inner);
@@ -357,8 +402,9 @@ async fn heartbeat(weak: Weak<Inner>) {
     }
 }
 
-/// Dials the seeds and every known member that is down, each with its own backoff.
-async fn dial(inner: &Arc<Inner>, backoff: &mut HashMap<String, Backoff>) {
+/// Dials the seeds whose member is not up, and every other known member that is down, each
+/// with its own backoff.
+async fn dial(inner: &Arc<Inner>, dialer: &mut Dialer) {
     let sessions = match inner
         .server
         .call(NodeServerMessage::GetSessions, Some(Duration::from_secs(2)))
@@ -367,45 +413,56 @@ async fn dial(inner: &Arc<Inner>, backoff: &mut HashMap<String, Backoff>) {
         Ok(CallResult::Success(s)) => s,
         _ => return,
     };
-    let connected: Vec<String> = sessions
-        .values()
-        .filter(|s| !s.is_server)
-        .map(|s| s.peer_addr.clone())
+    // Outgoing sessions: the address dialled, and the peer's ractor node id.
+    let outgoing: Vec<(String, u64)> = sessions
+        .iter()
+        .filter(|(_, s)| !s.is_server)
+        .map(|(node, s)| (s.peer_addr.clone(), *node))
         .collect();
-    let (up_addrs, down_addrs): (Vec<String>, Vec<String>) = match inner.members.read() {
-        Ok(m) => {
-            let up = m
-                .values()
-                .filter(|m| m.state != MemberState::Down)
-                .map(|m| m.advertise.clone())
-                .collect();
-            let down = m
-                .values()
-                .filter(|m| m.state == MemberState::Down)
-                .map(|m| m.advertise.clone())
-                .collect();
-            (up, down)
-        }
+    // Members: id, state, advertised address, ractor node id.
+    let members: Vec<(String, MemberState, String, Option<u64>)> = match inner.members.read() {
+        Ok(m) => m
+            .iter()
+            .map(|(id, m)| (id.clone(), m.state, m.advertise.clone(), m.ractor_node))
+            .collect(),
         Err(_) => return,
     };
-    let mut targets: Vec<String> = inner.settings.seeds.clone();
-    targets.extend(down_addrs);
+    let state_of = |id: &str| members.iter().find(|m| m.0 == id).map(|m| m.1);
+    let mut targets: Vec<String> = Vec::new();
+    for seed in &inner.settings.seeds {
+        let resolved: Vec<String> = match tokio::net::lookup_host(seed.as_str()).await {
+            Ok(a) => a.map(|a| a.to_string()).collect(),
+            Err(_) => Vec::new(),
+        };
+        let session = outgoing.iter().find(|(addr, _)| resolved.contains(addr));
+        if let Some((_, node)) = session
+            && let Some(m) = members.iter().find(|m| m.3 == Some(*node))
+        {
+            dialer.seed_members.insert(seed.clone(), m.0.clone());
+        }
+        let healthy = session.is_some()
+            || dialer
+                .seed_members
+                .get(seed)
+                .and_then(|id| state_of(id))
+                .is_some_and(|st| st != MemberState::Down);
+        if healthy {
+            dialer.backoff.remove(seed);
+        } else {
+            targets.push(seed.clone());
+        }
+    }
+    for (id, state, advertise, _) in &members {
+        let via_seed = dialer.seed_members.values().any(|m| m == id);
+        if *state == MemberState::Down && !via_seed && *advertise != inner.settings.advertise {
+            targets.push(advertise.clone());
+        }
+    }
     targets.sort();
     targets.dedup();
     let now = Instant::now();
     for target in targets {
-        if target == inner.settings.advertise || up_addrs.contains(&target) {
-            backoff.remove(&target);
-            continue;
-        }
-        let resolved: Vec<String> = match tokio::net::lookup_host(target.as_str()).await {
-            Ok(a) => a.map(|a| a.to_string()).collect(),
-            Err(_) => Vec::new(),
-        };
-        if resolved.iter().any(|a| connected.contains(a)) {
-            continue;
-        }
-        let b = backoff.entry(target.clone()).or_insert(Backoff {
+        let b = dialer.backoff.entry(target.clone()).or_insert(Backoff {
             next: now,
             delay: inner.settings.heartbeat,
         });
@@ -478,6 +535,7 @@ async fn ping_all(inner: &Arc<Inner>) {
                 last_seen: now,
                 keys: 0,
                 actor: None,
+                ractor_node: None,
             });
             if m.state != MemberState::Up {
                 tracing::info!(node = %h.node_id, address = %h.advertise, "cluster member up");
@@ -486,6 +544,7 @@ async fn ping_all(inner: &Arc<Inner>) {
             m.last_seen = now;
             m.keys = h.keys;
             m.advertise = h.advertise.clone();
+            m.ractor_node = Some(actor.get_id().node());
             m.actor = Some(actor);
             for (id, addr) in &h.peers {
                 if *id != inner.settings.node_id && !members.contains_key(id) {
@@ -497,6 +556,7 @@ async fn ping_all(inner: &Arc<Inner>) {
                             last_seen: now,
                             keys: 0,
                             actor: None,
+                            ractor_node: None,
                         },
                     );
                 }
