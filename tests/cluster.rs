@@ -431,3 +431,168 @@ async fn a_partition_never_applies_two_writes_for_one_version() {
         );
     }
 }
+
+/// Imports on a cluster: uploads through any node land in a library whichever node owns it;
+/// a folder every node watches (the same path on each) is imported once, by its owner; and
+/// a node killed while the folder fills leaves no job behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_and_a_shared_folder_import_once_across_nodes() {
+    use dogear_e2e::cluster::{Nodes, Plan};
+    let plan = Plan::new(3).await;
+    let shared = tempfile::tempdir().unwrap();
+    let folder = shared.path().join("inbox");
+    std::fs::create_dir_all(&folder).unwrap();
+    let config = shared.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[import]\nscan_interval_secs = 1\n[[import.folders]]\npath = \"{}\"\nlibrary = \"root\"\n",
+            folder.display()
+        ),
+    )
+    .unwrap();
+    let envs = (0..3)
+        .map(|i| {
+            let mut e = plan.env(i, None);
+            e.push(("DOGEAR_CONFIG".into(), config.display().to_string()));
+            e
+        })
+        .collect();
+    let mut c = Nodes::start_with(&plan, envs).await;
+    let root: Vec<Api> = (0..3).map(|i| c.admin_on(i)).collect();
+
+    // One upload through each node, into root's library (owned by one of them).
+    let good = dogear_e2e::fixtures().join("books/good");
+    for (i, name) in ["hamlet.epub", "macbeth.epub", "sonnets.epub"]
+        .iter()
+        .enumerate()
+    {
+        let bytes = std::fs::read(good.join(name)).unwrap();
+        let up = root[i].upload(bytes, name, None).await;
+        assert_eq!(up.status, 202, "upload through node {i}: {}", up.body);
+        let job = root[i].wait_job(up.body["job_id"].as_str().unwrap()).await;
+        assert_eq!(job["state"], "done", "node {i}: {job}");
+    }
+    let libraries: Vec<usize> = {
+        let mut v = Vec::new();
+        for (i, n) in c.nodes.iter().enumerate() {
+            let m = n.metrics().await;
+            if dogear_e2e::metric(&m, "dogear_actors_active{kind=\"library\"}") > 0.0 {
+                v.push(i);
+            }
+        }
+        v
+    };
+    assert_eq!(
+        libraries.len(),
+        1,
+        "one node runs the library: {libraries:?}"
+    );
+    for api in &root {
+        assert_eq!(
+            api.all_books("").await.len(),
+            3,
+            "every node lists the uploads"
+        );
+    }
+
+    // The shared folder: each file once.
+    let first = ["henry-v.epub", "richard-ii.epub", "romeo-and-juliet.epub"];
+    for name in first {
+        std::fs::copy(good.join(name), folder.join(name)).unwrap();
+    }
+    dogear_e2e::eventually(30, "the folder's books", || {
+        let api = root[0].clone();
+        async move { (api.all_books("").await.len() == 6).then_some(()) }
+    })
+    .await;
+    let folder_jobs = |api: Api| async move {
+        let r = api.get("/v1/imports?limit=100").await;
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["source"] == "folder")
+            .cloned()
+            .collect::<Vec<Value>>()
+    };
+    let jobs = folder_jobs(root[1].clone()).await;
+    assert_eq!(
+        jobs.len(),
+        3,
+        "one job per file, not one per node: {jobs:?}"
+    );
+    assert!(
+        jobs.iter()
+            .all(|j| j["state"] == "done" && j["duplicate_of"].is_null())
+    );
+
+    // More files, and the node scanning the folder dies at once: another takes the folder
+    // over, and no job stays queued or running.
+    // Which node follows the folder now: the one whose passes go on (every second).
+    let passes = |c: &Nodes| {
+        let bases: Vec<String> = c.nodes.iter().map(|n| n.base.clone()).collect();
+        async move {
+            let mut out = Vec::new();
+            for b in bases {
+                let m = reqwest::get(format!("{b}/metrics"))
+                    .await
+                    .expect("metrics")
+                    .text()
+                    .await
+                    .expect("metrics text");
+                out.push(dogear_e2e::metric(
+                    &m,
+                    "dogear_source_passes_total{kind=\"folder\"}",
+                ));
+            }
+            out
+        }
+    };
+    let before = passes(&c).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = passes(&c).await;
+    let scanners: Vec<usize> = (0..3).filter(|i| after[*i] > before[*i]).collect();
+    assert_eq!(
+        scanners.len(),
+        1,
+        "one node follows the folder: {before:?} -> {after:?}"
+    );
+    let scanner = scanners[0];
+    let second = [
+        "henry-iv-part-1.epub",
+        "henry-iv-part-2.epub",
+        "merry-wives-of-windsor.epub",
+        "passionate-pilgrim.epub",
+    ];
+    for name in second {
+        std::fs::copy(good.join(name), folder.join(name)).unwrap();
+    }
+    c.nodes[scanner].kill9();
+    let alive = (scanner + 1) % 3;
+    dogear_e2e::eventually(40, "the second batch, imported by the others", || {
+        let api = root[alive].clone();
+        async move { (api.all_books("").await.len() == 10).then_some(()) }
+    })
+    .await;
+    let jobs = dogear_e2e::eventually(20, "every folder job finished", || {
+        let api = root[alive].clone();
+        async move {
+            let jobs = folder_jobs(api).await;
+            jobs.iter()
+                .all(|j| j["state"] == "done" || j["state"] == "failed")
+                .then_some(jobs)
+        }
+    })
+    .await;
+    let books = root[alive].all_books("").await;
+    let mut titles: Vec<String> = books
+        .iter()
+        .map(|b| b["title"].as_str().unwrap_or_default().to_string())
+        .collect();
+    titles.sort();
+    let before = titles.len();
+    titles.dedup();
+    assert_eq!(before, titles.len(), "no book twice: {titles:?}");
+    assert!(jobs.iter().all(|j| j["state"] == "done"), "{jobs:?}");
+}

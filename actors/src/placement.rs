@@ -187,6 +187,11 @@ impl Placement {
         (owner != c.node_id()).then_some(owner)
     }
 
+    /// Whether this node owns `key` (always, without a cluster).
+    pub fn owns(&self, key: &str) -> bool {
+        self.remote_owner(key).is_none()
+    }
+
     /// Keys (user and library actors) running here.
     pub fn local_keys(&self) -> u64 {
         self.0.local_keys()

@@ -432,7 +432,7 @@ async fn start_cluster(cfg: &Config) -> Result<Cluster, String> {
         "" => c.listen.clone(),
         a => a.to_string(),
     };
-    Cluster::start(ClusterSettings {
+    let cluster = Cluster::start(ClusterSettings {
         node_id: c.node_id.trim().to_string(),
         listen,
         advertise,
@@ -442,7 +442,11 @@ async fn start_cluster(cfg: &Config) -> Result<Cluster, String> {
         failure_timeout: Duration::from_millis(c.failure_timeout_ms),
     })
     .await
-    .map_err(|e| format!("cannot start the cluster: {e}"))
+    .map_err(|e| format!("cannot start the cluster: {e}"))?;
+    // Serve only once the members are known (at most `failure_timeout_ms`).
+    cluster.settled().await;
+    tracing::info!(members = ?cluster.live(), "joined the cluster");
+    Ok(cluster)
 }
 
 /// Removes conversion leftovers of a stopped node; staged uploads stay (their jobs resume).

@@ -414,6 +414,10 @@ pub struct ImportJob {
     pub warnings: Vec<JobIssue>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The node that must run the job, because its file is on that node's disk (a staged
+    /// upload); `None`: any node that can read `path` (watched folders, Calibre libraries).
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 /// What registering an imported book did.

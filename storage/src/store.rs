@@ -95,12 +95,22 @@ pub trait Store: Send + Sync + 'static {
     // The import queue.
     async fn upsert_job(&self, job: &ImportJob) -> Result<(), StoreError>;
     async fn job(&self, id: JobId) -> Result<Option<ImportJob>, StoreError>;
-    /// Marks up to `limit` queued jobs due by `now` as running and returns them.
-    async fn claim_jobs(&self, now: Timestamp, limit: usize) -> Result<Vec<ImportJob>, StoreError>;
-    /// Puts jobs a stopped node was running back in the queue (at start-up).
-    async fn requeue_running_jobs(&self) -> Result<u64, StoreError>;
-    /// When the earliest queued job is due.
-    async fn next_job_at(&self) -> Result<Option<Timestamp>, StoreError>;
+    /// Marks up to `limit` queued jobs due by `now` that `node` may run (theirs, or any
+    /// node's) as running, claimed by `node`, and returns them. Nodes claiming at the same
+    /// time never get the same job.
+    async fn claim_jobs(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        node: &str,
+    ) -> Result<Vec<ImportJob>, StoreError>;
+    /// Puts the jobs `node` was running back in the queue (at its start-up).
+    async fn requeue_running_jobs(&self, node: &str) -> Result<u64, StoreError>;
+    /// Puts jobs claimed by these (lost) nodes back in the queue, those any node may run:
+    /// a job tied to a lost node's disk waits for that node.
+    async fn requeue_jobs_of(&self, lost: &[String]) -> Result<u64, StoreError>;
+    /// When the earliest queued job `node` may run is due.
+    async fn next_job_at(&self, node: &str) -> Result<Option<Timestamp>, StoreError>;
     async fn job_counts(&self) -> Result<Vec<(JobState, u64)>, StoreError>;
     /// Jobs of these libraries, newest first, optionally in one state, older than `before`.
     async fn list_jobs(

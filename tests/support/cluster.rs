@@ -136,13 +136,7 @@ impl Nodes {
         let mut out = Vec::new();
         for n in &self.nodes {
             let m = n.metrics().await;
-            out.push(
-                m.lines()
-                    .find(|l| l.starts_with("dogear_actors_active{kind=\"user\"}"))
-                    .and_then(|l| l.rsplit(' ').next())
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or(0.0),
-            );
+            out.push(crate::metric(&m, "dogear_actors_active{kind=\"user\"}"));
         }
         out
     }

@@ -695,6 +695,16 @@ pub async fn fresh_postgres() -> String {
     format!("{base}/{name}")
 }
 
+/// The value of the sample `series` (name and labels exactly as exposed) in Prometheus
+/// text, 0 when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Creates the administrator `root` (password `correct horse battery`) with
 /// `dogear user add` in a throwaway data directory, against the store `env` configures.
 pub fn add_admin(env: &[(&str, &str)]) {

@@ -107,6 +107,10 @@ struct Member {
 
 pub struct Inner {
     settings: ClusterSettings,
+    started: Instant,
+    /// Every seed answered, or the failure timeout passed since start: this node knows the
+    /// members it will know, and may act as an owner.
+    settled: std::sync::atomic::AtomicBool,
     members: RwLock<BTreeMap<String, Member>>,
     live: watch::Sender<Vec<String>>,
     inbound: OnceLock<Arc<dyn Inbound>>,
@@ -205,6 +209,8 @@ impl Cluster {
         let (live, _) = watch::channel(vec![settings.node_id.clone()]);
         let inner = Arc::new(Inner {
             settings,
+            started: Instant::now(),
+            settled: std::sync::atomic::AtomicBool::new(false),
             members: RwLock::new(BTreeMap::new()),
             live,
             inbound: OnceLock::new(),
@@ -222,6 +228,16 @@ impl Cluster {
 
     pub fn node_id(&self) -> &str {
         &self.0.settings.node_id
+    }
+
+    /// Waits until the members are known: every seed answered, or the failure timeout has
+    /// passed. A node that served before this would own every key alone for a moment (the
+    /// store's checks keep that safe, but each watched folder would be scanned by every
+    /// starting node).
+    pub async fn settled(&self) {
+        while !self.0.settled.load(std::sync::atomic::Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn set_inbound(&self, inbound: Arc<dyn Inbound>) {
@@ -429,6 +445,7 @@ async fn dial(inner: &Arc<Inner>, dialer: &mut Dialer) {
     };
     let state_of = |id: &str| members.iter().find(|m| m.0 == id).map(|m| m.1);
     let mut targets: Vec<String> = Vec::new();
+    let mut all_answered = true;
     for seed in &inner.settings.seeds {
         let resolved: Vec<String> = match tokio::net::lookup_host(seed.as_str()).await {
             Ok(a) => a.map(|a| a.to_string()).collect(),
@@ -446,11 +463,24 @@ async fn dial(inner: &Arc<Inner>, dialer: &mut Dialer) {
                 .get(seed)
                 .and_then(|id| state_of(id))
                 .is_some_and(|st| st != MemberState::Down);
+        let answered = dialer
+            .seed_members
+            .get(seed)
+            .and_then(|id| state_of(id))
+            .is_some_and(|st| st == MemberState::Up);
+        if !answered {
+            all_answered = false;
+        }
         if healthy {
             dialer.backoff.remove(seed);
         } else {
             targets.push(seed.clone());
         }
+    }
+    if all_answered || inner.started.elapsed() >= inner.settings.failure_timeout {
+        inner
+            .settled
+            .store(true, std::sync::atomic::Ordering::Release);
     }
     for (id, state, advertise, _) in &members {
         let via_seed = dialer.seed_members.values().any(|m| m == id);
@@ -567,13 +597,16 @@ async fn ping_all(inner: &Arc<Inner>) {
                 continue;
             }
             metrics::counter!("dogear_cluster_heartbeat_failures_total").increment(1);
-            // No session at all (its process died, the connection closed): down at once.
-            // A session that stays open but silent (a cut network): suspect, then down.
+            // No session at all for two heartbeats (its process died, the connection
+            // closed): down. Not at the first miss: two nodes that dialled each other at once
+            // replace one session by the other, and for a moment neither is there.
+            // A session that stays open but silent (a cut network): suspect, then down after
+            // the failure timeout.
             let session_gone = m.actor.as_ref().is_none_or(|a| {
                 !ractor::pg::get_members(&NODES_GROUP.to_string())
                     .iter()
                     .any(|c| c.get_id() == a.get_id())
-            });
+            }) && m.last_seen.elapsed() >= inner.settings.heartbeat * 2;
             if session_gone || m.last_seen.elapsed() >= inner.settings.failure_timeout {
                 tracing::warn!(node = %id, silent_ms = m.last_seen.elapsed().as_millis() as u64, "cluster member down");
                 m.state = MemberState::Down;

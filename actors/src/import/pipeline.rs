@@ -127,11 +127,18 @@ impl Importer {
             warnings: Vec::new(),
             created_at: now,
             updated_at: now,
+            node: None,
         }
     }
 
-    /// Stores the job and wakes the queue.
+    /// Stores the job and wakes the queue. A staged file is on this node's disk: only this
+    /// node may run its job.
     pub async fn enqueue(&self, job: &ImportJob) -> Result<(), AppError> {
+        let mut job = job.clone();
+        if job.staged {
+            job.node = Some(self.0.placement.node_id().to_string());
+        }
+        let job = &job;
         self.0.store.upsert_job(job).await?;
         metrics::counter!("dogear_import_jobs_total", "source" => job.source.as_str()).increment(1);
         self.wake();
@@ -619,6 +626,8 @@ pub struct QueueActor;
 pub struct QueueState {
     importer: Importer,
     running: usize,
+    /// Members seen down at the last look, whose jobs any node may run were requeued.
+    lost: Vec<String>,
     _ticker: Ticker,
     _active: ActiveGuard,
 }
@@ -635,7 +644,8 @@ impl Actor for QueueActor {
     ) -> Result<QueueState, ActorProcessingErr> {
         // Jobs a stopped node was running start again from the beginning: every stage is
         // idempotent (content-addressed objects, registration deduplicated by hash).
-        let n = importer.store().requeue_running_jobs().await?;
+        let node = importer.placement().node_id().to_string();
+        let n = importer.store().requeue_running_jobs(&node).await?;
         if n > 0 {
             tracing::info!(jobs = n, "resuming imports interrupted by a stop");
         }
@@ -644,6 +654,7 @@ impl Actor for QueueActor {
         Ok(QueueState {
             importer,
             running: 0,
+            lost: Vec::new(),
             _ticker: ticker,
             _active: ActiveGuard::new("import_queue"),
         })
@@ -667,14 +678,34 @@ impl Actor for QueueActor {
         if free == 0 {
             return Ok(());
         }
+        // Jobs a lost node was running go back to the queue (those any node can read), once
+        // each time the set of lost nodes changes.
+        if let Some(c) = st.importer.placement().cluster() {
+            let lost: Vec<String> = c
+                .members()
+                .into_iter()
+                .filter(|m| m.state == crate::cluster::MemberState::Down)
+                .map(|m| m.node_id)
+                .collect();
+            if lost != st.lost {
+                if !lost.is_empty() {
+                    let n = st.importer.store().requeue_jobs_of(&lost).await?;
+                    if n > 0 {
+                        tracing::info!(jobs = n, nodes = ?lost, "took over imports of lost nodes");
+                    }
+                }
+                st.lost = lost;
+            }
+        }
         // Look before claiming: claiming is a write, and an idle node should not commit
         // (and fsync) every second.
         let now = Timestamp::now();
-        match st.importer.store().next_job_at().await? {
+        let node = st.importer.placement().node_id().to_string();
+        match st.importer.store().next_job_at(&node).await? {
             Some(at) if at <= now => {}
             _ => return Ok(()),
         }
-        let jobs = st.importer.store().claim_jobs(now, free).await?;
+        let jobs = st.importer.store().claim_jobs(now, free, &node).await?;
         for job in jobs {
             st.running += 1;
             let importer = st.importer.clone();

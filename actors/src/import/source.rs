@@ -93,6 +93,18 @@ impl<S: Source> Actor for SourceActor<S> {
         };
         let ticker = myself.send_interval(source.interval(), || SourceMsg::Pass);
         let _ = myself.cast(SourceMsg::Pass);
+        // When members come or go this node may have become the source's owner: look now.
+        if let Some(c) = importer.placement().cluster() {
+            let mut live = c.watch_live();
+            let me = myself.clone();
+            tokio::spawn(async move {
+                while live.changed().await.is_ok() {
+                    if me.cast(SourceMsg::Pass).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
         tracing::info!(kind = S::KIND, path = %source.path().display(), watch = watcher.is_some(), "following a book source");
         Ok(SourceState {
             importer,
@@ -125,6 +137,13 @@ impl<S: Source> Actor for SourceActor<S> {
                 st.pending.store(false, Ordering::SeqCst);
                 let started = std::time::Instant::now();
                 let path = st.source.path().display().to_string();
+                // In a cluster each source is followed by one node, whichever owns its key
+                // (a folder every node mounts at the same path is scanned once).
+                let key = format!("source:{path}");
+                if !st.importer.placement().owns(&key) {
+                    return Ok(());
+                }
+                metrics::counter!("dogear_source_passes_total", "kind" => S::KIND).increment(1);
                 match st.source.pass(&st.importer).await {
                     Ok(Some(summary)) => tracing::info!(
                         kind = S::KIND, %path, ms = started.elapsed().as_millis() as u64,

@@ -186,17 +186,26 @@ impl<S: Store> Store for Faulty<S> {
         self.fault("job")?;
         self.inner.job(id).await
     }
-    async fn claim_jobs(&self, now: Timestamp, n: usize) -> Result<Vec<ImportJob>, StoreError> {
+    async fn claim_jobs(
+        &self,
+        now: Timestamp,
+        n: usize,
+        node: &str,
+    ) -> Result<Vec<ImportJob>, StoreError> {
         self.fault("claim_jobs")?;
-        self.inner.claim_jobs(now, n).await
+        self.inner.claim_jobs(now, n, node).await
     }
-    async fn requeue_running_jobs(&self) -> Result<u64, StoreError> {
+    async fn requeue_running_jobs(&self, node: &str) -> Result<u64, StoreError> {
         self.fault("requeue_running_jobs")?;
-        self.inner.requeue_running_jobs().await
+        self.inner.requeue_running_jobs(node).await
     }
-    async fn next_job_at(&self) -> Result<Option<Timestamp>, StoreError> {
+    async fn requeue_jobs_of(&self, lost: &[String]) -> Result<u64, StoreError> {
+        self.fault("requeue_jobs_of")?;
+        self.inner.requeue_jobs_of(lost).await
+    }
+    async fn next_job_at(&self, node: &str) -> Result<Option<Timestamp>, StoreError> {
         self.fault("next_job_at")?;
-        self.inner.next_job_at().await
+        self.inner.next_job_at(node).await
     }
     async fn list_jobs(
         &self,

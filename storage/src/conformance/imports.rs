@@ -26,26 +26,60 @@ pub async fn imports(s: &dyn Store) {
         warnings: vec![],
         created_at: now,
         updated_at: now,
+        node: None,
     };
     let j1 = job("a.epub");
     let mut later = job("b.epub");
     later.run_at = Timestamp::from_millis(now.millis() + 60_000);
     s.upsert_job(&j1).await.unwrap();
     s.upsert_job(&later).await.unwrap();
-    assert_eq!(s.next_job_at().await.unwrap(), Some(now));
-    let claimed = s.claim_jobs(now, 10).await.unwrap();
+    assert_eq!(s.next_job_at("a").await.unwrap(), Some(now));
+    let claimed = s.claim_jobs(now, 10, "a").await.unwrap();
     assert_eq!(claimed.len(), 1, "only due jobs are claimed");
     assert_eq!(claimed[0].state, JobState::Running);
     assert!(
-        s.claim_jobs(now, 10).await.unwrap().is_empty(),
+        s.claim_jobs(now, 10, "b").await.unwrap().is_empty(),
         "a claimed job is not claimed twice"
     );
-    assert_eq!(s.requeue_running_jobs().await.unwrap(), 1);
+    assert_eq!(
+        s.requeue_running_jobs("b").await.unwrap(),
+        0,
+        "a node requeues only its own jobs"
+    );
+    assert_eq!(s.requeue_running_jobs("a").await.unwrap(), 1);
     assert_eq!(
         s.job(j1.id).await.unwrap().unwrap().state,
         JobState::Queued,
         "requeued after a restart"
     );
+    // A job whose file is on one node's disk is that node's to run.
+    let mut staged = job("staged.epub");
+    staged.library_id = LibraryId::generate();
+    staged.node = Some("a".into());
+    staged.staged = true;
+    s.upsert_job(&staged).await.unwrap();
+    let by_b = s.claim_jobs(now, 10, "b").await.unwrap();
+    assert_eq!(by_b.len(), 1, "b takes the job any node may run, only");
+    assert_eq!(by_b[0].id, j1.id);
+    let by_a = s.claim_jobs(now, 10, "a").await.unwrap();
+    assert_eq!(by_a.len(), 1);
+    assert_eq!(by_a[0].id, staged.id);
+    assert_eq!(by_a[0].node.as_deref(), Some("a"), "the node round-trips");
+    // b dies: the job it held goes back to the queue; a's staged job stays a's.
+    assert_eq!(s.requeue_jobs_of(&["b".to_string()]).await.unwrap(), 1);
+    assert_eq!(
+        s.requeue_jobs_of(&["a".to_string()]).await.unwrap(),
+        0,
+        "a job tied to a lost node's disk waits for it"
+    );
+    assert_eq!(s.job(j1.id).await.unwrap().unwrap().state, JobState::Queued);
+    assert_eq!(s.next_job_at("b").await.unwrap(), Some(now));
+    s.claim_jobs(now, 10, "a").await.unwrap();
+    assert_eq!(s.requeue_running_jobs("a").await.unwrap(), 2);
+    s.claim_jobs(now, 10, "a").await.unwrap();
+    let mut failed = s.job(staged.id).await.unwrap().unwrap();
+    failed.state = JobState::Failed;
+    s.upsert_job(&failed).await.unwrap();
 
     let mut b = book(lib.id, "Hashed", "A");
     b.meta.formats = vec![file(Format::Epub, "00000000000000aa")];

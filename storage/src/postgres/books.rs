@@ -214,8 +214,8 @@ pub(super) async fn upsert_job(c: &impl GenericClient, j: &ImportJob) -> Result<
         c,
         "INSERT INTO import_jobs (id, library_id, user_id, source, source_key, path, filename,
              staged, state, attempts, run_at, book_id, duplicate_of, error, warnings,
-             created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+             created_at, updated_at, node)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
          ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
              run_at = excluded.run_at, book_id = excluded.book_id,
              duplicate_of = excluded.duplicate_of, error = excluded.error,
@@ -238,6 +238,7 @@ pub(super) async fn upsert_job(c: &impl GenericClient, j: &ImportJob) -> Result<
             &warnings,
             &j.created_at.millis(),
             &j.updated_at.millis(),
+            &j.node,
         ],
     )
     .await?;

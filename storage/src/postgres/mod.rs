@@ -533,18 +533,24 @@ impl Store for PostgresStore {
         .transpose()
     }
 
-    async fn claim_jobs(&self, now: Timestamp, limit: usize) -> Result<Vec<ImportJob>, StoreError> {
+    async fn claim_jobs(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        node: &str,
+    ) -> Result<Vec<ImportJob>, StoreError> {
         let c = self.client().await?;
         // SKIP LOCKED: nodes claiming at the same moment each get different jobs.
         query(
             &c,
             &format!(
-                "UPDATE import_jobs SET state = 'running', updated_at = $1
+                "UPDATE import_jobs SET state = 'running', updated_at = $1, claimed_by = $3
                  WHERE id IN (SELECT id FROM import_jobs WHERE state = 'queued' AND run_at <= $1
+                                AND (node IS NULL OR node = $3)
                               ORDER BY run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
                  RETURNING {JOB_COLS}"
             ),
-            &[&now.millis(), &(limit as i64)],
+            &[&now.millis(), &(limit as i64), &node],
         )
         .await?
         .iter()
@@ -556,22 +562,35 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn requeue_running_jobs(&self) -> Result<u64, StoreError> {
+    async fn requeue_running_jobs(&self, node: &str) -> Result<u64, StoreError> {
         let c = self.client().await?;
         Ok(exec(
             &c,
-            "UPDATE import_jobs SET state = 'queued' WHERE state = 'running'",
-            &[],
+            "UPDATE import_jobs SET state = 'queued', claimed_by = NULL
+             WHERE state = 'running' AND claimed_by = $1",
+            &[&node],
         )
         .await?)
     }
 
-    async fn next_job_at(&self) -> Result<Option<Timestamp>, StoreError> {
+    async fn requeue_jobs_of(&self, lost: &[String]) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        Ok(exec(
+            &c,
+            "UPDATE import_jobs SET state = 'queued', claimed_by = NULL
+             WHERE state = 'running' AND node IS NULL AND claimed_by = ANY($1)",
+            &[&lost],
+        )
+        .await?)
+    }
+
+    async fn next_job_at(&self, node: &str) -> Result<Option<Timestamp>, StoreError> {
         let c = self.client().await?;
         let r = query(
             &c,
-            "SELECT min(run_at) FROM import_jobs WHERE state = 'queued'",
-            &[],
+            "SELECT min(run_at) FROM import_jobs WHERE state = 'queued'
+             AND (node IS NULL OR node = $1)",
+            &[&node],
         )
         .await?;
         Ok(match r.first() {

@@ -119,6 +119,7 @@ pub(super) fn job_row(r: &Row) -> Result<ImportJob, StoreError> {
         warnings: from_json(col(r, 14)?)?,
         created_at: time_col(r, 15)?,
         updated_at: time_col(r, 16)?,
+        node: col(r, 17)?,
     })
 }
 

@@ -190,6 +190,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (device_id, shelf_id)
     );
     "#,
+    // 2: import jobs tied to a node (a staged upload is on that node's disk) and the node
+    // running each job.
+    r#"
+    ALTER TABLE import_jobs ADD COLUMN node TEXT;
+    ALTER TABLE import_jobs ADD COLUMN claimed_by TEXT;
+    CREATE INDEX import_jobs_claimed ON import_jobs(claimed_by) WHERE state = 'running';
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -237,6 +237,12 @@ const MIGRATIONS: &[&str] = &[
             dogear_fold((SELECT group_concat(value, ' ') FROM json_each(meta, '$.tags')))
         FROM books WHERE deleted_at IS NULL;
     "#,
+    // 5: import jobs tied to a node (a staged upload is on that node's disk) and the node
+    // running each job, so that nodes sharing a database run only what they can read.
+    r#"
+    ALTER TABLE import_jobs ADD COLUMN node TEXT;
+    ALTER TABLE import_jobs ADD COLUMN claimed_by TEXT;
+    "#,
 ];
 
 /// Registers the SQL functions the schema's triggers call, on a connection that writes.

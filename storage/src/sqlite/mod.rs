@@ -537,21 +537,29 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim_jobs(&self, now: Timestamp, limit: usize) -> Result<Vec<ImportJob>, StoreError> {
+    async fn claim_jobs(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        node: &str,
+    ) -> Result<Vec<ImportJob>, StoreError> {
+        let node = node.to_string();
         self.write(move |c| {
             let jobs: Vec<ImportJob> = {
                 let mut st = c.prepare_cached(&format!(
                     "SELECT {JOB_COLS} FROM import_jobs WHERE state = 'queued' AND run_at <= ?1
+                       AND (node IS NULL OR node = ?3)
                      ORDER BY run_at, id LIMIT ?2"
                 ))?;
-                let rows = st.query_map(params![now.millis(), limit as i64], job_row)?;
+                let rows = st.query_map(params![now.millis(), limit as i64, node], job_row)?;
                 rows.map(|r| r?).collect::<Result<_, _>>()?
             };
             for j in &jobs {
                 c.prepare_cached(
-                    "UPDATE import_jobs SET state = 'running', updated_at = ?2 WHERE id = ?1",
+                    "UPDATE import_jobs SET state = 'running', updated_at = ?2, claimed_by = ?3
+                     WHERE id = ?1",
                 )?
-                .execute(params![j.id.to_string(), now.millis()])?;
+                .execute(params![j.id.to_string(), now.millis(), node])?;
             }
             Ok(jobs
                 .into_iter()
@@ -565,21 +573,42 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn requeue_running_jobs(&self) -> Result<u64, StoreError> {
-        self.write(|c| {
+    async fn requeue_running_jobs(&self, node: &str) -> Result<u64, StoreError> {
+        let node = node.to_string();
+        self.write(move |c| {
+            // One node per SQLite file (the data directory's lock): jobs claimed before
+            // claims were recorded, or left running by `dogear import`, are its own too.
             Ok(c.execute(
-                "UPDATE import_jobs SET state = 'queued' WHERE state = 'running'",
-                [],
+                "UPDATE import_jobs SET state = 'queued', claimed_by = NULL
+                 WHERE state = 'running' AND (claimed_by = ?1 OR claimed_by IS NULL)",
+                [node],
             )? as u64)
         })
         .await
     }
 
-    async fn next_job_at(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.read(|c| {
+    async fn requeue_jobs_of(&self, lost: &[String]) -> Result<u64, StoreError> {
+        let lost = serde_json::Value::from(lost.to_vec()).to_string();
+        self.write(move |c| {
+            Ok(c.execute(
+                "UPDATE import_jobs SET state = 'queued', claimed_by = NULL
+                 WHERE state = 'running' AND node IS NULL
+                   AND claimed_by IN (SELECT value FROM json_each(?1))",
+                [lost],
+            )? as u64)
+        })
+        .await
+    }
+
+    async fn next_job_at(&self, node: &str) -> Result<Option<Timestamp>, StoreError> {
+        let node = node.to_string();
+        self.read(move |c| {
             let at: Option<i64> = c
-                .prepare_cached("SELECT min(run_at) FROM import_jobs WHERE state = 'queued'")?
-                .query_row([], |r| r.get(0))?;
+                .prepare_cached(
+                    "SELECT min(run_at) FROM import_jobs WHERE state = 'queued'
+                     AND (node IS NULL OR node = ?1)",
+                )?
+                .query_row([node], |r| r.get(0))?;
             Ok(at.map(Timestamp::from_millis))
         })
         .await

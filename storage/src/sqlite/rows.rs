@@ -125,6 +125,7 @@ pub(super) fn job_row(r: &Row<'_>) -> RowResult<ImportJob> {
     let warnings: String = r.get(14)?;
     let created: i64 = r.get(15)?;
     let updated: i64 = r.get(16)?;
+    let node: Option<String> = r.get(17)?;
     Ok((|| {
         Ok(ImportJob {
             id: parse_id(&id)?,
@@ -144,6 +145,7 @@ pub(super) fn job_row(r: &Row<'_>) -> RowResult<ImportJob> {
             warnings: from_json(&warnings)?,
             created_at: Timestamp::from_millis(created),
             updated_at: Timestamp::from_millis(updated),
+            node,
         })
     })())
 }
