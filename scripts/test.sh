@@ -7,7 +7,8 @@
 #   - an S3-compatible server (moto's server mode, from PyPI) for the object-store test;
 #   - poppler's pdftoppm (Debian's poppler-utils), which renders PDF covers;
 #   - a PostgreSQL server (Debian's postgresql) in a temporary directory on a free port, for
-#     the PostgreSQL conformance suite and the nodes that run on it.
+#     the PostgreSQL conformance suite and the nodes that run on it;
+#   - a Redis server (Debian's redis-server) on a free port, for the clusters' shared limits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,6 +48,10 @@ if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
     apt_install postgresql
     pg_bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
 fi
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "installing redis-server (a throwaway Redis)" >&2
+    apt_install redis-server
+fi
 if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
     echo "installing moto[server] (a throwaway S3-compatible server)" >&2
     python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6' >&2
@@ -59,6 +64,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
     if [ -f "$work/moto.pid" ]; then kill "$(cat "$work/moto.pid")" 2>/dev/null || true; fi
+    if [ -f "$work/redis.pid" ]; then kill "$(cat "$work/redis.pid")" 2>/dev/null || true; fi
     if [ -f "$work/pg/data/postmaster.pid" ]; then as_pg "$pg_bin/pg_ctl" -D "$work/pg/data" -m immediate stop >/dev/null 2>&1 || true; fi
     rm -rf "$work"
 }
@@ -76,6 +82,16 @@ as_pg "$pg_bin/pg_ctl" -D "$work/pg/data" -w -l "$work/pg/server.log" \
     -o "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null \
     || { cat "$work/pg/server.log" >&2; exit 1; }
 export DOGEAR_TEST_POSTGRES="postgres://dogear@127.0.0.1:$pg_port/postgres"
+
+# Redis on a free loopback port, nothing saved.
+redis_port="$(free_port)"
+redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
+    --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log"
+for _ in $(seq 1 50); do
+    if [ -f "$work/redis.pid" ]; then break; fi
+    sleep 0.1
+done
+export DOGEAR_TEST_REDIS="redis://127.0.0.1:$redis_port"
 
 # moto on a free loopback port; the tests use the bucket dogear-test.
 port="$(free_port)"

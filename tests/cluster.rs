@@ -3,7 +3,7 @@
 //! dies hands its readers over without losing an acknowledged write.
 
 use dogear_e2e::cluster::Nodes;
-use dogear_e2e::serde_json::Value;
+use dogear_e2e::serde_json::{Value, json};
 use dogear_e2e::{Api, Reader, Socket, progress};
 use std::time::Duration;
 
@@ -595,4 +595,75 @@ async fn uploads_and_a_shared_folder_import_once_across_nodes() {
     titles.dedup();
     assert_eq!(before, titles.len(), "no book twice: {titles:?}");
     assert!(jobs.iter().all(|j| j["state"] == "done"), "{jobs:?}");
+}
+
+/// What nodes share through Redis: the sixth wrong password is refused whichever node gets
+/// it, and a revoked Kobo token is refused by every node at once (each had it cached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_limits_and_revocations_hold_across_nodes() {
+    let (c, _plan) = Nodes::start(3).await;
+    let name = format!("lim{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let reg = c.nodes[0]
+        .client()
+        .post(
+            "/v1/auth/register",
+            json!({"username": name, "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(reg.status, 201, "{}", reg.body);
+    for i in 0..5 {
+        let r = c.nodes[i % 3]
+            .client()
+            .post(
+                "/v1/auth/login",
+                json!({"username": name, "password": "wrong"}),
+            )
+            .await;
+        assert_eq!(r.status, 401, "attempt {i} on node {}: {}", i % 3, r.body);
+    }
+    for n in &c.nodes {
+        let r = n
+            .client()
+            .post(
+                "/v1/auth/login",
+                json!({"username": name, "password": "wrong"}),
+            )
+            .await;
+        r.assert_error(429, "rate_limited");
+    }
+
+    // A Kobo used through every node (each caches its token), then revoked on one.
+    let api = c.nodes[0]
+        .client()
+        .with_token(reg.body["access_token"].as_str().unwrap());
+    let t = api
+        .post("/v1/kobo/tokens", json!({"device_name": "Clara"}))
+        .await;
+    assert_eq!(t.status, 201, "{}", t.body);
+    let token = t.body["token"].as_str().unwrap();
+    let init = |base: &str| format!("{base}/kobo/{token}/v1/initialization");
+    let http = reqwest::Client::new();
+    for n in &c.nodes {
+        let r = http.get(init(&n.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let gone = api
+        .delete(&format!(
+            "/v1/kobo/tokens/{}",
+            t.body["device_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(gone.status, 204);
+    for (i, n) in c.nodes.iter().enumerate() {
+        // Within a second on every node: without the notice a node's cache keeps the
+        // token for ten.
+        dogear_e2e::eventually(1, &format!("node {i} refuses the revoked token"), || {
+            let (http, url) = (http.clone(), init(&n.base));
+            async move {
+                let r = http.get(url).send().await.ok()?;
+                (r.status() == 401).then_some(())
+            }
+        })
+        .await;
+    }
 }

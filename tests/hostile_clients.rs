@@ -342,3 +342,36 @@ async fn guessing_kobo_tokens_is_rate_limited_and_quiet() {
     );
     assert!(!log.contains(&token), "tokens never logged");
 }
+
+/// Redis configured but not there: logins work, failures are counted on the node (the sixth
+/// is still refused), and the fallback shows in a metric.
+#[tokio::test]
+async fn login_limits_fall_back_to_the_node_without_redis() {
+    let server = dogear_e2e::Server::start_with(&[("DOGEAR_REDIS__URL", "redis://127.0.0.1:1")]);
+    let me = dogear_e2e::Reader::new(&server, "noredis").await;
+    let login = |pw: &'static str| {
+        let c = server.client();
+        async move {
+            c.post(
+                "/v1/auth/login",
+                dogear_e2e::serde_json::json!({"username": "noredis", "password": pw}),
+            )
+            .await
+        }
+    };
+    assert_eq!(login("correct horse battery").await.status, 200);
+    for _ in 0..5 {
+        assert_eq!(login("wrong").await.status, 401);
+    }
+    login("wrong").await.assert_error(429, "rate_limited");
+    let m = server.metrics().await;
+    assert!(
+        dogear_e2e::metric(&m, "dogear_redis_fallbacks_total{what=\"login_limits\"}") > 0.0,
+        "the fallback is counted"
+    );
+    assert!(
+        server.log().contains("redis unavailable"),
+        "and said once in the log"
+    );
+    drop(me);
+}

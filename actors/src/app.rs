@@ -36,7 +36,8 @@ pub struct Dogear {
     accounts: Accounts,
     pub(crate) placement: Placement,
     pub(crate) importer: Importer,
-    pub(crate) kobo_tokens_cache: crate::kobo::service::TokenCache,
+    pub(crate) kobo_tokens_cache: Arc<crate::kobo::service::TokenCache>,
+    redis: Option<Arc<dogear_storage::shared::Shared>>,
     pub(crate) kobo_places: crate::kobo::position::LocateCache,
     import_sup: std::sync::Mutex<Option<ractor::ActorCell>>,
 }
@@ -59,6 +60,17 @@ pub struct LiveFeed {
     pub head: u64,
 }
 
+/// What a node shares with the others of its cluster, when it has any.
+#[derive(Default)]
+pub struct Sharing {
+    pub cluster: Option<crate::cluster::Cluster>,
+    /// Redis: login limits and revocation notices shared by the nodes.
+    pub redis: Option<Arc<dogear_storage::shared::Shared>>,
+}
+
+/// The Redis channel revocations are announced on.
+const REVOCATIONS: &str = "revocations";
+
 impl Dogear {
     pub async fn start(
         store: Arc<dyn Store>,
@@ -67,16 +79,32 @@ impl Dogear {
         actors: ActorSettings,
         objects: Objects,
         imports: ImportSettings,
-        cluster: Option<crate::cluster::Cluster>,
+        sharing: Sharing,
     ) -> Result<Dogear, AppError> {
-        let placement = Placement::start(store.clone(), actors, cluster).await?;
+        let placement = Placement::start(store.clone(), actors, sharing.cluster).await?;
         let importer = Importer::new(store.clone(), objects, placement.clone(), imports)?;
+        let kobo_tokens_cache: Arc<crate::kobo::service::TokenCache> = Default::default();
+        if let Some(redis) = &sharing.redis {
+            // A device deleted (or a Kobo token revoked) on any node is forgotten here at
+            // once, not when this node's cached look-up expires.
+            let mut notices = redis.subscribe(REVOCATIONS);
+            let cache = Arc::downgrade(&kobo_tokens_cache);
+            tokio::spawn(async move {
+                while let Some(n) = notices.recv().await {
+                    let Some(cache) = cache.upgrade() else { return };
+                    if let Some(id) = n.strip_prefix("device:").and_then(|i| i.parse().ok()) {
+                        cache.forget_device(id);
+                    }
+                }
+            });
+        }
         Ok(Dogear {
-            accounts: Accounts::new(store.clone(), keys, auth),
+            accounts: Accounts::new(store.clone(), keys, auth).with_shared(sharing.redis.clone()),
             store,
             placement,
             importer,
-            kobo_tokens_cache: Default::default(),
+            kobo_tokens_cache,
+            redis: sharing.redis,
             kobo_places: Default::default(),
             import_sup: std::sync::Mutex::new(None),
         })
@@ -207,8 +235,14 @@ impl Dogear {
         self.placement
             .ask_user(user, UserOp::DeleteDevice(id))
             .await?;
-        // A Kobo's token goes with its device.
+        // A Kobo's token goes with its device, on every node.
         self.kobo_tokens_cache.forget_device(id);
+        if let Some(r) = &self.redis
+            && let Err(e) = r.publish(REVOCATIONS, &format!("device:{id}")).await
+        {
+            metrics::counter!("dogear_redis_fallbacks_total", "what" => "revocations").increment(1);
+            tracing::warn!(error = %e, "redis unavailable: other nodes forget the device within their cache time");
+        }
         Ok(())
     }
 

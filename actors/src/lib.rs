@@ -17,5 +17,5 @@ pub mod shelves;
 pub mod supervisor;
 pub mod user_actor;
 
-pub use app::{Dogear, FeedCursor, LiveFeed};
+pub use app::{Dogear, FeedCursor, LiveFeed, Sharing};
 pub use error::AppError;

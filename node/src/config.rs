@@ -16,6 +16,15 @@ pub struct Config {
     pub kobo: Kobo,
     pub log: Log,
     pub cluster: ClusterCfg,
+    pub redis: Redis,
+}
+
+/// `[redis]`: optional; what nodes share that need not be durable.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Redis {
+    /// `redis://host:port/db`; empty: no Redis (limits count per node).
+    pub url: String,
 }
 
 /// `[cluster]`: several nodes sharing PostgreSQL and an S3 object store, each key owned by
@@ -478,6 +487,10 @@ fn validate(cfg: &Config) -> Result<(), String> {
     }
     if cfg.cluster.enabled() {
         validate_cluster(cfg)?;
+    }
+    let redis = cfg.redis.url.trim();
+    if !redis.is_empty() && !redis.starts_with("redis://") {
+        return Err("config: key `redis.url`: must be a redis://host:port URL".into());
     }
     Ok(())
 }

@@ -408,6 +408,13 @@ pub async fn start_app(
         true => Some(start_cluster(cfg).await?),
         false => None,
     };
+    let redis = match cfg.redis.url.trim() {
+        "" => None,
+        url => Some(Arc::new(
+            dogear_storage::shared::Shared::connect(url)
+                .map_err(|e| format!("config: key `redis.url`: {e}"))?,
+        )),
+    };
     let app = Dogear::start(
         store,
         keys,
@@ -415,7 +422,7 @@ pub async fn start_app(
         actors,
         objects,
         imports,
-        cluster,
+        dogear_actors::Sharing { cluster, redis },
     )
     .await
     .map_err(|e| format!("starting actors: {e}"))?;

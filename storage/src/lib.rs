@@ -11,6 +11,7 @@ pub mod ids;
 pub mod objects;
 pub mod postgres;
 pub mod records;
+pub mod shared;
 mod sql;
 pub mod sqlite;
 pub mod store;

@@ -1,6 +1,6 @@
 //! Several `dogear` processes on loopback forming one cluster: a fresh PostgreSQL database,
-//! a fresh prefix in the test S3 bucket, one JWT secret and cookie, an administrator made with
-//! `dogear user add` before the nodes start.
+//! a fresh prefix in the test S3 bucket, the test Redis, one JWT secret and cookie, an
+//! administrator made with `dogear user add` before the nodes start.
 
 use crate::{Api, Server, fresh_postgres, serde_json::json};
 use std::time::Duration;
@@ -31,6 +31,9 @@ impl Plan {
         let s3 = std::env::var("DOGEAR_TEST_S3").expect(
             "DOGEAR_TEST_S3 is not set: run the suite with scripts/test.sh, which starts an S3 server",
         );
+        let redis = std::env::var("DOGEAR_TEST_REDIS").expect(
+            "DOGEAR_TEST_REDIS is not set: run the suite with scripts/test.sh, which starts Redis",
+        );
         let url = fresh_postgres().await;
         let prefix = format!("s3://dogear-test/cluster-{}", uuid::Uuid::new_v4().simple());
         let shared = [
@@ -49,6 +52,8 @@ impl Plan {
             ("DOGEAR_CLUSTER__COOKIE", "cluster-test"),
             ("DOGEAR_CLUSTER__HEARTBEAT_MS", "200"),
             ("DOGEAR_CLUSTER__FAILURE_TIMEOUT_MS", "1500"),
+            ("DOGEAR_AUTH__LOGIN_WINDOW_SECS", "60"),
+            ("DOGEAR_REDIS__URL", redis.as_str()),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -2,7 +2,7 @@
 //! the gateway, so every way of creating an account (HTTP, `dogear user add`) obeys them.
 
 use super::passwords;
-use super::ratelimit::RateLimiter;
+use super::ratelimit::{Limiter, RateLimiter};
 use super::tokens::{JwtKeys, random_token, sha256_hex};
 use crate::error::AppError;
 use dogear_storage::{
@@ -69,11 +69,11 @@ pub struct Accounts {
     settings: AuthSettings,
     /// Per username and address together: a reader's own address has its own budget, so
     /// failures elsewhere never lock them out.
-    limiter: RateLimiter,
+    limiter: Limiter,
     /// Per client address, with four times the per-name budget: several people may share one.
-    addr_limiter: RateLimiter,
+    addr_limiter: Limiter,
     /// Per username from every address: over budget, logins for the name are slowed down.
-    name_limiter: RateLimiter,
+    name_limiter: Limiter,
     /// Wrong device tokens (a Kobo's) per address: a guesser is refused for a while.
     token_limiter: RateLimiter,
     /// Recent rotations by the spent token's hash, for [`AuthSettings::refresh_grace_secs`].
@@ -117,11 +117,13 @@ fn validate_email(email: &str) -> Result<(), AppError> {
 
 impl Accounts {
     pub fn new(store: Arc<dyn Store>, keys: JwtKeys, settings: AuthSettings) -> Accounts {
-        let limiter = RateLimiter::new(
+        let limiter = Limiter::new(
+            "pair",
             settings.login_max_failures,
             Duration::from_secs(settings.login_window_secs),
         );
-        let addr_limiter = RateLimiter::new(
+        let addr_limiter = Limiter::new(
+            "addr",
             settings.login_max_failures.saturating_mul(4),
             Duration::from_secs(settings.login_window_secs),
         );
@@ -129,7 +131,8 @@ impl Accounts {
             DEVICE_TOKEN_FAILURES,
             Duration::from_secs(settings.login_window_secs),
         );
-        let name_limiter = RateLimiter::new(
+        let name_limiter = Limiter::new(
+            "name",
             settings.login_max_failures.saturating_mul(4),
             Duration::from_secs(settings.login_window_secs),
         );
@@ -144,6 +147,20 @@ impl Accounts {
             rotations: Default::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Counts login failures in Redis, shared by every node that uses it.
+    pub fn with_shared(mut self, shared: Option<Arc<dogear_storage::shared::Shared>>) -> Accounts {
+        if let Some(s) = shared {
+            for l in [
+                &mut self.limiter,
+                &mut self.addr_limiter,
+                &mut self.name_limiter,
+            ] {
+                l.share(s.clone());
+            }
+        }
+        self
     }
 
     pub fn keys(&self) -> &JwtKeys {
@@ -217,17 +234,19 @@ impl Accounts {
         let name_key = format!("u:{username}");
         let pair_key = format!("u:{username}|a:{}", addr.unwrap_or("-"));
         let addr_key = addr.map(|a| format!("a:{a}"));
-        let limited = self.limiter.check(&pair_key, now).or_else(|| {
-            addr_key
-                .as_deref()
-                .and_then(|k| self.addr_limiter.check(k, now))
-        });
+        let limited = match self.limiter.check(&pair_key, now).await {
+            Some(s) => Some(s),
+            None => match addr_key.as_deref() {
+                Some(k) => self.addr_limiter.check(k, now).await,
+                None => None,
+            },
+        };
         if let Some(secs) = limited {
             return Err(AppError::RateLimited {
                 retry_after_secs: secs,
             });
         }
-        if self.name_limiter.check(&name_key, now).is_some() {
+        if self.name_limiter.check(&name_key, now).await.is_some() {
             tokio::time::sleep(UNDER_ATTACK_DELAY).await;
         }
         let user = self.store.user_by_name(username).await?;
@@ -244,15 +263,15 @@ impl Accounts {
         };
         match (ok, user) {
             (true, Some(u)) => {
-                self.limiter.clear(&pair_key);
+                self.limiter.clear(&pair_key).await;
                 self.new_session(u.id, u.username, FamilyId::generate())
                     .await
             }
             _ => {
-                self.limiter.fail(&pair_key, now);
-                self.name_limiter.fail(&name_key, now);
+                self.limiter.fail(&pair_key, now).await;
+                self.name_limiter.fail(&name_key, now).await;
                 if let Some(k) = addr_key {
-                    self.addr_limiter.fail(&k, now);
+                    self.addr_limiter.fail(&k, now).await;
                 }
                 Err(AppError::InvalidCredentials)
             }

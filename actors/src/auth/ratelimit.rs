@@ -1,6 +1,7 @@
-//! Login attempt limiting: a sliding window of failures per key (a username, an address).
-//! In memory on purpose: a restart forgives, and a cluster limits per node, which still
-//! bounds guessing to a handful of tries per minute per node.
+//! Login attempt limiting: a sliding window of failures per key (a username, an address),
+//! in the node's memory; and [`Limiter`], which counts in Redis when one is configured, so
+//! that a cluster's nodes share one count (a fixed window from the first failure), and falls
+//! back to its node's count whenever Redis does not answer.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -63,6 +64,80 @@ impl RateLimiter {
         if let Ok(mut map) = self.failures.lock() {
             map.remove(key);
         }
+    }
+}
+
+/// A limit every node of a cluster shares through Redis, with its node's own count beside it.
+pub struct Limiter {
+    local: RateLimiter,
+    shared: Option<std::sync::Arc<dogear_storage::shared::Shared>>,
+    /// Prefix of this limiter's Redis keys.
+    name: &'static str,
+    max_failures: usize,
+    window: Duration,
+}
+
+impl Limiter {
+    pub fn new(name: &'static str, max_failures: usize, window: Duration) -> Limiter {
+        Limiter {
+            local: RateLimiter::new(max_failures, window),
+            shared: None,
+            name,
+            max_failures: max_failures.max(1),
+            window,
+        }
+    }
+
+    pub fn share(&mut self, shared: std::sync::Arc<dogear_storage::shared::Shared>) {
+        self.shared = Some(shared);
+    }
+
+    fn shared_key(&self, key: &str) -> String {
+        format!("rl:{}:{key}", self.name)
+    }
+
+    /// `Some(seconds to wait)` when `key` has used up its failures.
+    pub async fn check(&self, key: &str, now: Instant) -> Option<u64> {
+        if let Some(s) = &self.shared {
+            match s.failures(&self.shared_key(key)).await {
+                Ok((n, ttl)) => {
+                    return (n as usize >= self.max_failures).then_some(ttl.max(1));
+                }
+                Err(e) => fell_back(&e),
+            }
+        }
+        self.local.check(key, now)
+    }
+
+    pub async fn fail(&self, key: &str, now: Instant) {
+        self.local.fail(key, now);
+        if let Some(s) = &self.shared
+            && let Err(e) = s.record_failure(&self.shared_key(key), self.window).await
+        {
+            fell_back(&e);
+        }
+    }
+
+    pub async fn clear(&self, key: &str) {
+        self.local.clear(key);
+        if let Some(s) = &self.shared
+            && let Err(e) = s.clear(&self.shared_key(key)).await
+        {
+            fell_back(&e);
+        }
+    }
+}
+
+/// Counts a use of the node's own memory instead of Redis; warns at most every 30 s.
+fn fell_back(e: &dogear_storage::shared::SharedError) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_WARNED: AtomicU64 = AtomicU64::new(0);
+    metrics::counter!("dogear_redis_fallbacks_total", "what" => "login_limits").increment(1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if now.saturating_sub(LAST_WARNED.swap(now, Ordering::Relaxed)) >= 30 {
+        tracing::warn!(error = %e, "redis unavailable: login limits count on this node only");
     }
 }
 
