@@ -52,6 +52,10 @@ if ! command -v redis-server >/dev/null 2>&1; then
     echo "installing redis-server (a throwaway Redis)" >&2
     apt_install redis-server
 fi
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    echo "installing prometheus (for the monitoring test and promtool)" >&2
+    apt_install prometheus
+fi
 if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
     echo "installing moto[server] (a throwaway S3-compatible server)" >&2
     python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6' >&2
@@ -103,6 +107,10 @@ for _ in $(seq 1 100); do
 done
 python3 -c "import urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:$port/dogear-test', method='PUT'))"
 export DOGEAR_TEST_S3="http://127.0.0.1:$port"
+
+# The deploy files' Prometheus configuration and alert rules must load.
+(cd deploy/prometheus && promtool check config prometheus.yml >/dev/null && promtool check rules alerts.yml >/dev/null) \
+    || { echo "scripts/test.sh: deploy/prometheus does not pass promtool" >&2; exit 1; }
 
 # The end-to-end tests start the real binary: build it first (tests do not rebuild it).
 cargo build --locked -p dogear

@@ -667,3 +667,213 @@ async fn login_limits_and_revocations_hold_across_nodes() {
         .await;
     }
 }
+
+/// Debian's Prometheus with the scrape configuration and alert rules from `deploy/`
+/// (targets pointed at three nodes) reads every node's `dogear_cluster_members`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_cluster_with_the_deploy_config() {
+    let (c, _plan) = Nodes::start(3).await;
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus");
+    let scrape = std::fs::read_to_string(deploy.join("prometheus.yml")).unwrap();
+    let targets: Vec<String> = c
+        .nodes
+        .iter()
+        .map(|n| format!("          - {}", n.base.trim_start_matches("http://")))
+        .collect();
+    let example: Vec<&str> = scrape
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- 10.0.0."))
+        .collect();
+    assert_eq!(
+        example.len(),
+        3,
+        "the deploy config lists three example nodes"
+    );
+    let mut config = scrape.replace(&example.join("\n"), &targets.join("\n"));
+    config = config.replace("scrape_interval: 15s", "scrape_interval: 1s");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+    std::fs::copy(deploy.join("alerts.yml"), dir.path().join("alerts.yml")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let prom = std::process::Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect(
+            "prometheus is not installed: run the suite with scripts/test.sh, which installs it",
+        );
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _prom = Kill(prom);
+    let url = format!(
+        "http://127.0.0.1:{port}/api/v1/query?query=dogear_cluster_members%7Bstate%3D%22up%22%7D"
+    );
+    let results = dogear_e2e::eventually(30, "Prometheus has every node's members", || {
+        let url = url.clone();
+        async move {
+            let v: Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+            let r = v["data"]["result"].as_array()?.clone();
+            (r.len() == 3 && r.iter().all(|s| s["value"][1] == "3")).then_some(r)
+        }
+    })
+    .await;
+    let mut instances: Vec<String> = results
+        .iter()
+        .map(|s| {
+            s["metric"]["instance"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    instances.sort();
+    let mut expected: Vec<String> = c
+        .nodes
+        .iter()
+        .map(|n| n.base.trim_start_matches("http://").to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(instances, expected);
+    // The rules loaded (and none fires on a healthy cluster).
+    let rules: Value = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/rules"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = rules["data"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(names.contains(&"DogearNodeDown"), "{names:?}");
+}
+
+/// A Kobo whose requests land on different nodes: its library sync, paged through all three,
+/// gives every book once; its reading-state `PUT` through one node reaches the reader's
+/// phone on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kobo_spread_over_the_nodes() {
+    use dogear_e2e::cluster::{Nodes, Plan};
+    let plan = Plan::new(3).await;
+    let envs = (0..3)
+        .map(|i| {
+            let mut e = plan.env(i, None);
+            e.push(("DOGEAR_KOBO__PAGE_SIZE".into(), "2".into()));
+            e
+        })
+        .collect();
+    let c = Nodes::start_with(&plan, envs).await;
+    let me = Reader::new(&c.nodes[0], "kobospread").await;
+    let good = dogear_e2e::fixtures().join("books/good");
+    let mut books = Vec::new();
+    for (i, name) in [
+        "hamlet.epub",
+        "macbeth.epub",
+        "sonnets.epub",
+        "henry-v.epub",
+        "richard-ii.epub",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let api = on(&me.api, &c.nodes[i % 3].base);
+        let up = api
+            .upload(std::fs::read(good.join(name)).unwrap(), name, None)
+            .await;
+        assert_eq!(up.status, 202, "{}", up.body);
+        let job = api.wait_job(up.body["job_id"].as_str().unwrap()).await;
+        assert_eq!(job["state"], "done", "{job}");
+        books.push(job["book_id"].as_str().unwrap().to_string());
+    }
+    let t = me
+        .api
+        .post("/v1/kobo/tokens", json!({"device_name": "Libra"}))
+        .await;
+    assert_eq!(t.status, 201, "{}", t.body);
+    let token = t.body["token"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+
+    // Sync, each page through the next node.
+    let mut seen: Vec<String> = Vec::new();
+    let mut sync_token: Option<String> = None;
+    for page in 0..50 {
+        let base = &c.nodes[page % 3].base;
+        let mut rb = http.get(format!("{base}/kobo/{token}/v1/library/sync"));
+        if let Some(t) = &sync_token {
+            rb = rb.header("x-kobo-synctoken", t);
+        }
+        let r = rb.send().await.unwrap();
+        assert_eq!(r.status(), 200, "page {page}");
+        sync_token = r
+            .headers()
+            .get("x-kobo-synctoken")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let more = r
+            .headers()
+            .get("x-kobo-sync")
+            .is_some_and(|v| v == "continue");
+        let items: Vec<Value> = r.json().await.unwrap();
+        assert!(items.len() <= 2, "page size 2");
+        for item in &items {
+            if let Some(e) = item.get("NewEntitlement") {
+                seen.push(e["BookEntitlement"]["Id"].as_str().unwrap().to_string());
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "no book twice: {seen:?}");
+    let mut want = books.clone();
+    want.sort();
+    assert_eq!(sorted, want, "every book once");
+
+    // The reader's phone on one node; the Kobo's PUT through another.
+    let phone = me.add_device("mobile").await;
+    let (mut ws, _) = Socket::connect(&c.nodes[1], me.token(), &phone).await;
+    let mut put: Value = serde_json_from_file(&dogear_e2e::fixtures().join(
+        "captures/calibre-web-0.6.27/small.kobo.v1.library.UUID.state.PUT.request-body.json",
+    ));
+    put["ReadingStates"][0]["EntitlementId"] = json!(books[0]);
+    let r = http
+        .put(format!(
+            "{}/kobo/{token}/v1/library/{}/state",
+            c.nodes[2].base, books[0]
+        ))
+        .header("content-type", "application/json")
+        .body(put.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let pushed = next_progress(&mut ws).await;
+    assert_eq!(pushed["state"]["book_id"], books[0].as_str(), "{pushed}");
+    assert_eq!(pushed["state"]["percent"], 11.0, "{pushed}");
+}
+
+fn serde_json_from_file(path: &std::path::Path) -> Value {
+    dogear_e2e::serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}

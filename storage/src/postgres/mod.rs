@@ -714,6 +714,7 @@ impl Store for PostgresStore {
         let user = w.user_id.to_string();
         let book = e.book_id.to_string();
         let device = w.position.device_id.to_string();
+        let started = std::time::Instant::now();
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         // Seqs are gapless, so the primary key (user_id, seq) refuses a stale owner and the
@@ -795,6 +796,10 @@ impl Store for PostgresStore {
             .await?;
         }
         tx.commit().await?;
+        // The same series as the embedded store's group commits: the alert on slow commits
+        // reads it whatever the backend.
+        metrics::histogram!("dogear_storage_commit_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         Ok(RecordOutcome::Recorded)
     }
 
