@@ -15,9 +15,17 @@ use tokio_tungstenite::tungstenite::Message;
 #[derive(Parser, Clone)]
 #[command(name = "dogear-loadtest", version, about)]
 struct Args {
-    /// Base URL of the node (loopback only).
+    /// Base URL of the node, or of several nodes of a cluster comma-separated (loopback
+    /// only): worker `i` sends everything to node `i mod n`.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// The cluster's node ids, in the order of `--url`, for `--placement`.
+    #[arg(long)]
+    node_ids: Option<String>,
+    /// `local`: each worker's user is owned by the node the worker sends to; `remote`: by
+    /// another node (every write is forwarded). Needs `--node-ids`.
+    #[arg(long)]
+    placement: Option<String>,
     /// Concurrent clients in each phase (one user and device each for writes).
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
@@ -48,6 +56,9 @@ struct Args {
     /// That user's password.
     #[arg(long)]
     password: Option<String>,
+    /// For the `failover` phase: the nodes' pids, in the order of `--url`.
+    #[arg(long)]
+    pids: Option<String>,
 }
 
 struct Stats {
@@ -86,6 +97,8 @@ impl Stats {
 
 #[derive(Clone)]
 struct Account {
+    /// The node this account's worker talks to.
+    base: String,
     token: String,
     device: String,
     book: String,
@@ -150,9 +163,28 @@ async fn post_json(
     r.json().await.map_err(|e| e.to_string())
 }
 
-async fn register(http: &reqwest::Client, base: &str, name: &str) -> Result<Account, String> {
-    let body = json!({"username": name, "password": "load-test-password"});
-    let r = post_json(http, format!("{base}/v1/auth/register"), None, body).await?;
+/// Registers `name` through `base`, trying `name~1`, `name~2`, ... until `wanted` accepts the
+/// new user's id (a user placed on the node the run needs).
+async fn register(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    wanted: &(dyn Fn(&str) -> bool + Send + Sync),
+) -> Result<Account, String> {
+    let mut attempt = 0;
+    let (r, name) = loop {
+        let name = match attempt {
+            0 => name.to_string(),
+            n => format!("{name}x{n}"),
+        };
+        let body = json!({"username": name, "password": "load-test-password"});
+        let r = post_json(http, format!("{base}/v1/auth/register"), None, body).await?;
+        let id = r["user"]["id"].as_str().unwrap_or_default().to_string();
+        if wanted(&id) || attempt >= 64 {
+            break (r, name);
+        }
+        attempt += 1;
+    };
     let token = r["access_token"]
         .as_str()
         .ok_or(format!("register {name}: {r}"))?
@@ -180,6 +212,7 @@ async fn register(http: &reqwest::Client, base: &str, name: &str) -> Result<Acco
     )
     .await?;
     Ok(Account {
+        base: base.to_string(),
         device: device["id"].as_str().ok_or("device id")?.to_string(),
         book: book["id"].as_str().ok_or("book id")?.to_string(),
         kobo: kobo["api_endpoint"]
@@ -274,6 +307,84 @@ where
         errors,
         elapsed: started.elapsed(),
         latencies_us: lat,
+    }
+}
+
+/// SIGKILL of the node that owns a reader while another node takes the reader's writes:
+/// prints the milliseconds from the kill to the first write sent after it that was applied
+/// (a new owner took the reader over). The caller restarts the killed node between runs.
+async fn failover(
+    http: &reqwest::Client,
+    bases: &[String],
+    node_ids: &[String],
+    args: &Args,
+) -> Result<(), String> {
+    let pids: Vec<i32> = args
+        .pids
+        .as_deref()
+        .ok_or("the failover phase needs --pids")?
+        .split(',')
+        .map(|p| p.trim().parse().map_err(|_| format!("--pids: {p}")))
+        .collect::<Result<_, _>>()?;
+    if pids.len() != bases.len() || node_ids.len() != bases.len() {
+        return Err("--pids and --node-ids need one entry per --url".into());
+    }
+    let name = format!("{}fo", args.prefix);
+    let a = register(http, &bases[0], &name, &|_| true).await?;
+    let who: Value = http
+        .get(format!("{}/v1/users/me", bases[0]))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let user = who["id"].as_str().ok_or("users/me id")?;
+    let key = format!("user:{user}");
+    let owner =
+        dogear_actors::cluster::rendezvous::owner(node_ids.iter().map(String::as_str), &key)
+            .ok_or("no owner")?;
+    let o = node_ids.iter().position(|n| n == owner).ok_or("owner")?;
+    let via = (o + 1) % bases.len();
+    let url = format!("{}/v1/books/{}/progress", bases[via], a.book);
+    let mut step = 0u64;
+    let write = |step: u64| {
+        http.post(&url)
+            .bearer_auth(&a.token)
+            .timeout(Duration::from_secs(5))
+            .json(&body(&a, step))
+            .send()
+    };
+    // Warm: the owner runs the reader's actor.
+    for _ in 0..20 {
+        step += 1;
+        let _ = write(step).await;
+    }
+    // SAFETY: sending SIGKILL to a pid the operator named.
+    unsafe {
+        libc::kill(pids[o], libc::SIGKILL);
+    }
+    let killed = Instant::now();
+    loop {
+        step += 1;
+        let sent = Instant::now();
+        if let Ok(r) = write(step).await
+            && r.status().is_success()
+            && let Ok(v) = r.json::<Value>().await
+            && v["applied"] == true
+        {
+            println!(
+                "failover: node {owner} killed; the first write applied after it: {:.0} ms (sent at +{:.0} ms)",
+                killed.elapsed().as_secs_f64() * 1000.0,
+                (sent - killed).as_secs_f64() * 1000.0
+            );
+            return Ok(());
+        }
+        if killed.elapsed() > Duration::from_secs(30) {
+            return Err("no write applied within 30 s of the kill".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -389,10 +500,25 @@ async fn main() -> Result<(), String> {
         );
         return Ok(());
     }
-    check_loopback(&args.url)?;
+    let bases: Vec<String> = args
+        .url
+        .split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    for b in &bases {
+        check_loopback(b)?;
+    }
     raise_fd_limit();
-    let base = args.url.trim_end_matches('/').to_string();
-    let ws_base = base.replacen("http", "ws", 1);
+    let base = bases.first().cloned().ok_or("--url: no URL")?;
+    let node_ids: Vec<String> = args
+        .node_ids
+        .as_deref()
+        .map(|s| s.split(',').map(|x| x.trim().to_string()).collect())
+        .unwrap_or_default();
+    if args.placement.is_some() && node_ids.len() != bases.len() {
+        return Err("--placement needs --node-ids, one per --url".into());
+    }
     let duration = Duration::from_secs(args.duration);
     let phases: Vec<&str> = args.phases.split(',').map(str::trim).collect();
     let http = reqwest::Client::builder()
@@ -414,10 +540,27 @@ async fn main() -> Result<(), String> {
         let t = Instant::now();
         let mut tasks = Vec::new();
         for i in 0..args.concurrency {
-            let (http, base, name) = (http.clone(), base.clone(), format!("{}{i}", args.prefix));
-            tasks.push(tokio::spawn(
-                async move { register(&http, &base, &name).await },
-            ));
+            let node = i % bases.len();
+            let (http, base, name) = (
+                http.clone(),
+                bases[node].clone(),
+                format!("{}{i}", args.prefix),
+            );
+            let (ids, placement) = (node_ids.clone(), args.placement.clone());
+            tasks.push(tokio::spawn(async move {
+                let wanted = move |user: &str| {
+                    let Some(p) = placement.as_deref() else {
+                        return true;
+                    };
+                    let key = format!("user:{user}");
+                    let owner = dogear_actors::cluster::rendezvous::owner(
+                        ids.iter().map(String::as_str),
+                        &key,
+                    );
+                    (owner == Some(ids[node].as_str())) == (p == "local")
+                };
+                register(&http, &base, &name, &wanted).await
+            }));
         }
         for t in tasks {
             accounts.push(t.await.map_err(|e| e.to_string())??);
@@ -496,6 +639,10 @@ async fn main() -> Result<(), String> {
                 kobo_full_sync(&http, &base, &args).await?;
                 continue;
             }
+            "failover" => {
+                failover(&http, &bases, &node_ids, &args).await?;
+                continue;
+            }
             "kobo" => {
                 let (http, accounts) = (http.clone(), accounts.clone());
                 phase("Kobo state PUT", args.concurrency, duration, move |i| {
@@ -508,18 +655,19 @@ async fn main() -> Result<(), String> {
                 .await
             }
             "health" => {
-                let (http, base) = (http.clone(), base.clone());
-                phase("GET /health", args.concurrency, duration, move |_| {
+                let (http, bases) = (http.clone(), bases.clone());
+                phase("GET /health", args.concurrency, duration, move |i| {
+                    let base = &bases[i % bases.len()];
                     let (http, url) = (http.clone(), format!("{base}/health"));
                     http_loop(duration, move |_| http.get(&url))
                 })
                 .await
             }
             "http" => {
-                let (http, base, accounts) = (http.clone(), base.clone(), accounts.clone());
+                let (http, accounts) = (http.clone(), accounts.clone());
                 phase("POST progress", args.concurrency, duration, move |i| {
                     let (http, a) = (http.clone(), accounts[i].clone());
-                    let url = format!("{base}/v1/books/{}/progress", a.book);
+                    let url = format!("{}/v1/books/{}/progress", a.base, a.book);
                     http_loop(duration, move |step| {
                         http.post(&url).bearer_auth(&a.token).json(&body(&a, step))
                     })
@@ -527,12 +675,14 @@ async fn main() -> Result<(), String> {
                 .await
             }
             "ws" => {
-                let (ws_base, accounts) = (ws_base.clone(), accounts.clone());
+                let accounts = accounts.clone();
                 phase("WS progress", args.concurrency, duration, move |i| {
                     let a = accounts[i].clone();
                     let url = format!(
-                        "{ws_base}/v1/sync?device_id={}&access_token={}",
-                        a.device, a.token
+                        "{}/v1/sync?device_id={}&access_token={}",
+                        a.base.replacen("http", "ws", 1),
+                        a.device,
+                        a.token
                     );
                     async move {
                         let (mut ok, mut err, mut lat) = (0, 0, Vec::new());
@@ -579,19 +729,16 @@ async fn main() -> Result<(), String> {
                 let mut tasks = Vec::new();
                 let per = args.sockets.div_ceil(16);
                 for chunk in 0..16 {
-                    let (held, failed, accounts, ws_base) = (
-                        held.clone(),
-                        failed.clone(),
-                        accounts.clone(),
-                        ws_base.clone(),
-                    );
+                    let (held, failed, accounts) = (held.clone(), failed.clone(), accounts.clone());
                     let n = per.min(args.sockets.saturating_sub(chunk * per));
                     tasks.push(tokio::spawn(async move {
                         for k in 0..n {
                             let a = &accounts[(chunk * per + k) % accounts.len()];
                             let url = format!(
-                                "{ws_base}/v1/sync?device_id={}&access_token={}",
-                                a.device, a.token
+                                "{}/v1/sync?device_id={}&access_token={}",
+                                a.base.replacen("http", "ws", 1),
+                                a.device,
+                                a.token
                             );
                             match tokio_tungstenite::connect_async(&url).await {
                                 Ok((mut ws, _)) => {
