@@ -27,7 +27,23 @@ fn valid_name(name: &str) -> Result<String, AppError> {
 }
 
 /// Applies `op` (run by the user's actor). `Ok(None)`: no such live shelf of this user.
+/// The store takes the change only against the shelf as read here; if another owner (a
+/// partition) changed it meanwhile, the op is applied again to what is stored now.
 pub async fn apply(
+    store: &dyn Store,
+    user: UserId,
+    op: ShelfOp,
+) -> Result<Option<Shelf>, AppError> {
+    for _ in 0..3 {
+        match apply_once(store, user, op.clone()).await {
+            Err(AppError::Conflict(_)) => continue,
+            other => return other,
+        }
+    }
+    Err(AppError::Unavailable("the shelf kept changing".into()))
+}
+
+async fn apply_once(
     store: &dyn Store,
     user: UserId,
     op: ShelfOp,

@@ -539,4 +539,8 @@ pub struct KoboSyncWrite {
     pub ledger: Vec<KoboLedgerEntry>,
     /// Shelves the device now has (`true`) or was told to delete (`false`).
     pub tags: Vec<(ShelfId, bool)>,
+    /// The position this page was built from (`None`: the device had none). The store
+    /// refuses the page (`VersionConflict`) if another was committed since, so two nodes
+    /// serving one device at once cannot both move it.
+    pub expected: Option<String>,
 }

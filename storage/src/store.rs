@@ -179,7 +179,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<(u64, Book)>, StoreError>;
 
     // Shelves.
-    /// Creates or replaces the shelf; the store gives it the next change number.
+    /// Creates the shelf (`change_seq` 0) or replaces it if its stored change number is still
+    /// `shelf.change_seq` (what its writer read), else `VersionConflict`; the store gives it
+    /// the next change number.
     async fn put_shelf(&self, shelf: &Shelf) -> Result<Shelf, StoreError>;
     /// Also returns tombstones.
     async fn shelf(&self, id: ShelfId) -> Result<Option<Shelf>, StoreError>;

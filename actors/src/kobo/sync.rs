@@ -32,6 +32,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 /// The stored position of one device.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SyncState {
+    /// The stored text this position was read from (`None`: none was stored): the page
+    /// built from it commits only if it is still what is stored.
+    #[serde(skip)]
+    pub stored: Option<String>,
     /// Counts full restarts; part of the token.
     pub generation: u64,
     /// Change number up to which each library's books were considered.
@@ -392,7 +396,9 @@ pub async fn next_page(
     let more = b.room == 0;
     b.write.state =
         serde_json::to_string(&next).map_err(|e| AppError::Unavailable(e.to_string()))?;
+    b.write.expected = st.stored.clone();
     store.save_kobo_sync(device, &b.write).await?;
+    next.stored = Some(b.write.state.clone());
     *st = next;
     Ok(SyncPage {
         items: b.items,
@@ -404,7 +410,10 @@ pub async fn next_page(
 /// The stored position of `device`, or the start.
 pub async fn load(store: &dyn Store, device: DeviceId) -> Result<SyncState, AppError> {
     Ok(match store.kobo_sync_state(device).await? {
-        Some(s) => serde_json::from_str(&s).unwrap_or_default(),
+        Some(s) => SyncState {
+            stored: Some(s.clone()),
+            ..serde_json::from_str(&s).unwrap_or_default()
+        },
         None => SyncState::default(),
     })
 }

@@ -45,8 +45,26 @@ pub async fn kobo_devices(s: &dyn Store) {
         state: "{\"p\":1}".into(),
         ledger: vec![entry(b1, r.library.id), entry(b2, other_lib)],
         tags: vec![(shelf, true)],
+        expected: None,
     };
     s.save_kobo_sync(dev.id, &w).await.unwrap();
+    // Another page built from the same (empty) position is refused, and leaves nothing.
+    let stale = KoboSyncWrite {
+        state: "{\"p\":9}".into(),
+        ledger: vec![entry(BookId::generate(), r.library.id)],
+        ..w.clone()
+    };
+    assert!(matches!(
+        s.save_kobo_sync(dev.id, &stale).await,
+        Err(StoreError::VersionConflict { .. })
+    ));
+    assert_eq!(
+        s.kobo_ledger(dev.id, &[stale.ledger[0].book_id])
+            .await
+            .unwrap(),
+        vec![],
+        "a refused page writes no ledger"
+    );
     assert_eq!(
         s.kobo_sync_state(dev.id).await.unwrap().as_deref(),
         Some("{\"p\":1}")
@@ -75,6 +93,7 @@ pub async fn kobo_devices(s: &dyn Store) {
         state: "{}".into(),
         ledger: vec![entry(b2, other_lib)],
         tags: vec![(shelf, false)],
+        expected: Some("{\"p\":1}".into()),
     };
     s.save_kobo_sync(dev.id, &reset).await.unwrap();
     let left = s.kobo_ledger(dev.id, &[b1, b2]).await.unwrap();

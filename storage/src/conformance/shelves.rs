@@ -26,6 +26,13 @@ pub async fn shelves(s: &dyn Store) {
     renamed.books.clear();
     let renamed = s.put_shelf(&renamed).await.unwrap();
     assert!(renamed.change_seq > put.change_seq);
+    // A writer holding the shelf as it was before the rename is refused.
+    let mut stale = put.clone();
+    stale.name = "Lost".into();
+    assert!(matches!(
+        s.put_shelf(&stale).await,
+        Err(StoreError::VersionConflict { .. })
+    ));
     let listed = s.shelves(r.user.id).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].name, "Holiday");

@@ -14,13 +14,14 @@ fn ids<T: ToString>(v: &[T]) -> Vec<String> {
 
 pub(super) async fn put_shelf(c: &impl GenericClient, s: &Shelf) -> Result<Shelf, StoreError> {
     let seq = bump_changes(c).await?;
-    exec(
+    let n = exec(
         c,
         "INSERT INTO shelves (id, user_id, name, books, created_at, updated_at, deleted_at, change_seq)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, books = excluded.books,
              updated_at = excluded.updated_at, deleted_at = excluded.deleted_at,
-             change_seq = excluded.change_seq",
+             change_seq = excluded.change_seq
+         WHERE shelves.change_seq = $9",
         &[
             &s.id.to_string(),
             &s.user_id.to_string(),
@@ -30,9 +31,16 @@ pub(super) async fn put_shelf(c: &impl GenericClient, s: &Shelf) -> Result<Shelf
             &s.updated_at.millis(),
             &s.deleted_at.map(|t| t.millis()),
             &seq,
+            &(s.change_seq as i64),
         ],
     )
     .await?;
+    if n != 1 {
+        return Err(StoreError::VersionConflict {
+            expected: s.change_seq,
+            found: 0,
+        });
+    }
     Ok(Shelf {
         change_seq: seq as u64,
         ..s.clone()
@@ -274,13 +282,29 @@ pub(super) async fn save_kobo_sync(
         exec(c, "DELETE FROM kobo_ledger WHERE device_id = $1", &[&dev]).await?;
         exec(c, "DELETE FROM kobo_tags WHERE device_id = $1", &[&dev]).await?;
     }
-    exec(
-        c,
-        "INSERT INTO kobo_sync (device_id, state) VALUES ($1, $2)
-         ON CONFLICT (device_id) DO UPDATE SET state = excluded.state",
-        &[&dev, &w.state],
-    )
-    .await?;
+    let moved =
+        match &w.expected {
+            Some(prev) => {
+                exec(
+                    c,
+                    "UPDATE kobo_sync SET state = $2 WHERE device_id = $1 AND state = $3",
+                    &[&dev, &w.state, prev],
+                )
+                .await?
+            }
+            None => exec(
+                c,
+                "INSERT INTO kobo_sync (device_id, state) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&dev, &w.state],
+            )
+            .await?,
+        };
+    if moved != 1 {
+        return Err(StoreError::VersionConflict {
+            expected: 0,
+            found: 0,
+        });
+    }
     for e in &w.ledger {
         exec(
             c,

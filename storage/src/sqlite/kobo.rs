@@ -32,14 +32,16 @@ fn shelf_row(r: &Row<'_>) -> RowResult<Shelf> {
 pub(super) fn put_shelf(c: &Connection, s: &Shelf) -> Result<Shelf, StoreError> {
     let seq = bump_changes(c)?;
     let books = serde_json::to_string(&s.books).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    c.prepare_cached(
-        "INSERT INTO shelves (id, user_id, name, books, created_at, updated_at, deleted_at, change_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, books = excluded.books,
-             updated_at = excluded.updated_at, deleted_at = excluded.deleted_at,
-             change_seq = excluded.change_seq",
-    )?
-    .execute(params![
+    let n = c
+        .prepare_cached(
+            "INSERT INTO shelves (id, user_id, name, books, created_at, updated_at, deleted_at, change_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, books = excluded.books,
+                 updated_at = excluded.updated_at, deleted_at = excluded.deleted_at,
+                 change_seq = excluded.change_seq
+             WHERE shelves.change_seq = ?9",
+        )?
+        .execute(params![
         s.id.to_string(),
         s.user_id.to_string(),
         s.name,
@@ -47,8 +49,15 @@ pub(super) fn put_shelf(c: &Connection, s: &Shelf) -> Result<Shelf, StoreError> 
         s.created_at.millis(),
         s.updated_at.millis(),
         s.deleted_at.map(|t| t.millis()),
-        seq as i64
+        seq as i64,
+        s.change_seq as i64
     ])?;
+    if n != 1 {
+        return Err(StoreError::VersionConflict {
+            expected: s.change_seq,
+            found: 0,
+        });
+    }
     Ok(Shelf {
         change_seq: seq,
         ..s.clone()
@@ -265,11 +274,22 @@ pub(super) fn save_kobo_sync(
         c.execute("DELETE FROM kobo_ledger WHERE device_id = ?1", [&dev])?;
         c.execute("DELETE FROM kobo_tags WHERE device_id = ?1", [&dev])?;
     }
-    c.prepare_cached(
-        "INSERT INTO kobo_sync (device_id, state) VALUES (?1, ?2)
-         ON CONFLICT (device_id) DO UPDATE SET state = excluded.state",
-    )?
-    .execute(params![dev, w.state])?;
+    let moved = match &w.expected {
+        Some(prev) => c
+            .prepare_cached("UPDATE kobo_sync SET state = ?2 WHERE device_id = ?1 AND state = ?3")?
+            .execute(params![dev, w.state, prev])?,
+        None => c
+            .prepare_cached(
+                "INSERT INTO kobo_sync (device_id, state) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![dev, w.state])?,
+    };
+    if moved != 1 {
+        return Err(StoreError::VersionConflict {
+            expected: 0,
+            found: 0,
+        });
+    }
     let mut up = c.prepare_cached(
         "INSERT INTO kobo_ledger (device_id, book_id, library_id, fingerprint, removed, archived)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
