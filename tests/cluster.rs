@@ -877,3 +877,118 @@ async fn a_kobo_spread_over_the_nodes() {
 fn serde_json_from_file(path: &std::path::Path) -> Value {
     dogear_e2e::serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
+
+/// Makes a CA and a certificate it signs for the name `dogear-cluster`, with openssl.
+fn make_tls(dir: &std::path::Path, prefix: &str) -> (String, String, String) {
+    let p = |f: &str| dir.join(format!("{prefix}{f}")).display().to_string();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ext = p("ext.cnf");
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:dogear-cluster\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=test cluster CA"];
+    ca.extend(ec);
+    let (ca_key, ca_pem) = (p("ca.key"), p("ca.pem"));
+    ca.extend(["-keyout", &ca_key, "-out", &ca_pem]);
+    run(&ca);
+    let (key, csr, cert) = (p("node.key"), p("node.csr"), p("node.pem"));
+    let mut req = vec!["req", "-subj", "/CN=dogear-cluster"];
+    req.extend(ec);
+    req.extend(["-keyout", &key, "-out", &csr]);
+    run(&req);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_pem,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        &cert,
+        "-extfile",
+        &ext,
+    ]);
+    (cert, key, ca_pem)
+}
+
+/// Mutual TLS between nodes: two nodes with certificates from the cluster's CA form a
+/// cluster (and forward requests); a node whose certificate another CA signed is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_speak_tls_and_refuse_a_stranger() {
+    use dogear_e2e::cluster::{Nodes, Plan, start_node};
+    let plan = Plan::new(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ours = make_tls(dir.path(), "ours-");
+    let theirs = make_tls(dir.path(), "theirs-");
+    let with_tls = |mut env: Vec<(String, String)>, t: &(String, String, String)| {
+        env.push(("DOGEAR_CLUSTER__TLS_CERT".into(), t.0.clone()));
+        env.push(("DOGEAR_CLUSTER__TLS_KEY".into(), t.1.clone()));
+        env.push(("DOGEAR_CLUSTER__TLS_CA".into(), t.2.clone()));
+        env
+    };
+    let envs = vec![
+        with_tls(plan.env(0, None), &ours),
+        with_tls(plan.env(1, None), &ours),
+    ];
+    let c = Nodes::start_with(&plan, envs).await;
+    // Requests cross the encrypted link.
+    let me = Reader::new(&c.nodes[0], "tlsreader").await;
+    let path = format!("/v1/books/{}/progress", me.book);
+    for (i, n) in c.nodes.iter().enumerate() {
+        let r = on(&me.api, &n.base)
+            .post(&path, progress(&me.device, 10.0 + i as f64, i as i64))
+            .await;
+        assert_eq!(r.body["applied"], true, "through node {i}: {}", r.body);
+    }
+    // A node whose certificate another CA signed knows the cookie, but is not let in.
+    let stranger = start_node(&with_tls(plan.env(2, None), &theirs));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for i in 0..2 {
+        let r = c.admin_on(i).get("/v1/cluster").await;
+        let up: Vec<&str> = r.body["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["state"] == "up")
+            .filter_map(|m| m["node_id"].as_str())
+            .collect();
+        assert_eq!(up, ["n0", "n1"], "node {i}: {}", r.body);
+    }
+    let alone = Api {
+        base: stranger.base.clone(),
+        ..c.admin.clone()
+    }
+    .get("/v1/cluster")
+    .await;
+    let up = alone.body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["state"] == "up")
+        .count();
+    assert_eq!(up, 1, "the stranger is alone: {}", alone.body);
+}

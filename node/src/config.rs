@@ -47,6 +47,14 @@ pub struct ClusterCfg {
     pub heartbeat_ms: u64,
     /// A peer silent this long is `down` and its keys move to the others.
     pub failure_timeout_ms: u64,
+    /// Mutual TLS between nodes: this node's certificate chain (PEM). Empty: plain TCP.
+    pub tls_cert: String,
+    /// Its private key (PEM).
+    pub tls_key: String,
+    /// The CA (PEM) that signs every node's certificate; peers without one are refused.
+    pub tls_ca: String,
+    /// The name (DNS subject alternative name) every node's certificate carries.
+    pub tls_server_name: String,
 }
 
 impl Default for ClusterCfg {
@@ -59,6 +67,10 @@ impl Default for ClusterCfg {
             cookie: String::new(),
             heartbeat_ms: 500,
             failure_timeout_ms: 3000,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_ca: String::new(),
+            tls_server_name: "dogear-cluster".into(),
         }
     }
 }
@@ -523,6 +535,13 @@ fn validate_cluster(cfg: &Config) -> Result<(), String> {
         return fail(
             "cluster.failure_timeout_ms",
             "must be at least twice cluster.heartbeat_ms (and the heartbeat positive)",
+        );
+    }
+    let tls = [&c.tls_cert, &c.tls_key, &c.tls_ca];
+    if tls.iter().any(|p| !p.trim().is_empty()) && tls.iter().any(|p| p.trim().is_empty()) {
+        return fail(
+            "cluster.tls_cert",
+            "TLS between nodes needs cluster.tls_cert, cluster.tls_key and cluster.tls_ca together",
         );
     }
     if cfg.storage.backend != Backend::Postgres {

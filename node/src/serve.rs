@@ -4,6 +4,7 @@ use crate::config::{Backend, Config, Durability, Registration};
 use base64::Engine;
 use dogear_actors::Dogear;
 use dogear_actors::auth::{AuthSettings, JwtKeys};
+use dogear_actors::cluster::tls::{Tls, TlsFiles};
 use dogear_actors::cluster::{Cluster, ClusterSettings};
 use dogear_actors::import::calibre::CalibreConfig;
 use dogear_actors::import::folder::FolderConfig;
@@ -439,6 +440,23 @@ async fn start_cluster(cfg: &Config) -> Result<Cluster, String> {
         "" => c.listen.clone(),
         a => a.to_string(),
     };
+    let tls = match c.tls_cert.trim() {
+        "" => None,
+        cert => Some(Arc::new(
+            Tls::load(&TlsFiles {
+                cert: cert.into(),
+                key: c.tls_key.trim().into(),
+                ca: c.tls_ca.trim().into(),
+                server_name: c.tls_server_name.trim().to_string(),
+            })
+            .map_err(|e| format!("config: key {e}"))?,
+        )),
+    };
+    if tls.is_none() {
+        tracing::warn!(
+            "the cluster port speaks plain TCP: keep cluster.listen on a private network, or set cluster.tls_*"
+        );
+    }
     let cluster = Cluster::start(ClusterSettings {
         node_id: c.node_id.trim().to_string(),
         listen,
@@ -447,6 +465,7 @@ async fn start_cluster(cfg: &Config) -> Result<Cluster, String> {
         cookie: c.cookie.clone(),
         heartbeat: Duration::from_millis(c.heartbeat_ms),
         failure_timeout: Duration::from_millis(c.failure_timeout_ms),
+        tls,
     })
     .await
     .map_err(|e| format!("cannot start the cluster: {e}"))?;

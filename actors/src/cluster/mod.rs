@@ -9,6 +9,7 @@
 
 pub mod node_actor;
 pub mod rendezvous;
+pub mod tls;
 pub mod wire;
 
 use node_actor::{Hello, NODES_GROUP, NodeActor, NodeMsg};
@@ -38,6 +39,8 @@ pub struct ClusterSettings {
     pub heartbeat: Duration,
     /// A peer silent this long is `down` and its keys move.
     pub failure_timeout: Duration,
+    /// Mutual TLS between nodes; `None`: plain TCP (a private network only).
+    pub tls: Option<Arc<tls::Tls>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -194,12 +197,16 @@ impl Cluster {
             .rsplit_once(':')
             .map_or(settings.advertise.as_str(), |(h, _)| h)
             .to_string();
+        let encryption = settings
+            .tls
+            .as_ref()
+            .map(|t| ractor_cluster::IncomingEncryptionMode::Tls(t.acceptor.clone()));
         let server = NodeServer::new(
             settings.listen.port(),
             settings.cookie.clone(),
             settings.node_id.clone(),
             host,
-            None,
+            encryption,
             None,
         )
         .with_listen_addr(settings.listen.ip());
@@ -502,12 +509,23 @@ async fn dial(inner: &Arc<Inner>, dialer: &mut Dialer) {
         b.next = now + b.delay;
         b.delay = (b.delay * 2).min(MAX_BACKOFF);
         let server = inner.server.clone();
+        let tls = inner.settings.tls.clone();
         tokio::spawn(async move {
-            let r = tokio::time::timeout(
-                Duration::from_secs(2),
-                ractor_cluster::client_connect(&server, target.as_str()),
-            )
-            .await;
+            let connect = async {
+                match &tls {
+                    Some(t) => {
+                        ractor_cluster::client_connect_enc(
+                            &server,
+                            target.as_str(),
+                            t.connector.clone(),
+                            t.name.clone(),
+                        )
+                        .await
+                    }
+                    None => ractor_cluster::client_connect(&server, target.as_str()).await,
+                }
+            };
+            let r = tokio::time::timeout(Duration::from_secs(2), connect).await;
             match r {
                 Ok(Ok(())) => tracing::debug!(%target, "dialled cluster peer"),
                 Ok(Err(e)) => tracing::debug!(%target, error = %e, "cluster peer not reachable"),
