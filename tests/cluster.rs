@@ -992,3 +992,37 @@ async fn nodes_speak_tls_and_refuse_a_stranger() {
         .count();
     assert_eq!(up, 1, "the stranger is alone: {}", alone.body);
 }
+
+/// Two tabs refreshing one session at once, their requests landing on two nodes: both get
+/// the same new pair (the grace is shared through Redis), and the session lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_through_two_nodes_at_once_keeps_the_session() {
+    let (c, _plan) = Nodes::start(3).await;
+    let me = Reader::new(&c.nodes[0], "twotabs").await;
+    let refresh = |i: usize, token: String| {
+        let client = c.nodes[i].client();
+        async move {
+            client
+                .post("/v1/auth/refresh", json!({"refresh_token": token}))
+                .await
+        }
+    };
+    let mut token = me.refresh.clone();
+    for round in 0..3 {
+        let (x, y) = (round % 3, (round + 1) % 3);
+        let (a, b) = tokio::join!(refresh(x, token.clone()), refresh(y, token.clone()));
+        assert_eq!(a.status, 200, "round {round}: {}", a.body);
+        assert_eq!(b.status, 200, "round {round}: {}", b.body);
+        assert_eq!(
+            a.body["refresh_token"], b.body["refresh_token"],
+            "round {round}: the same new pair from nodes {x} and {y}"
+        );
+        token = a.body["refresh_token"].as_str().unwrap().to_string();
+    }
+    let later = refresh(2, token).await;
+    assert_eq!(
+        later.status, 200,
+        "the session was not revoked: {}",
+        later.body
+    );
+}

@@ -99,6 +99,43 @@ impl Shared {
         Ok(())
     }
 
+    /// Sets `k` to `v` for `ttl` unless it is set: `true` if this call set it.
+    pub async fn claim(&self, k: &str, v: &str, ttl: Duration) -> Result<bool, SharedError> {
+        self.ready()?;
+        let set: Option<String> = self
+            .client
+            .set(
+                key(k),
+                v,
+                Some(Expiration::PX(ttl.as_millis().max(1) as i64)),
+                Some(SetOptions::NX),
+                false,
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Sets `k` to `v` for `ttl`, whatever it was.
+    pub async fn put(&self, k: &str, v: &str, ttl: Duration) -> Result<(), SharedError> {
+        self.ready()?;
+        let _: Option<String> = self
+            .client
+            .set(
+                key(k),
+                v,
+                Some(Expiration::PX(ttl.as_millis().max(1) as i64)),
+                None,
+                false,
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get_string(&self, k: &str) -> Result<Option<String>, SharedError> {
+        self.ready()?;
+        Ok(self.client.get(key(k)).await?)
+    }
+
     pub async fn publish(&self, channel: &str, message: &str) -> Result<(), SharedError> {
         self.ready()?;
         let _: i64 = self.client.publish(key(channel), message).await?;

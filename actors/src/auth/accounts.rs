@@ -54,7 +54,7 @@ const DEVICE_TOKEN_FAILURES: usize = 60;
 type Rotation = tokio::sync::watch::Receiver<Option<Result<Session, AppError>>>;
 
 /// What a successful register, login or refresh hands back.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     pub user_id: UserId,
     pub username: String,
@@ -78,6 +78,8 @@ pub struct Accounts {
     token_limiter: RateLimiter,
     /// Recent rotations by the spent token's hash, for [`AuthSettings::refresh_grace_secs`].
     rotations: std::sync::Mutex<std::collections::HashMap<String, (Rotation, Instant)>>,
+    /// Redis, when the nodes share one: login limits and the refresh grace.
+    shared: Option<Arc<dogear_storage::shared::Shared>>,
     /// Verified against when the username is unknown, so both failures cost the same time.
     dummy_hash: tokio::sync::OnceCell<String>,
 }
@@ -145,12 +147,15 @@ impl Accounts {
             name_limiter,
             token_limiter,
             rotations: Default::default(),
+            shared: None,
             dummy_hash: tokio::sync::OnceCell::new(),
         }
     }
 
-    /// Counts login failures in Redis, shared by every node that uses it.
+    /// Counts login failures in Redis, shared by every node that uses it, and shares the
+    /// refresh grace there too.
     pub fn with_shared(mut self, shared: Option<Arc<dogear_storage::shared::Shared>>) -> Accounts {
+        self.shared = shared.clone();
         if let Some(s) = shared {
             for l in [
                 &mut self.limiter,
@@ -304,6 +309,21 @@ impl Accounts {
     pub async fn refresh(&self, refresh_token: &str) -> Result<Session, AppError> {
         let hash = sha256_hex(refresh_token);
         let grace = Duration::from_secs(self.settings.refresh_grace_secs);
+        if let Some(shared) = &self.shared
+            && !grace.is_zero()
+        {
+            match self
+                .refresh_shared(shared, refresh_token, &hash, grace)
+                .await
+            {
+                Ok(outcome) => return outcome,
+                Err(e) => {
+                    metrics::counter!("dogear_redis_fallbacks_total", "what" => "refresh_grace")
+                        .increment(1);
+                    tracing::warn!(error = %e, "redis unavailable: the refresh grace holds on this node only");
+                }
+            }
+        }
         let joined = {
             let Ok(mut map) = self.rotations.lock() else {
                 return self.rotate(refresh_token).await;
@@ -362,6 +382,55 @@ impl Accounts {
                 }
             }
         }
+    }
+
+    /// The refresh grace across nodes: the first node to claim the token in Redis rotates it
+    /// and leaves the new pair there for the grace period; another node presented the same
+    /// token meanwhile answers with that pair. `Err`: Redis did not answer (the caller falls
+    /// back to this node's own grace). The pair is kept in Redis, as the refresh token itself
+    /// is: Redis belongs on the same private network as the nodes.
+    async fn refresh_shared(
+        &self,
+        shared: &dogear_storage::shared::Shared,
+        refresh_token: &str,
+        hash: &str,
+        grace: Duration,
+    ) -> Result<Result<Session, AppError>, dogear_storage::shared::SharedError> {
+        const PENDING: &str = "pending";
+        let key = format!("rot:{hash}");
+        if shared.claim(&key, PENDING, grace).await? {
+            let outcome = self.rotate(refresh_token).await;
+            match &outcome {
+                Ok(s) => {
+                    if let Ok(json) = serde_json::to_string(s) {
+                        shared.put(&key, &json, grace).await?;
+                    }
+                }
+                // Nothing to share: the next presentation decides for itself.
+                Err(_) => {
+                    let _ = shared.clear(&key).await;
+                }
+            }
+            return Ok(outcome);
+        }
+        // Another request (on any node) is rotating it: wait for its answer.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match shared.get_string(&key).await? {
+                Some(v) if v == PENDING => {}
+                Some(v) => {
+                    return Ok(serde_json::from_str::<Session>(&v).map_err(|_| {
+                        AppError::Unauthorized(Cow::Borrowed("invalid refresh token"))
+                    }));
+                }
+                // The first one failed (or the grace passed): decide here.
+                None => return Ok(self.rotate(refresh_token).await),
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Ok(Err(AppError::Unavailable(
+            "a refresh with this token is still running".into(),
+        )))
     }
 
     async fn rotate(&self, refresh_token: &str) -> Result<Session, AppError> {
