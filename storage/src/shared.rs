@@ -101,34 +101,25 @@ impl Shared {
 
     /// Sets `k` to `v` for `ttl` unless it is set: `true` if this call set it.
     pub async fn claim(&self, k: &str, v: &str, ttl: Duration) -> Result<bool, SharedError> {
-        self.ready()?;
-        let set: Option<String> = self
-            .client
-            .set(
-                key(k),
-                v,
-                Some(Expiration::PX(ttl.as_millis().max(1) as i64)),
-                Some(SetOptions::NX),
-                false,
-            )
-            .await?;
-        Ok(set.is_some())
+        self.set(k, v, ttl, Some(SetOptions::NX)).await
     }
 
     /// Sets `k` to `v` for `ttl`, whatever it was.
     pub async fn put(&self, k: &str, v: &str, ttl: Duration) -> Result<(), SharedError> {
+        self.set(k, v, ttl, None).await.map(|_| ())
+    }
+
+    async fn set(
+        &self,
+        k: &str,
+        v: &str,
+        ttl: Duration,
+        only: Option<SetOptions>,
+    ) -> Result<bool, SharedError> {
         self.ready()?;
-        let _: Option<String> = self
-            .client
-            .set(
-                key(k),
-                v,
-                Some(Expiration::PX(ttl.as_millis().max(1) as i64)),
-                None,
-                false,
-            )
-            .await?;
-        Ok(())
+        let ttl = Some(Expiration::PX(ttl.as_millis().max(1) as i64));
+        let set: Option<String> = self.client.set(key(k), v, ttl, only, false).await?;
+        Ok(set.is_some())
     }
 
     pub async fn get_string(&self, k: &str) -> Result<Option<String>, SharedError> {
