@@ -4,67 +4,13 @@
 //! full is cut loose (the gateway closes it with 4008) and catches up by cursor.
 
 use crate::idle::Idle;
+pub use crate::messages::{DeviceMsg, LiveEvent, SocketHandle, SocketId};
 use crate::placement::Placement;
-use crate::user_actor::{Change, UserOp};
+use crate::user_actor::UserOp;
 use dogear_storage::{DeviceId, UserId};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
-
-/// Identifies one WebSocket connection, across the cluster: changes carry the id of the
-/// socket that made them (it gets an ack, not a push) to every node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct SocketId(pub u64);
-
-impl SocketId {
-    pub fn next() -> SocketId {
-        // A random start per process: two nodes' counters never meet in practice.
-        static NEXT: std::sync::LazyLock<AtomicU64> = std::sync::LazyLock::new(|| {
-            let mut b = [0u8; 8];
-            let _ = getrandom::fill(&mut b);
-            AtomicU64::new(u64::from_le_bytes(b) & !0xffff_ffff)
-        });
-        SocketId(NEXT.fetch_add(1, Ordering::Relaxed))
-    }
-}
-
-/// What a socket's feed carries.
-#[derive(Clone, Debug)]
-pub enum LiveEvent {
-    /// An applied change.
-    Change(Arc<Change>),
-    /// The owner of the user moved (or restarted): changes may have been applied while this
-    /// node was not subscribed. The socket reads the log from where it is to catch up.
-    CatchUp,
-}
-
-/// The device actor's side of one socket.
-pub struct SocketHandle {
-    pub id: SocketId,
-    pub tx: mpsc::Sender<LiveEvent>,
-    /// Set when the socket was dropped for falling behind.
-    pub overflowed: Arc<AtomicBool>,
-}
-
-#[derive(ractor_cluster::RactorMessage)]
-pub enum DeviceMsg {
-    Attach(SocketHandle, RpcReplyPort<()>),
-    Detach(SocketId),
-    Push(Arc<Change>),
-    /// The owner of this device's user may have changed (membership changed): subscribe to
-    /// whichever node owns it now, and have the sockets catch up from the log.
-    Resubscribe,
-    /// The actor of this user (re)started on its owner: same as `Resubscribe` for its devices.
-    ResubscribeIfUser(UserId),
-    /// The next page of this Kobo's library sync (`restart`: it came without its token).
-    KoboSync {
-        restart: bool,
-        page_size: usize,
-        reply: RpcReplyPort<Result<crate::kobo::SyncPage, crate::error::AppError>>,
-    },
-    Tick,
-}
 
 pub struct DeviceArgs {
     pub user: UserId,

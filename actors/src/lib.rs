@@ -11,9 +11,11 @@ pub mod idle;
 pub mod import;
 pub mod kobo;
 pub mod library_actor;
+pub mod messages;
 pub mod placement;
 pub mod progress;
 pub mod shelves;
+pub mod spawn;
 pub mod supervisor;
 pub mod user_actor;
 

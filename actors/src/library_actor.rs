@@ -4,61 +4,13 @@
 use crate::books::{BookPatch, NewBook};
 use crate::error::AppError;
 use crate::idle::Idle;
+pub use crate::messages::{LibraryMsg, LibraryOp, LibraryReply};
 use crate::placement::Placement;
-use dogear_storage::{
-    Book, BookId, BookMeta, ImportJob, LibraryId, RegisterOutcome, Role, SourceFile, Store,
-    Timestamp, UserId,
-};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde::{Deserialize, Serialize};
+use dogear_storage::{Book, BookId, BookMeta, LibraryId, Role, Store, Timestamp, UserId};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// What may be asked of a library's actor, from this node or another. Books and jobs travel
-/// as the JSON they are stored as (their files' locations are tagged enums).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum LibraryOp {
-    /// The caller's role, `None` if not a member.
-    Role(UserId),
-    CreateBook(UserId, NewBook),
-    UpdateBook(UserId, BookId, BookPatch),
-    DeleteBook(UserId, BookId),
-    /// Registers an imported book (deduplicated by content hash), with the source file it
-    /// came from and its finished job, atomically. From the import pipeline, not a person.
-    Import(
-        #[serde(with = "crate::cluster::wire::as_json")] Box<Book>,
-        #[serde(with = "crate::cluster::wire::as_json")] Option<SourceFile>,
-        #[serde(with = "crate::cluster::wire::as_json")] Option<Box<ImportJob>>,
-    ),
-    /// Registers many imported books at once (a Calibre library's first sync); the store
-    /// commits them together.
-    ImportMany(#[serde(with = "crate::cluster::wire::as_json")] Vec<(Book, Option<SourceFile>)>),
-    /// Replaces a live book's metadata and files with what its source now says (a changed
-    /// file, a Calibre edit), keeping its id and added time. From the pipeline, not a person.
-    Refresh(#[serde(with = "crate::cluster::wire::as_json")] Box<Book>),
-    /// Tombstones a book whose source is gone. From the pipeline, not a person.
-    Remove(BookId),
-}
-
-/// The answer to each [`LibraryOp`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum LibraryReply {
-    Role(Option<Role>),
-    Book(#[serde(with = "crate::cluster::wire::as_json")] Box<Book>),
-    Registered(RegisterOutcome),
-    Many(Vec<Result<RegisterOutcome, AppError>>),
-    Done,
-}
-
-// An op is moved into the mailbox once and out again: its size costs one copy, not worth a
-// box for the few `Tick`s.
-#[allow(clippy::large_enum_variant)]
-#[derive(ractor_cluster::RactorMessage)]
-pub enum LibraryMsg {
-    Op(LibraryOp, RpcReplyPort<Result<LibraryReply, AppError>>),
-    Tick,
-}
 
 pub struct LibraryArgs {
     pub library: LibraryId,

@@ -6,11 +6,11 @@
 //! stay where their sockets are; the owner of their user pushes changes to that node.
 
 use crate::cluster::{Cluster, Inbound, wire};
-use crate::device_actor::{DeviceActor, DeviceArgs, DeviceMsg};
 use crate::error::AppError;
-use crate::library_actor::{LibraryActor, LibraryArgs, LibraryMsg, LibraryOp, LibraryReply};
+use crate::messages::{
+    Change, DeviceMsg, LibraryMsg, LibraryOp, LibraryReply, UserMsg, UserOp, UserReply,
+};
 use crate::supervisor::{Restarter, Supervisor};
-use crate::user_actor::{Change, UserActor, UserArgs, UserMsg, UserOp, UserReply};
 use dogear_storage::{DeviceId, LibraryId, Store, UserId};
 use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort, SpawnErr, rpc::CallResult};
 use serde::{Deserialize, Serialize};
@@ -75,11 +75,35 @@ struct Supervisors {
     libraries: ActorCell,
 }
 
+/// A future an actor's activation returns.
+pub type Activation<M> = Pin<Box<dyn Future<Output = Result<ActorRef<M>, AppError>> + Send>>;
+
+/// Starts the actor of a key under its supervisor. Placement routes messages and decides
+/// where keys live; what runs for a key is given to it (`crate::spawn::Actors` in Dogear,
+/// anything else in a test), so placement depends on the messages, never on the actors.
+pub trait Spawner: Send + Sync + 'static {
+    fn user(&self, id: UserId, placement: Placement, sup: ActorCell) -> Activation<UserMsg>;
+    fn device(
+        &self,
+        user: UserId,
+        id: DeviceId,
+        placement: Placement,
+        sup: ActorCell,
+    ) -> Activation<DeviceMsg>;
+    fn library(
+        &self,
+        id: LibraryId,
+        placement: Placement,
+        sup: ActorCell,
+    ) -> Activation<LibraryMsg>;
+}
+
 struct Inner {
     store: Arc<dyn Store>,
     settings: ActorSettings,
     sups: OnceLock<Supervisors>,
     cluster: Option<Cluster>,
+    spawner: Arc<dyn Spawner>,
 }
 
 /// A request one node hands to the owner of a key.
@@ -122,16 +146,18 @@ impl Placement {
     /// Starts the supervisors. Crashed user and library actors are restarted at once (their
     /// state reloads from storage, which holds every acknowledged write); a crashed device
     /// actor is not, because its sockets died with it and reconnect on their own.
-    pub async fn start(
+    pub async fn start_with(
         store: Arc<dyn Store>,
         settings: ActorSettings,
         cluster: Option<Cluster>,
+        spawner: Arc<dyn Spawner>,
     ) -> Result<Placement, AppError> {
         let inner = Arc::new(Inner {
             store,
             settings,
             sups: OnceLock::new(),
             cluster,
+            spawner,
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         let restart: Restarter = Arc::new(move |key: String| {
@@ -336,16 +362,7 @@ impl Placement {
 
     pub async fn user(&self, id: UserId) -> Result<ActorRef<UserMsg>, AppError> {
         let sup = self.sups()?.users.clone();
-        activate(user_key(id), sup, || {
-            (
-                UserActor,
-                UserArgs {
-                    user: id,
-                    placement: self.clone(),
-                },
-            )
-        })
-        .await
+        self.0.spawner.user(id, self.clone(), sup).await
     }
 
     pub async fn device(
@@ -354,31 +371,12 @@ impl Placement {
         id: DeviceId,
     ) -> Result<ActorRef<DeviceMsg>, AppError> {
         let sup = self.sups()?.devices.clone();
-        activate(device_key(id), sup, || {
-            (
-                DeviceActor,
-                DeviceArgs {
-                    user,
-                    device: id,
-                    placement: self.clone(),
-                },
-            )
-        })
-        .await
+        self.0.spawner.device(user, id, self.clone(), sup).await
     }
 
     pub async fn library(&self, id: LibraryId) -> Result<ActorRef<LibraryMsg>, AppError> {
         let sup = self.sups()?.libraries.clone();
-        activate(library_key(id), sup, || {
-            (
-                LibraryActor,
-                LibraryArgs {
-                    library: id,
-                    placement: self.clone(),
-                },
-            )
-        })
-        .await
+        self.0.spawner.library(id, self.clone(), sup).await
     }
 
     /// The actor for `key` if it is running now; never activates one.
@@ -584,7 +582,12 @@ where
     }
 }
 
-async fn activate<A, F>(key: String, sup: ActorCell, make: F) -> Result<ActorRef<A::Msg>, AppError>
+/// The running actor registered as `key`, or a new one `make` builds, linked to `sup`.
+pub async fn activate<A, F>(
+    key: String,
+    sup: ActorCell,
+    make: F,
+) -> Result<ActorRef<A::Msg>, AppError>
 where
     A: Actor,
     F: Fn() -> (A, A::Arguments),

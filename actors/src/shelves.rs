@@ -3,20 +3,11 @@
 
 use crate::app::Dogear;
 use crate::error::AppError;
+pub use crate::messages::ShelfOp;
 use crate::placement::reply;
 use crate::user_actor::{UserOp, UserReply};
 use dogear_storage::{BookId, Shelf, ShelfId, Store, Timestamp, UserId};
 use std::borrow::Cow;
-
-/// One change to a user's shelves.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub enum ShelfOp {
-    Create { name: String, books: Vec<BookId> },
-    Rename { id: ShelfId, name: String },
-    Delete { id: ShelfId },
-    Add { id: ShelfId, books: Vec<BookId> },
-    Remove { id: ShelfId, books: Vec<BookId> },
-}
 
 fn valid_name(name: &str) -> Result<String, AppError> {
     let name = name.trim();

@@ -6,6 +6,9 @@
 use crate::device_actor::{DeviceMsg, SocketId};
 use crate::error::AppError;
 use crate::idle::Idle;
+pub use crate::messages::{
+    Change, KoboPutOutcome, ProgressView, UserMsg, UserOp, UserReply, WriteOutcome,
+};
 use crate::placement::{Placement, device_key};
 use crate::progress::{ProgressWrite, merge};
 use dogear_storage as st;
@@ -13,116 +16,10 @@ use dogear_storage::{
     BookId, Device, DeviceId, DeviceKind, DevicePosition, LibraryId, ProgressEvent, ProgressState,
     Reason, RecordOutcome, Store, StoreError, Timestamp, UserId,
 };
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde::{Deserialize, Serialize};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-
-/// The answer to a progress write.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WriteOutcome {
-    pub applied: bool,
-    pub reason: Option<Reason>,
-    pub state: ProgressState,
-    /// The event's position in the user's log (the changes-feed cursor).
-    pub seq: u64,
-    /// `(sent, used)`: the client time the write carried, when it was too far ahead of the
-    /// server's, and the server's time used instead.
-    pub clamped: Option<(Timestamp, Timestamp)>,
-}
-
-/// A Kobo `PUT`'s outcome: the write's, each part's, and the state's time as answered.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct KoboPutOutcome {
-    pub write: WriteOutcome,
-    pub parts: crate::kobo::PartOutcomes,
-    pub at: String,
-}
-
-/// `GET /v1/books/{id}/progress`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ProgressView {
-    pub state: Option<ProgressState>,
-    pub devices: Vec<DevicePosition>,
-}
-
-/// An applied change, as pushed live to the user's other sockets.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Change {
-    pub seq: u64,
-    pub state: ProgressState,
-    pub origin_device: DeviceId,
-    /// The socket that made the write (it gets an ack instead of a push).
-    pub origin_socket: Option<SocketId>,
-}
-
-/// What may be asked of a user's actor, from this node or another: serializable, so that
-/// the node that received a request can hand it to the node that owns the user.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum UserOp {
-    Write {
-        write: ProgressWrite,
-        origin: Option<SocketId>,
-    },
-    Get {
-        book: BookId,
-    },
-    /// A Kobo's reading-state `PUT`, mapped onto a progress write here, against the state
-    /// this actor holds, so two racing PUTs each merge onto the other's result.
-    KoboWrite {
-        /// Travels as its JSON (it holds the device's numbers as it wrote them).
-        #[serde(with = "crate::cluster::wire::as_json")]
-        reading: Box<crate::kobo::KoboReading>,
-        book: BookId,
-        device: DeviceId,
-    },
-    HasDevice(DeviceId),
-    CreateDevice {
-        name: String,
-        kind: DeviceKind,
-        /// A Kobo's token (hashed), created with the device in one transaction.
-        token_hash: Option<String>,
-    },
-    ListDevices,
-    DeleteDevice(DeviceId),
-    /// A device with open sockets on node `node` wants this user's live changes.
-    Subscribe {
-        device: DeviceId,
-        node: String,
-    },
-    Unsubscribe {
-        device: DeviceId,
-    },
-    /// A book was deleted: forget that it was readable.
-    BookRemoved(BookId),
-    /// A change to one of the user's shelves.
-    Shelf(crate::shelves::ShelfOp),
-}
-
-/// The answer to each [`UserOp`], in the same order.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum UserReply {
-    Write(WriteOutcome),
-    Progress(ProgressView),
-    Kobo(KoboPutOutcome),
-    Bool(bool),
-    Device(Device),
-    Devices(Vec<Device>),
-    Done,
-    Shelf(Option<dogear_storage::Shelf>),
-}
-
-#[derive(ractor_cluster::RactorMessage)]
-pub enum UserMsg {
-    Op(UserOp, RpcReplyPort<Result<UserReply, AppError>>),
-    /// An op whose answer nobody waits for.
-    Tell(UserOp),
-    /// Another node may have written this user meanwhile: forget what is cached (the
-    /// subscribers stay).
-    Reload,
-    Tick,
-}
 
 /// Where a subscribed device's sockets are.
 enum Subscriber {
