@@ -3,7 +3,7 @@
 
 use crate::auth::{Accounts, AuthSettings, JwtKeys};
 use crate::books::{BookPatch, NewBook};
-use crate::device_actor::{DeviceMsg, LiveEvent, SocketHandle, SocketId};
+use crate::device_actor::{LiveEvent, SocketHandle, SocketId};
 use crate::error::AppError;
 use crate::import::calibre::CalibreConfig;
 use crate::import::folder::FolderConfig;
@@ -700,18 +700,7 @@ impl Dogear {
             tx,
             overflowed: overflowed.clone(),
         };
-        // Attach once: a retry would need a second sender, and the first attach either
-        // landed (the actor answered) or died with the actor.
-        let dev = self.placement.device(user, device).await?;
-        let attached = dev
-            .call(
-                |reply| DeviceMsg::Attach(handle, reply),
-                Some(std::time::Duration::from_secs(30)),
-            )
-            .await;
-        if !matches!(attached, Ok(ractor::rpc::CallResult::Success(()))) {
-            return Err(AppError::Unavailable("could not attach socket".into()));
-        }
+        self.placement.attach_socket(user, device, handle).await?;
         // Read after attaching, so no change falls between the cursor and the live feed.
         let head = self.store.progress_head(user).await?;
         Ok(LiveFeed {
@@ -723,9 +712,6 @@ impl Dogear {
     }
 
     pub fn detach_socket(&self, device: DeviceId, socket: SocketId) {
-        let key = crate::placement::device_key(device);
-        if let Some(dev) = self.placement.running::<DeviceMsg>(&key) {
-            let _ = dev.cast(DeviceMsg::Detach(socket));
-        }
+        self.placement.detach_socket(device, socket);
     }
 }

@@ -97,6 +97,12 @@ pub enum UserOp {
     BookRemoved(BookId),
     /// A change to one of the user's shelves.
     Shelf(ShelfOp),
+    /// A Kobo of the user removed a book from its library (or took it back).
+    KoboArchive {
+        device: DeviceId,
+        book: BookId,
+        archived: bool,
+    },
 }
 
 /// The answer to each [`UserOp`], in the same order.

@@ -7,8 +7,10 @@
 
 use crate::cluster::{Cluster, Inbound, wire};
 use crate::error::AppError;
+use crate::kobo::sync::SyncPage;
 use crate::messages::{
-    Change, DeviceMsg, LibraryMsg, LibraryOp, LibraryReply, UserMsg, UserOp, UserReply,
+    Change, DeviceMsg, LibraryMsg, LibraryOp, LibraryReply, SocketHandle, SocketId, UserMsg,
+    UserOp, UserReply,
 };
 use crate::supervisor::{Restarter, Supervisor};
 use dogear_storage::{DeviceId, LibraryId, Store, UserId};
@@ -365,7 +367,7 @@ impl Placement {
         self.0.spawner.user(id, self.clone(), sup).await
     }
 
-    pub async fn device(
+    pub(crate) async fn device(
         &self,
         user: UserId,
         id: DeviceId,
@@ -377,6 +379,65 @@ impl Placement {
     pub async fn library(&self, id: LibraryId) -> Result<ActorRef<LibraryMsg>, AppError> {
         let sup = self.sups()?.libraries.clone();
         self.0.spawner.library(id, self.clone(), sup).await
+    }
+
+    /// Attaches a socket to its device's actor on this node (the node holding the socket).
+    pub async fn attach_socket(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        handle: SocketHandle,
+    ) -> Result<(), AppError> {
+        // Attach once: a retry would need a second sender, and the first attach either
+        // landed (the actor answered) or died with the actor.
+        let dev = self.device(user, device).await?;
+        match dev
+            .call(|reply| DeviceMsg::Attach(handle, reply), Some(CALL_TIMEOUT))
+            .await
+        {
+            Ok(CallResult::Success(())) => Ok(()),
+            _ => Err(AppError::Unavailable("could not attach socket".into())),
+        }
+    }
+
+    /// Detaches a socket from its device's actor, if that runs.
+    pub fn detach_socket(&self, device: DeviceId, socket: SocketId) {
+        if let Some(dev) = self.running::<DeviceMsg>(&device_key(device)) {
+            let _ = dev.cast(DeviceMsg::Detach(socket));
+        }
+    }
+
+    /// Stops the device's actor on this node, closing its sockets.
+    pub fn stop_device(&self, device: DeviceId, why: &str) {
+        if let Some(dev) = self.running::<DeviceMsg>(&device_key(device)) {
+            dev.stop(Some(why.to_string()));
+        }
+    }
+
+    /// The next page of a Kobo's library sync, built by the device's actor on this node (one
+    /// page at a time per device; the position is read from and committed to the store).
+    pub async fn kobo_sync(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        restart: bool,
+        page_size: usize,
+    ) -> Result<SyncPage, AppError> {
+        let dev = self.device(user, device).await?;
+        match dev
+            .call(
+                |reply| DeviceMsg::KoboSync {
+                    restart,
+                    page_size,
+                    reply,
+                },
+                Some(Duration::from_secs(25)),
+            )
+            .await
+        {
+            Ok(CallResult::Success(r)) => r,
+            _ => Err(AppError::Unavailable("kobo sync did not finish".into())),
+        }
     }
 
     /// The actor for `key` if it is running now; never activates one.

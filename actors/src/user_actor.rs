@@ -197,6 +197,17 @@ impl UserState {
                 self.subscribers.remove(&device);
                 UserReply::Done
             }
+            UserOp::KoboArchive {
+                device,
+                book,
+                archived,
+            } => {
+                if !self.devices.contains_key(&device) {
+                    return Err(AppError::NotFound(Cow::Borrowed("device")));
+                }
+                self.store.set_kobo_archived(device, book, archived).await?;
+                UserReply::Done
+            }
             UserOp::BookRemoved(book) => {
                 self.readable.remove(&book);
                 UserReply::Done

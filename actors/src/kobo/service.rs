@@ -6,7 +6,6 @@ use super::state::{KoboReading, ReadingView, reading_state};
 use super::sync::{KoboItem, SyncPage};
 use super::token;
 use crate::app::Dogear;
-use crate::device_actor::DeviceMsg;
 use crate::error::AppError;
 use crate::placement::reply;
 use crate::user_actor::{KoboPutOutcome, UserOp, UserReply};
@@ -96,10 +95,7 @@ impl Dogear {
             return Err(AppError::NotFound(Cow::Borrowed("kobo token")));
         }
         self.delete_device(user, device).await?;
-        let key = crate::placement::device_key(device);
-        if let Some(dev) = self.placement.running::<DeviceMsg>(&key) {
-            dev.stop(Some("revoked".into()));
-        }
+        self.placement.stop_device(device, "revoked");
         Ok(())
     }
 
@@ -128,21 +124,10 @@ impl Dogear {
         restart: bool,
         page_size: usize,
     ) -> Result<SyncPage, AppError> {
-        let actor = self.placement.device(dev.user_id, dev.device_id).await?;
-        let mut page = match actor
-            .call(
-                |reply| DeviceMsg::KoboSync {
-                    restart,
-                    page_size,
-                    reply,
-                },
-                Some(std::time::Duration::from_secs(25)),
-            )
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(r)) => r,
-            _ => Err(AppError::Unavailable("kobo sync did not finish".into())),
-        }?;
+        let mut page = self
+            .placement
+            .kobo_sync(dev.user_id, dev.device_id, restart, page_size)
+            .await?;
         for item in &mut page.items {
             match item {
                 KoboItem::NewEntitlement { book, state, .. } => {
@@ -249,10 +234,18 @@ impl Dogear {
         id: BookId,
         archived: bool,
     ) -> Result<(), AppError> {
-        self.store
-            .set_kobo_archived(dev.device_id, id, archived)
-            .await?;
-        Ok(())
+        // Through the reader's owner, like every other change the reader makes.
+        self.placement
+            .ask_user(
+                dev.user_id,
+                UserOp::KoboArchive {
+                    device: dev.device_id,
+                    book: id,
+                    archived,
+                },
+            )
+            .await
+            .map(|_| ())
     }
 
     /// The file a Kobo downloads: the KEPUB (made now if need be) or the EPUB.
