@@ -100,8 +100,8 @@ impl Dogear {
     }
 
     /// The device a token in a Kobo's path stands for. Every Kobo request asks, so answers
-    /// are kept for a few seconds; a revocation on this node drops them at once (on another
-    /// node of a cluster it takes effect within [`TOKEN_CACHE_SECS`]).
+    /// are kept for a few seconds; a revocation drops them at once on this node, and on the
+    /// other nodes of a cluster through Redis (without Redis, within [`TOKEN_CACHE_SECS`]).
     pub async fn kobo_device(&self, secret: &str) -> Result<Option<KoboToken>, AppError> {
         if !token::well_formed(secret) {
             return Ok(None);
