@@ -106,6 +106,10 @@ struct Inner {
     sups: OnceLock<Supervisors>,
     cluster: Option<Cluster>,
     spawner: Arc<dyn Spawner>,
+    /// Devices that had sockets on this node, by user: when a user's owner (re)starts on
+    /// another node, only these are asked to subscribe again, not every device here.
+    devices_of: std::sync::Mutex<std::collections::HashMap<UserId, Vec<DeviceId>>>,
+    prune_devices_at: std::sync::atomic::AtomicUsize,
 }
 
 /// A request one node hands to the owner of a key.
@@ -160,6 +164,8 @@ impl Placement {
             sups: OnceLock::new(),
             cluster,
             spawner,
+            devices_of: Default::default(),
+            prune_devices_at: std::sync::atomic::AtomicUsize::new(4096),
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         let restart: Restarter = Arc::new(move |key: String| {
@@ -391,6 +397,30 @@ impl Placement {
         // Attach once: a retry would need a second sender, and the first attach either
         // landed (the actor answered) or died with the actor.
         let dev = self.device(user, device).await?;
+        if let Ok(mut m) = self.0.devices_of.lock() {
+            let list = m.entry(user).or_default();
+            if !list.contains(&device) {
+                list.push(device);
+            }
+            // Users whose sockets are all gone are dropped now and then: whenever the map
+            // has doubled since it was last pruned.
+            let size = m.len();
+            if size
+                >= self
+                    .0
+                    .prune_devices_at
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                m.retain(|_, ds| {
+                    ds.retain(|d| ractor::registry::where_is(device_key(*d).as_str()).is_some());
+                    !ds.is_empty()
+                });
+                let next = (m.len() * 2).max(4096);
+                self.0
+                    .prune_devices_at
+                    .store(next, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         match dev
             .call(|reply| DeviceMsg::Attach(handle, reply), Some(CALL_TIMEOUT))
             .await
@@ -574,8 +604,25 @@ impl Inbound for Here {
                 }
             }
             Ok(Cast::Resubscribe { user }) => {
-                for dev in inner.devices() {
-                    let _ = dev.cast(DeviceMsg::ResubscribeIfUser(user));
+                // The user's devices with sockets here; those no longer running are forgotten.
+                let devices = inner
+                    .devices_of
+                    .lock()
+                    .ok()
+                    .and_then(|mut m| m.remove(&user))
+                    .unwrap_or_default();
+                let mut kept = Vec::new();
+                for d in devices {
+                    if let Some(dev) = ractor::registry::where_is(device_key(d).as_str()) {
+                        let dev: ActorRef<DeviceMsg> = dev.into();
+                        let _ = dev.cast(DeviceMsg::ResubscribeIfUser(user));
+                        kept.push(d);
+                    }
+                }
+                if !kept.is_empty()
+                    && let Ok(mut m) = inner.devices_of.lock()
+                {
+                    m.entry(user).or_default().extend(kept);
                 }
             }
             Ok(Cast::StopDevice { device }) => {
