@@ -109,6 +109,9 @@ pub trait Store: Send + Sync + 'static {
     /// Puts jobs claimed by these (lost) nodes back in the queue, those any node may run:
     /// a job tied to a lost node's disk waits for that node.
     async fn requeue_jobs_of(&self, lost: &[String]) -> Result<u64, StoreError>;
+    /// Puts back in the queue the jobs marked running by no node (`dogear import` runs its
+    /// own) whose last change is older than `before`: a command killed midway leaves them.
+    async fn requeue_abandoned_jobs(&self, before: Timestamp) -> Result<u64, StoreError>;
     /// When the earliest queued job `node` may run is due.
     async fn next_job_at(&self, node: &str) -> Result<Option<Timestamp>, StoreError>;
     async fn job_counts(&self) -> Result<Vec<(JobState, u64)>, StoreError>;

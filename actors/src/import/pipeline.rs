@@ -628,6 +628,8 @@ pub struct QueueState {
     running: usize,
     /// Members seen down at the last look, whose jobs any node may run were requeued.
     lost: Vec<String>,
+    /// When abandoned command-line jobs were last looked for.
+    last_abandoned: std::time::Instant,
     _ticker: Ticker,
     _active: ActiveGuard,
 }
@@ -655,6 +657,7 @@ impl Actor for QueueActor {
             importer,
             running: 0,
             lost: Vec::new(),
+            last_abandoned: std::time::Instant::now(),
             _ticker: ticker,
             _active: ActiveGuard::new("import_queue"),
         })
@@ -695,6 +698,16 @@ impl Actor for QueueActor {
                     }
                 }
                 st.lost = lost;
+            }
+        }
+        // Jobs a `dogear import` marked running and never finished (it was killed): after
+        // ten quiet minutes they are the queue's. Looked at once a minute.
+        if st.last_abandoned.elapsed() >= Duration::from_secs(60) {
+            st.last_abandoned = std::time::Instant::now();
+            let before = Timestamp::now().plus_secs(-600);
+            let n = st.importer.store().requeue_abandoned_jobs(before).await?;
+            if n > 0 {
+                tracing::info!(jobs = n, "took over imports a stopped `dogear import` left");
             }
         }
         // Look before claiming: claiming is a write, and an idle node should not commit

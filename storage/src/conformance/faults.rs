@@ -203,6 +203,10 @@ impl<S: Store> Store for Faulty<S> {
         self.fault("requeue_jobs_of")?;
         self.inner.requeue_jobs_of(lost).await
     }
+    async fn requeue_abandoned_jobs(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.fault("requeue_abandoned_jobs")?;
+        self.inner.requeue_abandoned_jobs(before).await
+    }
     async fn next_job_at(&self, node: &str) -> Result<Option<Timestamp>, StoreError> {
         self.fault("next_job_at")?;
         self.inner.next_job_at(node).await

@@ -80,6 +80,32 @@ pub async fn imports(s: &dyn Store) {
     let mut failed = s.job(staged.id).await.unwrap().unwrap();
     failed.state = JobState::Failed;
     s.upsert_job(&failed).await.unwrap();
+    // Jobs `dogear import` marked running itself and left: requeued once old enough.
+    let mut left = job("left.epub");
+    left.library_id = LibraryId::generate();
+    left.state = JobState::Running;
+    left.updated_at = Timestamp::from_millis(now.millis() - 3_600_000);
+    s.upsert_job(&left).await.unwrap();
+    assert_eq!(
+        s.requeue_abandoned_jobs(Timestamp::from_millis(now.millis() - 7_200_000))
+            .await
+            .unwrap(),
+        0,
+        "not yet: it changed after the cut-off"
+    );
+    assert_eq!(
+        s.requeue_abandoned_jobs(Timestamp::from_millis(now.millis() - 60_000))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.job(left.id).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    let mut gone = s.job(left.id).await.unwrap().unwrap();
+    gone.state = JobState::Failed;
+    s.upsert_job(&gone).await.unwrap();
 
     let mut b = book(lib.id, "Hashed", "A");
     b.meta.formats = vec![file(Format::Epub, "00000000000000aa")];

@@ -584,6 +584,17 @@ impl Store for PostgresStore {
         .await?)
     }
 
+    async fn requeue_abandoned_jobs(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        Ok(exec(
+            &c,
+            "UPDATE import_jobs SET state = 'queued'
+             WHERE state = 'running' AND claimed_by IS NULL AND updated_at < $1",
+            &[&before.millis()],
+        )
+        .await?)
+    }
+
     async fn next_job_at(&self, node: &str) -> Result<Option<Timestamp>, StoreError> {
         let c = self.client().await?;
         let r = query(

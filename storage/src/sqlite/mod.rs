@@ -600,6 +600,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn requeue_abandoned_jobs(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.write(move |c| {
+            Ok(c.execute(
+                "UPDATE import_jobs SET state = 'queued'
+                 WHERE state = 'running' AND claimed_by IS NULL AND updated_at < ?1",
+                [before.millis()],
+            )? as u64)
+        })
+        .await
+    }
+
     async fn next_job_at(&self, node: &str) -> Result<Option<Timestamp>, StoreError> {
         let node = node.to_string();
         self.read(move |c| {
