@@ -147,6 +147,39 @@ async fn post_retrying(apis: &[Api], start: usize, path: &str, body: &Value) -> 
     None
 }
 
+/// The cluster's PostgreSQL database.
+fn pg_url(plan: &dogear_e2e::cluster::Plan) -> String {
+    plan.shared
+        .iter()
+        .find(|(k, _)| k == "DOGEAR_STORAGE__POSTGRES_URL")
+        .map(|(_, v)| v.clone())
+        .expect("the plan has a database")
+}
+
+/// The rules over a reader's applied log, whichever node applied each write: no event
+/// twice, versions 1, 2, 3, ... with none skipped or repeated, and never backwards.
+fn check_log(log: &[(String, Value)]) {
+    let ids: std::collections::HashSet<&str> = log.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), log.len(), "no event applied twice");
+    let versions: Vec<i64> = log
+        .iter()
+        .map(|(_, s)| s["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        (1..=log.len() as i64).collect::<Vec<_>>(),
+        "one write per version, none skipped"
+    );
+    let pcts: Vec<f64> = log
+        .iter()
+        .map(|(_, s)| s["percent"].as_f64().unwrap())
+        .collect();
+    assert!(
+        pcts.windows(2).all(|w| w[1] >= w[0]),
+        "never backwards: {pcts:?}"
+    );
+}
+
 /// The reader's applied events as PostgreSQL holds them, oldest first: (event id, state).
 async fn applied_log(url: &str) -> Vec<(String, Value)> {
     let (db, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -245,32 +278,13 @@ async fn sigkill_of_the_owner_loses_nothing_and_the_keys_come_back() {
     );
 
     // Every acknowledged write is in the log once; versions are gapless; never backwards.
-    let url = plan
-        .shared
-        .iter()
-        .find(|(k, _)| k == "DOGEAR_STORAGE__POSTGRES_URL")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let url = pg_url(&plan);
     let check = |log: &[(String, Value)]| {
+        check_log(log);
         let ids: std::collections::HashSet<&str> = log.iter().map(|(id, _)| id.as_str()).collect();
-        assert_eq!(ids.len(), log.len(), "no event applied twice");
         for (id, pct, _, _) in &acked {
             assert!(ids.contains(id.as_str()), "acknowledged {pct} is missing");
         }
-        let versions: Vec<i64> = log
-            .iter()
-            .map(|(_, s)| s["version"].as_i64().unwrap())
-            .collect();
-        assert_eq!(
-            versions,
-            (1..=log.len() as i64).collect::<Vec<_>>(),
-            "gapless versions"
-        );
-        let pcts: Vec<f64> = log
-            .iter()
-            .map(|(_, s)| s["percent"].as_f64().unwrap())
-            .collect();
-        assert!(pcts.windows(2).all(|w| w[1] >= w[0]), "never backwards");
     };
     let log = applied_log(&url).await;
     check(&log);
@@ -391,30 +405,8 @@ async fn a_partition_never_applies_two_writes_for_one_version() {
     c.wait_members(&[0, 1, 2], 3, 30).await;
 
     // Every applied write had its own version; never backwards across both sides.
-    let url = plan
-        .shared
-        .iter()
-        .find(|(k, _)| k == "DOGEAR_STORAGE__POSTGRES_URL")
-        .map(|(_, v)| v.clone())
-        .unwrap();
-    let log = applied_log(&url).await;
-    let versions: Vec<i64> = log
-        .iter()
-        .map(|(_, s)| s["version"].as_i64().unwrap())
-        .collect();
-    assert_eq!(
-        versions,
-        (1..=log.len() as i64).collect::<Vec<_>>(),
-        "one write per version"
-    );
-    let pcts: Vec<f64> = log
-        .iter()
-        .map(|(_, s)| s["percent"].as_f64().unwrap())
-        .collect();
-    assert!(
-        pcts.windows(2).all(|w| w[1] >= w[0]),
-        "never backwards: {pcts:?}"
-    );
+    let log = applied_log(&pg_url(&plan)).await;
+    check_log(&log);
     let last = log.last().map(|(_, s)| s.clone()).unwrap();
     for (i, api) in apis.iter().enumerate() {
         let s = api.get(&path).await;
