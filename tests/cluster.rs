@@ -686,10 +686,7 @@ async fn prometheus_scrapes_the_cluster_with_the_deploy_config() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
     std::fs::copy(deploy.join("alerts.yml"), dir.path().join("alerts.yml")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    let port = dogear_e2e::cluster::free_port();
     let prom = std::process::Command::new("prometheus")
         .arg(format!(
             "--config.file={}",

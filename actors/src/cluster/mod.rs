@@ -151,23 +151,8 @@ impl Inner {
 
     /// Records peers named in a heartbeat so that they are dialled too.
     fn learn(&self, h: &Hello) {
-        let Ok(mut members) = self.members.write() else {
-            return;
-        };
-        for (id, addr) in
-            std::iter::once((&h.node_id, &h.advertise)).chain(h.peers.iter().map(|(i, a)| (i, a)))
-        {
-            if *id == self.settings.node_id {
-                continue;
-            }
-            members.entry(id.clone()).or_insert_with(|| Member {
-                advertise: addr.clone(),
-                state: MemberState::Down,
-                last_seen: Instant::now(),
-                keys: 0,
-                actor: None,
-                ractor_node: None,
-            });
+        if let Ok(mut members) = self.members.write() {
+            note_members(&mut members, &self.settings.node_id, h);
         }
     }
 
@@ -394,6 +379,25 @@ fn describe_metrics() {
     metrics::counter!("dogear_cluster_heartbeat_failures_total").increment(0);
 }
 
+/// Records the sender of a heartbeat and the peers it names, as `down` until they answer
+/// this node's own heartbeats (so that they are dialled).
+fn note_members(members: &mut BTreeMap<String, Member>, me: &str, h: &Hello) {
+    let named =
+        std::iter::once((&h.node_id, &h.advertise)).chain(h.peers.iter().map(|(i, a)| (i, a)));
+    for (id, addr) in named {
+        if id != me {
+            members.entry(id.clone()).or_insert_with(|| Member {
+                advertise: addr.clone(),
+                state: MemberState::Down,
+                last_seen: Instant::now(),
+                keys: 0,
+                actor: None,
+                ractor_node: None,
+            });
+        }
+    }
+}
+
 /// Per dial target: when to try next and how long to wait after that.
 struct Backoff {
     next: Instant,
@@ -577,14 +581,10 @@ async fn ping_all(inner: &Arc<Inner>) {
                 continue;
             }
             answered.push(h.node_id.clone());
-            let m = members.entry(h.node_id.clone()).or_insert_with(|| Member {
-                advertise: h.advertise.clone(),
-                state: MemberState::Down,
-                last_seen: now,
-                keys: 0,
-                actor: None,
-                ractor_node: None,
-            });
+            note_members(&mut members, &inner.settings.node_id, &h);
+            let Some(m) = members.get_mut(&h.node_id) else {
+                continue;
+            };
             if m.state != MemberState::Up {
                 tracing::info!(node = %h.node_id, address = %h.advertise, "cluster member up");
             }
@@ -594,21 +594,6 @@ async fn ping_all(inner: &Arc<Inner>) {
             m.advertise = h.advertise.clone();
             m.ractor_node = Some(actor.get_id().node());
             m.actor = Some(actor);
-            for (id, addr) in &h.peers {
-                if *id != inner.settings.node_id && !members.contains_key(id) {
-                    members.insert(
-                        id.clone(),
-                        Member {
-                            advertise: addr.clone(),
-                            state: MemberState::Down,
-                            last_seen: now,
-                            keys: 0,
-                            actor: None,
-                            ractor_node: None,
-                        },
-                    );
-                }
-            }
         }
         for (id, m) in members.iter_mut() {
             if answered.contains(id) || m.state == MemberState::Down {
