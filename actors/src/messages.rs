@@ -127,6 +127,9 @@ pub enum UserMsg {
     /// subscribers stay).
     Reload,
     Tick,
+    /// The batch with this number reached the store (stored or refused): the owner answers
+    /// its writers and takes the next one.
+    Persisted(u64),
 }
 
 /// One change to a user's shelves.

@@ -1,7 +1,12 @@
 //! `UserActor`: one per user, owns that user's reading progress and devices. Every progress
-//! write of the user, from any protocol, passes through here one at a time, so the merge
-//! rule sees a consistent current state without locks or read-modify-write in SQL. A write
-//! is acknowledged only after the store made it durable.
+//! write of the user, from any protocol, passes through here in one order, so the merge
+//! rule sees a consistent current state without locks or read-modify-write in SQL.
+//!
+//! Writes are group-committed by the owner: while one batch is being stored, the writes that
+//! arrive queue up; when it is durable, every queued write is decided in memory, in order
+//! (`progress::batch`), and stored as the next batch. A write is answered only after the
+//! batch holding it is durable, and nothing of a batch is visible before that: every other
+//! op waits for the batches in flight first.
 
 use crate::device_actor::{DeviceMsg, SocketId};
 use crate::error::AppError;
@@ -10,13 +15,13 @@ pub use crate::messages::{
     Change, KoboPutOutcome, ProgressView, UserMsg, UserOp, UserReply, WriteOutcome,
 };
 use crate::placement::{Placement, device_key};
-use crate::progress::{ProgressWrite, merge};
-use dogear_storage as st;
+use crate::progress::ProgressWrite;
+use crate::progress::batch::{self, Pending, Plan, Recent, Verdict};
 use dogear_storage::{
-    BookId, Device, DeviceId, DeviceKind, DevicePosition, LibraryId, ProgressEvent, ProgressState,
-    Reason, RecordOutcome, Store, StoreError, Timestamp, UserId,
+    BatchOutcome, BookId, Device, DeviceId, DeviceKind, LibraryId, ProgressState, Store,
+    StoreError, Timestamp, UserId,
 };
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -27,6 +32,53 @@ enum Subscriber {
     Local(ActorRef<DeviceMsg>),
     /// On another node, which hands each change to the device's actor there.
     Remote(String),
+}
+
+/// The most writes one batch takes; the rest wait for the next.
+const MAX_BATCH: usize = 1024;
+/// How many event ids of recent writes the owner remembers to answer retries at once.
+const RECENT_IDS: usize = 4096;
+/// How often a write is decided again after another owner moved the log under it.
+const MAX_TRIES: u8 = 3;
+
+type Port = RpcReplyPort<Result<UserReply, AppError>>;
+
+/// A write waiting for its batch.
+struct Queued {
+    pending: Pending,
+    origin: Option<SocketId>,
+    reply: Option<Port>,
+    /// For a Kobo's write: its part outcomes and answered time.
+    kobo: Option<(crate::kobo::state::PartOutcomes, String)>,
+    tries: u8,
+}
+
+impl Queued {
+    fn answer(self, r: Result<WriteOutcome, AppError>) {
+        let Some(port) = self.reply else { return };
+        let r = r.map(|write| match self.kobo {
+            Some((parts, at)) => UserReply::Kobo(KoboPutOutcome { write, parts, at }),
+            None => UserReply::Write(write),
+        });
+        let _ = port.send(r);
+    }
+}
+
+/// Tells the owner its batch is done when the task storing it ends, also by a panic.
+struct TellPersisted(ActorRef<UserMsg>, u64);
+
+impl Drop for TellPersisted {
+    fn drop(&mut self) {
+        let _ = self.0.cast(UserMsg::Persisted(self.1));
+    }
+}
+
+/// The batch being stored.
+struct Inflight {
+    number: u64,
+    plan: Plan,
+    entries: Vec<Queued>,
+    task: tokio::task::JoinHandle<Result<BatchOutcome, StoreError>>,
 }
 
 pub struct UserArgs {
@@ -46,6 +98,11 @@ pub struct UserState {
     devices: HashMap<DeviceId, Device>,
     subscribers: HashMap<DeviceId, Subscriber>,
     idle: Idle,
+    myself: ActorRef<UserMsg>,
+    queue: std::collections::VecDeque<Queued>,
+    inflight: Option<Inflight>,
+    batches: u64,
+    recent: Recent,
 }
 
 pub struct UserActor;
@@ -102,6 +159,11 @@ impl Actor for UserActor {
             devices,
             subscribers,
             idle,
+            myself,
+            queue: Default::default(),
+            inflight: None,
+            batches: 0,
+            recent: Recent::new(RECENT_IDS),
         })
     }
 
@@ -115,11 +177,35 @@ impl Actor for UserActor {
             st.idle.touch();
         }
         match msg {
+            UserMsg::Op(UserOp::Write { write, origin }, reply) => {
+                st.enqueue(write, origin, Some(reply), None).await;
+            }
+            UserMsg::Tell(UserOp::Write { write, origin }) => {
+                st.enqueue(write, origin, None, None).await;
+            }
+            UserMsg::Op(
+                UserOp::KoboWrite {
+                    reading,
+                    book,
+                    device,
+                },
+                reply,
+            ) => {
+                st.drain().await;
+                match st.kobo_write(*reading, book, device).await {
+                    Ok((write, parts)) => st.enqueue(write, None, Some(reply), Some(parts)).await,
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
             UserMsg::Op(op, reply) => {
+                st.drain().await;
                 let r = st.op(op).await;
                 let _ = reply.send(r);
             }
             UserMsg::Reload => {
+                st.drain().await;
                 st.head = None;
                 st.states.clear();
                 st.readable.clear();
@@ -132,12 +218,20 @@ impl Actor for UserActor {
                     .collect();
             }
             UserMsg::Tell(op) => {
+                st.drain().await;
                 if let Err(e) = st.op(op).await {
                     tracing::debug!(error = %e, "a told op failed");
                 }
             }
+            UserMsg::Persisted(number) => {
+                if st.inflight.as_ref().is_some_and(|f| f.number == number) {
+                    st.finish().await;
+                    st.start().await;
+                }
+            }
             UserMsg::Tick => {
-                if st.subscribers.is_empty() && st.idle.expired() {
+                let busy = st.inflight.is_some() || !st.queue.is_empty();
+                if !busy && st.subscribers.is_empty() && st.idle.expired() {
                     myself.stop(Some("idle".into()));
                 }
             }
@@ -149,12 +243,21 @@ impl Actor for UserActor {
 impl UserState {
     async fn op(&mut self, op: UserOp) -> Result<UserReply, AppError> {
         Ok(match op {
-            UserOp::Write { write, origin } => UserReply::Write(self.write(write, origin).await?),
-            UserOp::KoboWrite {
-                reading,
-                book,
-                device,
-            } => UserReply::Kobo(self.kobo_write(*reading, book, device).await?),
+            UserOp::Write { write, origin } => {
+                // Handled before `op` (queued for a batch); kept total for a caller that
+                // reaches here anyway.
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.enqueue(write, origin, Some(tx.into()), None).await;
+                self.drain().await;
+                return rx
+                    .await
+                    .unwrap_or_else(|_| Err(AppError::Unavailable("write dropped".into())));
+            }
+            UserOp::KoboWrite { .. } => {
+                return Err(AppError::Unavailable(
+                    "a Kobo write is not a told op".into(),
+                ));
+            }
             UserOp::Get { book } => UserReply::Progress(self.get(book).await?),
             UserOp::HasDevice(id) => UserReply::Bool(self.devices.contains_key(&id)),
             UserOp::CreateDevice {
@@ -292,23 +395,20 @@ impl UserState {
         Ok(())
     }
 
+    /// A Kobo's reading state as a progress write, decided on the durable state (the owner
+    /// has drained its batches first).
     async fn kobo_write(
         &mut self,
         mut reading: crate::kobo::KoboReading,
         book: BookId,
         device: DeviceId,
-    ) -> Result<KoboPutOutcome, AppError> {
+    ) -> Result<(ProgressWrite, (crate::kobo::state::PartOutcomes, String)), AppError> {
         self.check_book(book).await?;
         let now = Timestamp::now();
         reading.clamp_times(now, self.max_skew_secs());
         let current = self.current(book).await?;
         let k = crate::kobo::state::to_write(&reading, book, device, current.as_ref(), now)?;
-        let write = self.write(k.write, None).await?;
-        Ok(KoboPutOutcome {
-            write,
-            parts: k.parts,
-            at: k.at,
-        })
+        Ok((k.write, (k.parts, k.at)))
     }
 
     fn max_skew_secs(&self) -> i64 {
@@ -323,112 +423,213 @@ impl UserState {
         })
     }
 
-    async fn write(
+    /// Checks a write and queues it; starts a batch if none is being stored.
+    async fn enqueue(
         &mut self,
         mut w: ProgressWrite,
         origin: Option<SocketId>,
-    ) -> Result<WriteOutcome, AppError> {
-        if !self.devices.contains_key(&w.device_id) {
-            return Err(AppError::bad("device_id", "is not one of your devices"));
+        reply: Option<Port>,
+        kobo: Option<(crate::kobo::state::PartOutcomes, String)>,
+    ) {
+        let checked = if self.devices.contains_key(&w.device_id) {
+            self.check_book(w.book_id).await
+        } else {
+            Err(AppError::bad("device_id", "is not one of your devices"))
+        };
+        if let Err(e) = checked {
+            if let Some(port) = reply {
+                let _ = port.send(Err(e));
+            }
+            return;
         }
-        self.check_book(w.book_id).await?;
         // The body as sent identifies a retry, so it is fingerprinted before the clamp.
         let body = w.fingerprint();
         let received = Timestamp::now();
         let clamped = (w.client_ts > received.plus_secs(self.max_skew_secs()))
             .then(|| (std::mem::replace(&mut w.client_ts, received), received));
-        for _ in 0..3 {
-            let head = self.head().await?;
-            let current = self.current(w.book_id).await?;
-            let now = Timestamp::now();
-            let (applied, reason, after) = match (merge::decide(current.as_ref(), &w), current) {
-                (merge::Decision::Skip(r), Some(cur)) => (false, Some(r), cur),
-                (_, cur) => (true, None, merge::apply(cur.as_ref(), &w, now)),
-            };
-            let record = st::ProgressWrite {
-                user_id: self.user,
-                expected_seq: head,
-                event: ProgressEvent {
-                    seq: head + 1,
-                    event_id: w.event_id,
-                    book_id: w.book_id,
-                    device_id: w.device_id,
-                    body: body.clone(),
-                    applied,
-                    reason,
-                    state: after.clone(),
-                    received_at: now,
-                },
-                position: DevicePosition {
-                    device_id: w.device_id,
-                    book_id: w.book_id,
-                    percent: w.percent,
-                    locator: w.locator.clone(),
-                    client_ts: w.client_ts,
-                },
-            };
-            match self.store.record_progress(&record).await {
-                Ok(RecordOutcome::Recorded) => {
-                    self.head = Some(head + 1);
-                    let outcome = reason.map_or("applied", |r| r.as_str());
-                    metrics::counter!("dogear_progress_writes_total", "outcome" => outcome)
-                        .increment(1);
-                    if applied {
-                        self.states.insert(w.book_id, Some(after.clone()));
-                        self.broadcast(Change {
-                            seq: head + 1,
-                            state: after.clone(),
-                            origin_device: w.device_id,
-                            origin_socket: origin,
-                        });
+        self.queue.push_back(Queued {
+            pending: Pending {
+                write: w,
+                body,
+                received,
+                clamped,
+            },
+            origin,
+            reply,
+            kobo,
+            tries: 0,
+        });
+        self.start().await;
+    }
+
+    /// Decides the queued writes and hands them to the store as one batch, unless a batch
+    /// is being stored already (its end starts the next).
+    async fn start(&mut self) {
+        while self.inflight.is_none() && !self.queue.is_empty() {
+            let take = self.queue.len().min(MAX_BATCH);
+            let entries: Vec<Queued> = self.queue.drain(..take).collect();
+            let plan = match self.plan(&entries).await {
+                Ok(plan) => plan,
+                Err(e) => {
+                    // Unknown what the store holds: reload before the next batch.
+                    self.head = None;
+                    self.states.clear();
+                    for q in entries {
+                        q.answer(Err(e.clone()));
                     }
-                    return Ok(WriteOutcome {
-                        applied,
-                        reason,
-                        state: after,
-                        seq: head + 1,
-                        clamped,
-                    });
+                    continue;
                 }
-                Ok(RecordOutcome::Duplicate(first)) => {
-                    if first.body != body {
-                        return Err(AppError::IdempotencyMismatch);
-                    }
-                    metrics::counter!("dogear_progress_writes_total", "outcome" => "duplicate")
-                        .increment(1);
-                    if first.seq > head {
-                        // Logged by another owner after this one last looked: what this one
-                        // holds is older than that event.
-                        self.head = None;
-                        self.states.clear();
-                    }
-                    let state = self.current(w.book_id).await?.unwrap_or(first.state);
-                    return Ok(WriteOutcome {
-                        applied: first.applied,
-                        reason: Some(Reason::Duplicate),
-                        state,
-                        seq: first.seq,
-                        clamped,
-                    });
-                }
-                Err(StoreError::VersionConflict { .. }) => {
-                    // Another owner (a previous one, or a node that briefly believed it
-                    // owned this reader) wrote the log: any book's cached state may be old,
-                    // so all of it reloads before the retry decides again.
-                    metrics::counter!("dogear_store_version_conflicts_total", "kind" => "progress")
-                        .increment(1);
+            };
+            if plan.records.is_empty() {
+                // Only repeats of durable events: nothing to store.
+                self.answer(plan, entries);
+                continue;
+            }
+            metrics::histogram!("dogear_progress_batch_size").record(plan.records.len() as f64);
+            self.batches += 1;
+            let number = self.batches;
+            let (store, user, me) = (self.store.clone(), self.user, self.myself.clone());
+            let records = plan.records.clone();
+            let task = tokio::spawn(async move {
+                let _tell = TellPersisted(me, number);
+                store.record_progress_batch(user, &records).await
+            });
+            self.inflight = Some(Inflight {
+                number,
+                plan,
+                entries,
+                task,
+            });
+        }
+    }
+
+    /// Loads what the decision needs (the head, the state of every book of the batch) and
+    /// decides.
+    async fn plan(&mut self, entries: &[Queued]) -> Result<Plan, AppError> {
+        let head = self.head().await?;
+        for q in entries {
+            self.current(q.pending.write.book_id).await?;
+        }
+        let pending: Vec<Pending> = entries.iter().map(|q| q.pending.clone()).collect();
+        Ok(batch::decide(
+            self.user,
+            head,
+            &self.states,
+            &self.recent,
+            &pending,
+            Timestamp::now(),
+        ))
+    }
+
+    /// Waits for the batch being stored, then takes what it says.
+    async fn finish(&mut self) {
+        let Some(f) = self.inflight.take() else {
+            return;
+        };
+        let result = match f.task.await {
+            Ok(r) => r,
+            // A panic in the store is the owner's: it stops, its callers get no answer, and
+            // its supervisor starts it again on what the store holds.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(StoreError::Unavailable(format!("progress batch task: {e}"))),
+        };
+        match result {
+            Ok(BatchOutcome::Recorded) => {
+                self.head = Some(f.plan.head);
+                f.plan.settle(&mut self.states, &mut self.recent);
+                self.answer(f.plan, f.entries);
+            }
+            Ok(BatchOutcome::Duplicates(first)) => {
+                // Logged before, by this owner before a restart or by another: decided
+                // again knowing them. Logged by another owner after this one last looked:
+                // what this one holds is older than that event, so it reloads too.
+                let known = f.plan.records.first().map_or(0, |r| r.expected_seq);
+                if first.iter().any(|e| e.seq > known) {
                     self.head = None;
                     self.states.clear();
                 }
-                Err(e) => {
-                    // Unknown whether it landed: reload before the next write.
-                    self.head = None;
-                    self.states.remove(&w.book_id);
-                    return Err(e.into());
+                for e in first {
+                    self.recent.remember(e);
+                }
+                self.retry(f.entries);
+            }
+            Err(StoreError::VersionConflict { .. }) => {
+                // Another owner (a previous one, or a node that briefly believed it owned
+                // this reader) wrote the log: any book's cached state may be old, so all of
+                // it reloads before the writes are decided again.
+                metrics::counter!("dogear_store_version_conflicts_total", "kind" => "progress")
+                    .increment(1);
+                self.head = None;
+                self.states.clear();
+                self.retry(f.entries);
+            }
+            Err(e) => {
+                // Unknown whether it landed: reload before the next batch.
+                self.head = None;
+                self.states.clear();
+                let e = AppError::from(e);
+                for q in f.entries {
+                    q.answer(Err(e.clone()));
                 }
             }
         }
-        Err(AppError::Unavailable("progress log kept moving".into()))
+    }
+
+    /// Puts a refused batch back at the front of the queue, in its order.
+    fn retry(&mut self, entries: Vec<Queued>) {
+        for mut q in entries.into_iter().rev() {
+            q.tries += 1;
+            if q.tries >= MAX_TRIES {
+                q.answer(Err(AppError::Unavailable(
+                    "progress log kept moving".into(),
+                )));
+            } else {
+                self.queue.push_front(q);
+            }
+        }
+    }
+
+    /// Stores nothing more: answers each writer of a durable plan and pushes its changes.
+    fn answer(&mut self, plan: Plan, entries: Vec<Queued>) {
+        for (q, verdict) in entries.into_iter().zip(plan.verdicts) {
+            let outcome = match verdict {
+                Verdict::Logged(o) => {
+                    let label = o.reason.map_or("applied", |r| r.as_str());
+                    metrics::counter!("dogear_progress_writes_total", "outcome" => label)
+                        .increment(1);
+                    if o.applied {
+                        self.broadcast(Change {
+                            seq: o.seq,
+                            state: o.state.clone(),
+                            origin_device: q.pending.write.device_id,
+                            origin_socket: q.origin,
+                        });
+                    }
+                    Ok(o)
+                }
+                Verdict::Repeat(o) => {
+                    metrics::counter!("dogear_progress_writes_total", "outcome" => "duplicate")
+                        .increment(1);
+                    Ok(o)
+                }
+                Verdict::Mismatch => Err(AppError::IdempotencyMismatch),
+            };
+            q.answer(outcome);
+        }
+    }
+
+    /// Waits until no write is queued or being stored, so that what follows sees only
+    /// durable state.
+    async fn drain(&mut self) {
+        loop {
+            if self.inflight.is_some() {
+                self.finish().await;
+            } else if !self.queue.is_empty() {
+                self.start().await;
+            } else {
+                return;
+            }
+        }
     }
 
     fn broadcast(&mut self, change: Change) {

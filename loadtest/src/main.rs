@@ -59,6 +59,13 @@ struct Args {
     /// For the `failover` phase: the nodes' pids, in the order of `--url`.
     #[arg(long)]
     pids: Option<String>,
+    /// Writers of the `hot` phase: one reader's concurrent clients, over 20 of its books.
+    #[arg(long, default_value_t = 64)]
+    hot_writers: usize,
+    /// After registering, write one line per account (`base token device book`) to this
+    /// file, for a light load generator such as wrk (`loadtest/wrk/progress.lua`).
+    #[arg(long, value_name = "FILE")]
+    accounts_out: Option<std::path::PathBuf>,
 }
 
 struct Stats {
@@ -310,6 +317,88 @@ where
     }
 }
 
+/// One reader, many writers: `writers` closed-loop clients of the same account over 20 of
+/// its books, each book's writers sending positions further on from one counter (so some
+/// arrive behind another writer's and are not applied). Counts answered and applied writes.
+async fn hot_reader(
+    http: &reqwest::Client,
+    a: &Account,
+    writers: usize,
+    duration: Duration,
+    out: Option<std::path::PathBuf>,
+) -> Result<Stats, String> {
+    let mut books = vec![a.book.clone()];
+    for i in 1..20 {
+        let b = post_json(
+            http,
+            format!("{}/v1/books", a.base),
+            Some(&a.token),
+            json!({"title": format!("Hot {i}"), "authors": ["Load"]}),
+        )
+        .await?;
+        books.push(b["id"].as_str().ok_or(format!("book: {b}"))?.to_string());
+    }
+    if let Some(path) = out {
+        // The same reader on every line, one line per book: wrk's script then writes as
+        // this one hot reader.
+        let lines: String = books
+            .iter()
+            .map(|b| format!("{} {} {} {b}\n", a.base, a.token, a.device))
+            .collect();
+        std::fs::write(&path, lines).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let counters: Arc<Vec<AtomicU64>> = Arc::new(books.iter().map(|_| AtomicU64::new(0)).collect());
+    let applied = Arc::new(AtomicU64::new(0));
+    let books = Arc::new(books);
+    let stats = phase("hot reader", writers, duration, |i| {
+        let (http, a, books, counters, applied) = (
+            http.clone(),
+            a.clone(),
+            books.clone(),
+            counters.clone(),
+            applied.clone(),
+        );
+        async move {
+            let b = i % books.len();
+            let url = format!("{}/v1/books/{}/progress", a.base, books[b]);
+            let (mut ok, mut err, mut lat) = (0, 0, Vec::new());
+            let end = Instant::now() + duration;
+            while Instant::now() < end {
+                let step = counters[b].fetch_add(1, Ordering::Relaxed);
+                let t = Instant::now();
+                let r = http
+                    .post(&url)
+                    .bearer_auth(&a.token)
+                    .json(&body(&a, step))
+                    .send()
+                    .await;
+                let v = match r {
+                    Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+                    _ => None,
+                };
+                match v {
+                    Some(v) => {
+                        ok += 1;
+                        lat.push(t.elapsed().as_micros() as u64);
+                        if v["applied"] == true {
+                            applied.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    None => err += 1,
+                }
+            }
+            (ok, err, lat)
+        }
+    })
+    .await;
+    println!(
+        "(hot reader: {} applied, {:.0} applied writes/s)",
+        applied.load(Ordering::Relaxed),
+        applied.load(Ordering::Relaxed) as f64 / stats.elapsed.as_secs_f64()
+    );
+    Ok(stats)
+}
+
 /// SIGKILL of the node that owns a reader while another node takes the reader's writes:
 /// prints the milliseconds from the kill to the first write sent after it that was applied
 /// (a new owner took the reader over). The caller restarts the killed node between runs.
@@ -534,7 +623,8 @@ async fn main() -> Result<(), String> {
     }
     let need_accounts = phases
         .iter()
-        .any(|p| matches!(*p, "http" | "ws" | "sockets" | "kobo"));
+        .any(|p| matches!(*p, "http" | "ws" | "sockets" | "kobo" | "hot"))
+        || args.accounts_out.is_some();
     let mut accounts = Vec::new();
     if need_accounts {
         let t = Instant::now();
@@ -570,6 +660,14 @@ async fn main() -> Result<(), String> {
             accounts.len(),
             t.elapsed().as_secs_f64()
         );
+    }
+    if let Some(path) = &args.accounts_out {
+        let lines: String = accounts
+            .iter()
+            .map(|a| format!("{} {} {} {}\n", a.base, a.token, a.device, a.book))
+            .collect();
+        std::fs::write(path, lines).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("wrote {} accounts to {}", accounts.len(), path.display());
     }
     let accounts = Arc::new(accounts);
 
@@ -766,6 +864,13 @@ async fn main() -> Result<(), String> {
                 );
                 drop(held);
                 continue;
+            }
+            "hot" => {
+                let hot_out = args
+                    .accounts_out
+                    .as_ref()
+                    .map(|p| p.with_extension("hot.txt"));
+                hot_reader(&http, &accounts[0], args.hot_writers, duration, hot_out).await?
             }
             other => return Err(format!("unknown phase {other}")),
         };

@@ -21,5 +21,5 @@ pub use error::StoreError;
 pub use ids::{BookId, DeviceId, EventId, FamilyId, JobId, LibraryId, ShelfId, UserId};
 pub use objects::{ObjectError, ObjectRead, Objects};
 pub use records::*;
-pub use store::{RecordOutcome, RotateOutcome, Store};
+pub use store::{BatchOutcome, RecordOutcome, RotateOutcome, Store};
 pub use time::Timestamp;

@@ -220,7 +220,7 @@ pub struct ProgressEvent {
 }
 
 /// Everything one progress write stores, in one atomic step.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProgressWrite {
     pub user_id: UserId,
     /// The user's log head the writer based its decision on; the store refuses the write if

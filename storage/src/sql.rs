@@ -77,3 +77,27 @@ pub(crate) fn merge_pages(q: &BookQuery, mut all: Vec<Book>) -> Vec<Book> {
     }
     all
 }
+
+/// Refuses a progress batch whose writes are not one user's consecutive log entries: each
+/// write's seq is its `expected_seq + 1` and the next write expects the seq before it.
+/// `false` for an empty batch (nothing to store).
+pub(crate) fn check_chain(
+    user: crate::UserId,
+    writes: &[crate::ProgressWrite],
+) -> Result<bool, StoreError> {
+    let mut expected = writes.first().map(|w| w.expected_seq);
+    for w in writes {
+        if w.user_id != user {
+            return Err(StoreError::Corrupt("a progress batch mixes users".into()));
+        }
+        let want = expected.unwrap_or(w.expected_seq);
+        if w.expected_seq != want || w.event.seq != want + 1 {
+            return Err(StoreError::VersionConflict {
+                expected: want,
+                found: w.event.seq,
+            });
+        }
+        expected = Some(w.event.seq);
+    }
+    Ok(!writes.is_empty())
+}

@@ -16,6 +16,17 @@ pub enum RecordOutcome {
     Duplicate(Box<ProgressEvent>),
 }
 
+/// What happened to a batch of one user's progress writes at the store.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BatchOutcome {
+    /// Every write of the batch is stored and durable.
+    Recorded,
+    /// Some of the batch's event ids are in the user's log already: nothing of the batch was
+    /// written. These are the events first logged under those ids, so the owner can decide
+    /// the batch again knowing them.
+    Duplicates(Vec<ProgressEvent>),
+}
+
 /// What happened when a refresh token was presented for rotation.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RotateOutcome {
@@ -137,7 +148,30 @@ pub trait Store: Send + Sync + 'static {
     // Reading progress.
     /// The user's log head: the seq of their last event, 0 if none.
     async fn progress_head(&self, user: UserId) -> Result<u64, StoreError>;
-    async fn record_progress(&self, write: &ProgressWrite) -> Result<RecordOutcome, StoreError>;
+    /// Appends one user's writes to their log in one atomic, durable step (one transaction,
+    /// one round trip): all of them or none. Their seqs follow each other from the first
+    /// write's `expected_seq + 1`; a seq already taken (another owner wrote) is a
+    /// `VersionConflict`, as is an applied write whose book state is not at the version
+    /// before its own.
+    async fn record_progress_batch(
+        &self,
+        user: UserId,
+        writes: &[ProgressWrite],
+    ) -> Result<BatchOutcome, StoreError>;
+
+    /// One write on its own: a batch of one.
+    async fn record_progress(&self, write: &ProgressWrite) -> Result<RecordOutcome, StoreError> {
+        match self
+            .record_progress_batch(write.user_id, std::slice::from_ref(write))
+            .await?
+        {
+            BatchOutcome::Recorded => Ok(RecordOutcome::Recorded),
+            BatchOutcome::Duplicates(mut first) => match first.pop() {
+                Some(e) => Ok(RecordOutcome::Duplicate(Box::new(e))),
+                None => Err(StoreError::Corrupt("duplicate without its event".into())),
+            },
+        }
+    }
     async fn progress_state(
         &self,
         user: UserId,

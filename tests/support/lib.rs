@@ -759,6 +759,23 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (i32
 /// Posts forward progress writes to `book` from `device` until the server stops answering,
 /// and keeps each body the server acknowledged as applied in `acked`. `writer` (0 or 1)
 /// interleaves the percents of two streams on one book.
+/// Posts one progress body; the answer while the server answers `200`, `None` once it
+/// stops (killed, or refusing).
+pub async fn post_progress(api: &Api, book: &str, body: &Value) -> Option<Value> {
+    let r = api
+        .http
+        .post(format!("{}/v1/books/{book}/progress", api.base))
+        .bearer_auth(api.token.as_deref().unwrap_or_default())
+        .json(body)
+        .send()
+        .await
+        .ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    r.json::<Value>().await.ok()
+}
+
 pub fn write_stream(
     api: Api,
     book: String,
@@ -770,20 +787,7 @@ pub fn write_stream(
         for step in 0..100_000i64 {
             let pct = ((step * 2 + writer) as f64 * 0.001).min(100.0);
             let body = progress(&device, pct, step);
-            let Ok(r) = api
-                .http
-                .post(format!("{}/v1/books/{book}/progress", api.base))
-                .bearer_auth(api.token.as_deref().unwrap_or_default())
-                .json(&body)
-                .send()
-                .await
-            else {
-                return;
-            };
-            if r.status() != 200 {
-                return;
-            }
-            let Ok(v) = r.json::<Value>().await else {
+            let Some(v) = post_progress(&api, &book, &body).await else {
                 return;
             };
             if v["applied"] == true

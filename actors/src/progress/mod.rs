@@ -1,6 +1,7 @@
 //! Reading progress: the write a client makes and the rule that decides whether it moves the
 //! canonical position.
 
+pub mod batch;
 pub mod merge;
 pub mod parts;
 

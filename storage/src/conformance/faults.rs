@@ -11,7 +11,7 @@
 use crate::error::StoreError;
 use crate::ids::*;
 use crate::records::*;
-use crate::store::{RecordOutcome, RotateOutcome, Store};
+use crate::store::{RotateOutcome, Store};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use std::sync::Mutex;
@@ -245,9 +245,13 @@ impl<S: Store> Store for Faulty<S> {
         self.fault("progress_head")?;
         self.inner.progress_head(u).await
     }
-    async fn record_progress(&self, w: &crate::ProgressWrite) -> Result<RecordOutcome, StoreError> {
+    async fn record_progress_batch(
+        &self,
+        u: UserId,
+        w: &[crate::ProgressWrite],
+    ) -> Result<crate::BatchOutcome, StoreError> {
         self.fault("record_progress")?;
-        self.inner.record_progress(w).await
+        self.inner.record_progress_batch(u, w).await
     }
     async fn progress_state(
         &self,

@@ -21,7 +21,7 @@ use books::{book, file};
 use crate::error::StoreError;
 use crate::ids::*;
 use crate::records::*;
-use crate::store::{RecordOutcome, RotateOutcome, Store};
+use crate::store::{BatchOutcome, RecordOutcome, RotateOutcome, Store};
 use crate::time::Timestamp;
 use std::collections::BTreeMap;
 
@@ -35,6 +35,7 @@ pub async fn run_all(store: &dyn Store) {
     books::multi_library_pages(store).await;
     imports::imports(store).await;
     progress::progress(store).await;
+    progress::batches(store).await;
     books::change_feeds(store).await;
     shelves::shelves(store).await;
     kobo::kobo_devices(store).await;

@@ -217,3 +217,144 @@ pub async fn progress(s: &dyn Store) {
         assert_eq!(s.progress_head(uid).await.unwrap(), 1);
     }
 }
+
+/// A chain of writes as one batch, from log head `head`: `books[i]` is the book of write
+/// `i`, `applied[i]` whether it moves that book (each applied write of a book takes the
+/// book's next version, starting after `versions`).
+fn chain(
+    user: UserId,
+    head: u64,
+    d: DeviceId,
+    books: &[BookId],
+    applied: &[bool],
+    versions: &mut BTreeMap<BookId, u64>,
+) -> Vec<ProgressWrite> {
+    books
+        .iter()
+        .zip(applied)
+        .enumerate()
+        .map(|(i, (b, a))| {
+            let seq = head + 1 + i as u64;
+            let v = versions.entry(*b).or_insert(0);
+            if *a {
+                *v += 1;
+            }
+            write(user, seq, *a, state(*b, d, seq as f64, *v))
+        })
+        .collect()
+}
+
+/// Batches: all of a batch or none of it, duplicates reported before anything is written,
+/// and a moved log or book state refusing the whole batch.
+pub async fn batches(s: &dyn Store) {
+    let (u, lib) = new_user("conf_batches");
+    s.create_user(&u, &lib).await.unwrap();
+    let (b1, b2) = (BookId::generate(), BookId::generate());
+    let d = DeviceId::generate();
+    let mut versions = BTreeMap::new();
+
+    let first = chain(
+        u.id,
+        0,
+        d,
+        &[b1, b1, b2, b1],
+        &[true, true, true, false],
+        &mut versions,
+    );
+    assert_eq!(
+        s.record_progress_batch(u.id, &first).await.unwrap(),
+        BatchOutcome::Recorded
+    );
+    assert_eq!(
+        s.progress_head(u.id).await.unwrap(),
+        4,
+        "a batch of four moves the head by four"
+    );
+    let st1 = s
+        .progress_state(u.id, b1)
+        .await
+        .unwrap()
+        .expect("book 1 has a state");
+    assert_eq!(st1.version, 2, "two applied writes of book 1 in one batch");
+    assert_eq!(
+        st1, first[1].event.state,
+        "the last applied write of book 1 is its state"
+    );
+    let positions = s.device_positions(u.id, b1).await.unwrap();
+    assert_eq!(
+        positions[0].percent, first[3].position.percent,
+        "a skipped write in a batch still records the device's position"
+    );
+    assert_eq!(
+        s.record_progress_batch(u.id, &[]).await.unwrap(),
+        BatchOutcome::Recorded
+    );
+
+    // A batch holding a logged id: nothing of it is written, the first event comes back.
+    let mut again = chain(u.id, 4, d, &[b2, b2], &[true, true], &mut versions.clone());
+    again[1].event.event_id = first[2].event.event_id;
+    match s.record_progress_batch(u.id, &again).await.unwrap() {
+        BatchOutcome::Duplicates(found) => {
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].seq, 3, "the duplicate names the first event's seq");
+            assert_eq!(found[0].body, first[2].event.body);
+        }
+        other => panic!("a logged id in a batch must be reported, got {other:?}"),
+    }
+    assert_eq!(
+        s.progress_head(u.id).await.unwrap(),
+        4,
+        "a refused batch writes nothing"
+    );
+
+    // Another owner moved the log: refused whole.
+    let stale = chain(u.id, 3, d, &[b2], &[true], &mut versions.clone());
+    assert!(
+        matches!(
+            s.record_progress_batch(u.id, &stale).await,
+            Err(StoreError::VersionConflict { .. })
+        ),
+        "a batch based on an old head is a version conflict"
+    );
+    // A book state moved under the batch's last write: its first writes are rolled back.
+    let mut moved = chain(u.id, 4, d, &[b2, b1], &[true, true], &mut versions.clone());
+    moved[1].event.state.version = 7;
+    assert!(
+        matches!(
+            s.record_progress_batch(u.id, &moved).await,
+            Err(StoreError::VersionConflict { .. })
+        ),
+        "an applied write on a moved book state is a version conflict"
+    );
+    assert_eq!(
+        s.progress_head(u.id).await.unwrap(),
+        4,
+        "the refused batch left no event"
+    );
+    assert_eq!(
+        s.progress_state(u.id, b2)
+            .await
+            .unwrap()
+            .map(|st| st.version),
+        Some(1),
+        "the refused batch left no state"
+    );
+    // A batch that is not a chain is refused before the store is touched.
+    let mut gap = chain(u.id, 4, d, &[b2, b2], &[true, true], &mut versions.clone());
+    gap[1].event.seq += 1;
+    assert!(
+        s.record_progress_batch(u.id, &gap).await.is_err(),
+        "a gap in a batch is refused"
+    );
+    let next = chain(u.id, 4, d, &[b2, b2], &[true, true], &mut versions);
+    assert_eq!(
+        s.record_progress_batch(u.id, &next).await.unwrap(),
+        BatchOutcome::Recorded
+    );
+    let changes = s.progress_changes(u.id, 0, 100).await.unwrap();
+    assert_eq!(
+        changes.iter().map(|c| c.0).collect::<Vec<_>>(),
+        vec![1, 2, 3, 5, 6],
+        "the feed holds every applied event of every batch, in seq order"
+    );
+}

@@ -13,7 +13,7 @@ pub use schema::LATEST as SCHEMA_VERSION;
 use crate::error::StoreError;
 use crate::ids::*;
 use crate::records::*;
-use crate::store::{RecordOutcome, RotateOutcome, Store};
+use crate::store::{BatchOutcome, RotateOutcome, Store};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use books::{BookRow, list_books, upsert_job, upsert_source};
@@ -712,106 +712,76 @@ impl Store for PostgresStore {
         head(&c, user).await
     }
 
-    async fn record_progress(&self, w: &ProgressWrite) -> Result<RecordOutcome, StoreError> {
-        let e = &w.event;
-        if e.seq != w.expected_seq + 1 {
-            return Err(StoreError::VersionConflict {
-                expected: w.expected_seq,
-                found: e.seq,
-            });
+    async fn record_progress_batch(
+        &self,
+        user: UserId,
+        writes: &[ProgressWrite],
+    ) -> Result<BatchOutcome, StoreError> {
+        if !crate::sql::check_chain(user, writes)? {
+            return Ok(BatchOutcome::Recorded);
         }
-        let state = json(&e.state)?;
-        let position = json(&w.position)?;
-        let user = w.user_id.to_string();
-        let book = e.book_id.to_string();
-        let device = w.position.device_id.to_string();
+        let mut cols = BatchColumns::default();
+        for w in writes {
+            let e = &w.event;
+            cols.seq.push(e.seq as i64);
+            cols.event.push(e.event_id.to_string());
+            cols.book.push(e.book_id.to_string());
+            cols.device.push(w.position.device_id.to_string());
+            cols.body.push(e.body.clone());
+            cols.applied.push(e.applied);
+            cols.reason.push(e.reason.map(|r| r.as_str()));
+            cols.state.push(json(&e.state)?);
+            cols.version.push(e.state.version as i64);
+            cols.received.push(e.received_at.millis());
+            cols.position.push(json(&w.position)?);
+        }
         let started = std::time::Instant::now();
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        // Seqs are gapless, so the primary key (user_id, seq) refuses a stale owner and the
-        // unique (user_id, event_id) index refuses a repeat. Two nodes inserting the same
-        // seq at once: the second waits for the first to commit, then inserts nothing.
-        let inserted = exec(
-            &tx,
-            "INSERT INTO progress_events (user_id, seq, kind, event_id, book_id, device_id, body,
-                                          applied, reason, state, received_at)
-             VALUES ($1, $2, 'progress_updated', $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT DO NOTHING",
+        let c = self.client().await?;
+        // One statement, so one round trip and its own transaction: all of it or none.
+        let rows = query(
+            &c,
+            &format!(
+                "SELECT {EVENT_COLS} FROM dogear_record_progress(
+                     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ),
             &[
-                &user,
-                &(e.seq as i64),
-                &e.event_id.to_string(),
-                &book,
-                &device,
-                &e.body,
-                &e.applied,
-                &e.reason.map(|r| r.as_str()),
-                &state,
-                &e.received_at.millis(),
+                &user.to_string(),
+                &cols.seq,
+                &cols.event,
+                &cols.book,
+                &cols.device,
+                &cols.body,
+                &cols.applied,
+                &cols.reason,
+                &cols.state,
+                &cols.version,
+                &cols.received,
+                &cols.position,
             ],
         )
-        .await?;
-        if inserted == 0 {
-            let existing = query_opt(
-                &tx,
-                &format!(
-                    "SELECT {EVENT_COLS} FROM progress_events WHERE user_id = $1 AND event_id = $2"
-                ),
-                &[&user, &e.event_id.to_string()],
-            )
-            .await?;
-            if let Some(existing) = existing {
-                return Ok(RecordOutcome::Duplicate(Box::new(event_row(&existing)?)));
-            }
-            let found = head(&tx, w.user_id).await?;
-            return Err(StoreError::VersionConflict {
-                expected: w.expected_seq,
-                found,
-            });
-        }
-        if e.applied {
-            let n = exec(
-                &tx,
-                "INSERT INTO progress_books (user_id, book_id, version, state, positions)
-                 VALUES ($1, $2, $3, $4, jsonb_build_object($5::text, $6::text::jsonb))
-                 ON CONFLICT (user_id, book_id) DO UPDATE SET
-                     version = excluded.version,
-                     state = excluded.state,
-                     positions = progress_books.positions || excluded.positions
-                 WHERE progress_books.version = excluded.version - 1",
-                &[
-                    &user,
-                    &book,
-                    &(e.state.version as i64),
-                    &state,
-                    &device,
-                    &position,
-                ],
-            )
-            .await?;
-            if n != 1 {
+        .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) if e.code().map(|c| c.code()) == Some("DG001") => {
+                let found = head(&c, user).await?;
                 return Err(StoreError::VersionConflict {
-                    expected: e.state.version.saturating_sub(1),
-                    found: 0,
+                    expected: writes[0].expected_seq,
+                    found,
                 });
             }
-        } else {
-            // Not applied: the state stays, the device's own position is still recorded.
-            exec(
-                &tx,
-                "UPDATE progress_books
-                 SET positions = positions || jsonb_build_object($3::text, $4::text::jsonb)
-                 WHERE user_id = $1 AND book_id = $2",
-                &[&user, &book, &device, &position],
-            )
-            .await?;
-        }
-        tx.commit().await?;
+            Err(e) => return Err(pg(e)),
+        };
         // The same series as the embedded store's group commits: the alert on slow commits
         // reads it whatever the backend.
         metrics::histogram!("dogear_storage_commit_duration_seconds")
             .record(started.elapsed().as_secs_f64());
-        Ok(RecordOutcome::Recorded)
+        metrics::histogram!("dogear_storage_batch_size").record(writes.len() as f64);
+        if rows.is_empty() {
+            return Ok(BatchOutcome::Recorded);
+        }
+        Ok(BatchOutcome::Duplicates(
+            rows.iter().map(event_row).collect::<Result<_, _>>()?,
+        ))
     }
 
     async fn progress_state(
@@ -1022,4 +992,20 @@ async fn head(c: &impl GenericClient, user: UserId) -> Result<u64, StoreError> {
         Some(r) => col::<Option<i64>>(r, 0)?.unwrap_or(0) as u64,
         None => 0,
     })
+}
+
+/// A progress batch as one array per column of `dogear_record_progress`.
+#[derive(Default)]
+struct BatchColumns {
+    seq: Vec<i64>,
+    event: Vec<String>,
+    book: Vec<String>,
+    device: Vec<String>,
+    body: Vec<String>,
+    applied: Vec<bool>,
+    reason: Vec<Option<&'static str>>,
+    state: Vec<String>,
+    version: Vec<i64>,
+    received: Vec<i64>,
+    position: Vec<String>,
 }

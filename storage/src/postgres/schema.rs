@@ -197,6 +197,56 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE import_jobs ADD COLUMN claimed_by TEXT;
     CREATE INDEX import_jobs_claimed ON import_jobs(claimed_by) WHERE state = 'running';
     "#,
+    // 3: a batch of one user's progress writes in one call, so a batch costs one round trip
+    // whatever its size. It returns the events already logged under the batch's ids (then
+    // it wrote nothing), and raises DG001 when another owner moved the log or a book's state
+    // first, which rolls the whole call back.
+    r#"
+    CREATE FUNCTION dogear_record_progress(
+        p_user TEXT, p_seq BIGINT[], p_event TEXT[], p_book TEXT[], p_device TEXT[],
+        p_body TEXT[], p_applied BOOLEAN[], p_reason TEXT[], p_state TEXT[],
+        p_version BIGINT[], p_received BIGINT[], p_position TEXT[]
+    ) RETURNS SETOF progress_events LANGUAGE plpgsql AS $fn$
+    DECLARE
+        n BIGINT;
+    BEGIN
+        RETURN QUERY SELECT * FROM progress_events
+            WHERE user_id = p_user AND event_id = ANY(p_event);
+        IF FOUND THEN
+            RETURN;
+        END IF;
+        FOR i IN 1 .. coalesce(array_length(p_seq, 1), 0) LOOP
+            INSERT INTO progress_events (user_id, seq, kind, event_id, book_id, device_id, body,
+                                         applied, reason, state, received_at)
+            VALUES (p_user, p_seq[i], 'progress_updated', p_event[i], p_book[i], p_device[i],
+                    p_body[i], p_applied[i], p_reason[i], p_state[i], p_received[i])
+            ON CONFLICT DO NOTHING;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            IF n = 0 THEN
+                RAISE EXCEPTION 'progress log of % moved', p_user USING ERRCODE = 'DG001';
+            END IF;
+            IF p_applied[i] THEN
+                INSERT INTO progress_books (user_id, book_id, version, state, positions)
+                VALUES (p_user, p_book[i], p_version[i], p_state[i],
+                        jsonb_build_object(p_device[i], p_position[i]::jsonb))
+                ON CONFLICT (user_id, book_id) DO UPDATE SET
+                    version = excluded.version,
+                    state = excluded.state,
+                    positions = progress_books.positions || excluded.positions
+                WHERE progress_books.version = excluded.version - 1;
+                GET DIAGNOSTICS n = ROW_COUNT;
+                IF n <> 1 THEN
+                    RAISE EXCEPTION 'book state of % moved', p_user USING ERRCODE = 'DG001';
+                END IF;
+            ELSE
+                UPDATE progress_books
+                SET positions = positions || jsonb_build_object(p_device[i], p_position[i]::jsonb)
+                WHERE user_id = p_user AND book_id = p_book[i];
+            END IF;
+        END LOOP;
+    END
+    $fn$;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -19,7 +19,7 @@ pub fn migrate_to(conn: &mut rusqlite::Connection, target: usize) -> Result<usiz
 use crate::error::StoreError;
 use crate::ids::*;
 use crate::records::*;
-use crate::store::{RecordOutcome, RotateOutcome, Store};
+use crate::store::{BatchOutcome, RotateOutcome, Store};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use books::*;
@@ -725,80 +725,53 @@ impl Store for SqliteStore {
         self.read(move |c| head(c, user)).await
     }
 
-    async fn record_progress(&self, w: &ProgressWrite) -> Result<RecordOutcome, StoreError> {
-        let w = w.clone();
-        let state = json(&w.event.state)?;
-        let position = json(&w.position)?;
+    async fn record_progress_batch(
+        &self,
+        user: UserId,
+        writes: &[ProgressWrite],
+    ) -> Result<BatchOutcome, StoreError> {
+        if !crate::sql::check_chain(user, writes)? {
+            return Ok(BatchOutcome::Recorded);
+        }
+        // Encoded before the writer thread takes the batch: it is the one serial resource.
+        let rows = writes
+            .iter()
+            .map(|w| {
+                Ok(EventRow {
+                    event_id: w.event.event_id.to_string(),
+                    book: w.event.book_id.to_string(),
+                    device: w.position.device_id.to_string(),
+                    state: json(&w.event.state)?,
+                    position: json(&w.position)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let writes = writes.to_vec();
         self.write(move |c| {
-            let user = w.user_id.to_string();
-            let e = &w.event;
-            if w.event.seq != w.expected_seq + 1 {
-                return Err(StoreError::VersionConflict { expected: w.expected_seq, found: e.seq });
-            }
-            // Seqs are gapless, so the primary key (user_id, seq) refuses a stale owner, and
-            // the unique (user_id, event_id) index refuses a repeat: one statement, no reads.
-            let inserted = c
-                .prepare_cached(
-                    "INSERT INTO progress_events (user_id, seq, kind, event_id, book_id, device_id, body,
-                                                  applied, reason, state, received_at)
-                     VALUES (?1, ?2, 'progress_updated', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                     ON CONFLICT DO NOTHING",
-                )?
-                .execute(params![
-                    user,
-                    e.seq as i64,
-                    e.event_id.to_string(),
-                    e.book_id.to_string(),
-                    e.device_id.to_string(),
-                    e.body,
-                    e.applied,
-                    e.reason.map(|r| r.as_str()),
-                    state,
-                    e.received_at.millis()
-                ])?;
-            if inserted == 0 {
-                if let Some(existing) = c
-                    .prepare_cached(&format!(
-                        "SELECT {EVENT_COLS} FROM progress_events WHERE user_id = ?1 AND event_id = ?2"
-                    ))?
-                    .query_row(params![user, e.event_id.to_string()], event_row)
-                    .optional()?
-                {
-                    return Ok(RecordOutcome::Duplicate(Box::new(existing?)));
+            let user = user.to_string();
+            // A repeated id anywhere refuses the whole batch before anything is written, so
+            // the owner can decide it again knowing the first event.
+            let mut duplicates = Vec::new();
+            {
+                let mut find = c.prepare_cached(&format!(
+                    "SELECT {EVENT_COLS} FROM progress_events WHERE user_id = ?1 AND event_id = ?2"
+                ))?;
+                for r in &rows {
+                    if let Some(e) = find
+                        .query_row(params![user, r.event_id], event_row)
+                        .optional()?
+                    {
+                        duplicates.push(e?);
+                    }
                 }
-                let found = head(c, w.user_id)?;
-                return Err(StoreError::VersionConflict { expected: w.expected_seq, found });
             }
-            let device = w.position.device_id.to_string();
-            let path = format!("$.\"{device}\"");
-            let book = e.book_id.to_string();
-            if e.applied {
-                let n = c
-                    .prepare_cached(
-                        "INSERT INTO progress_books (user_id, book_id, version, state, positions)
-                         VALUES (?1, ?2, ?3, ?4, json_object(?5, json(?6)))
-                         ON CONFLICT (user_id, book_id) DO UPDATE SET
-                             version = excluded.version,
-                             state = excluded.state,
-                             positions = json_set(progress_books.positions, ?7, json(?6))
-                         WHERE progress_books.version = excluded.version - 1",
-                    )?
-                    .execute(params![user, book, e.state.version as i64, state, device, position, path])?;
-                if n != 1 {
-                    return Err(StoreError::VersionConflict {
-                        expected: e.state.version.saturating_sub(1),
-                        found: 0,
-                    });
-                }
-            } else {
-                // Not applied: the state stays, the device's own position is still recorded.
-                c.prepare_cached(
-                    "UPDATE progress_books SET positions = json_set(positions, ?3, json(?4))
-                     WHERE user_id = ?1 AND book_id = ?2",
-                )?
-                .execute(params![user, book, path, position])?;
+            if !duplicates.is_empty() {
+                return Ok(BatchOutcome::Duplicates(duplicates));
             }
-            Ok(RecordOutcome::Recorded)
+            for (w, r) in writes.iter().zip(&rows) {
+                record_one(c, &user, w, r)?;
+            }
+            Ok(BatchOutcome::Recorded)
         })
         .await
     }
@@ -1002,4 +975,86 @@ fn head(c: &Connection, user: UserId) -> Result<u64, StoreError> {
         .prepare_cached("SELECT MAX(seq) FROM progress_events WHERE user_id = ?1")?
         .query_row([user.to_string()], |r| r.get(0))?;
     Ok(seq.unwrap_or(0) as u64)
+}
+
+/// A progress write's columns in their stored text form.
+struct EventRow {
+    event_id: String,
+    book: String,
+    device: String,
+    state: String,
+    position: String,
+}
+
+/// Appends one event of a batch and moves its book's row; any refusal fails the batch.
+fn record_one(
+    c: &Connection,
+    user: &str,
+    w: &ProgressWrite,
+    r: &EventRow,
+) -> Result<(), StoreError> {
+    let e = &w.event;
+    // Seqs are gapless, so the primary key (user_id, seq) refuses a stale owner (the
+    // event ids were checked just before, in the same transaction).
+    let inserted = c
+        .prepare_cached(
+            "INSERT INTO progress_events (user_id, seq, kind, event_id, book_id, device_id, body,
+                                          applied, reason, state, received_at)
+             VALUES (?1, ?2, 'progress_updated', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            user,
+            e.seq as i64,
+            r.event_id,
+            r.book,
+            e.device_id.to_string(),
+            e.body,
+            e.applied,
+            e.reason.map(|r| r.as_str()),
+            r.state,
+            e.received_at.millis()
+        ])?;
+    if inserted == 0 {
+        return Err(StoreError::VersionConflict {
+            expected: w.expected_seq,
+            found: head(c, w.user_id)?,
+        });
+    }
+    let path = format!("$.\"{}\"", r.device);
+    if e.applied {
+        let n = c
+            .prepare_cached(
+                "INSERT INTO progress_books (user_id, book_id, version, state, positions)
+                 VALUES (?1, ?2, ?3, ?4, json_object(?5, json(?6)))
+                 ON CONFLICT (user_id, book_id) DO UPDATE SET
+                     version = excluded.version,
+                     state = excluded.state,
+                     positions = json_set(progress_books.positions, ?7, json(?6))
+                 WHERE progress_books.version = excluded.version - 1",
+            )?
+            .execute(params![
+                user,
+                r.book,
+                e.state.version as i64,
+                r.state,
+                r.device,
+                r.position,
+                path
+            ])?;
+        if n != 1 {
+            return Err(StoreError::VersionConflict {
+                expected: e.state.version.saturating_sub(1),
+                found: 0,
+            });
+        }
+    } else {
+        // Not applied: the state stays, the device's own position is still recorded.
+        c.prepare_cached(
+            "UPDATE progress_books SET positions = json_set(positions, ?3, json(?4))
+             WHERE user_id = ?1 AND book_id = ?2",
+        )?
+        .execute(params![user, r.book, path, r.position])?;
+    }
+    Ok(())
 }

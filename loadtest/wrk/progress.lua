@@ -1,0 +1,60 @@
+-- wrk script: durable progress writes from many readers, the light-client measurement of
+-- issue 11 (the project's own generator spends too much of two cores itself).
+--
+--   target/release/dogear-loadtest --url http://127.0.0.1:8080 --concurrency 256 \
+--       --phases health --duration 1 --accounts-out /tmp/accounts.txt
+--   ACCOUNTS=/tmp/accounts.txt wrk -t1 -c256 -d10s -s loadtest/wrk/progress.lua http://127.0.0.1:8080
+--
+-- Each request is the next account's next position (round robin over every account), with
+-- a fresh event id, so each reader moves forward on its book.
+
+local threads = {}
+function setup(thread)
+  threads[#threads + 1] = thread
+end
+
+local accounts = {}
+local step = 0
+local seed = 0
+
+function init(args)
+  local path = os.getenv("ACCOUNTS") or "/tmp/accounts.txt"
+  for line in io.lines(path) do
+    local base, token, device, book = line:match("^(%S+) (%S+) (%S+) (%S+)$")
+    if base then
+      accounts[#accounts + 1] = { token = token, device = device, book = book }
+    end
+  end
+  math.randomseed(os.time() + (tonumber(tostring({}):match("0x(%x+)"), 16) or 0))
+  seed = math.random(0, 0x7fffffff)
+end
+
+function request()
+  step = step + 1
+  local a = accounts[(step % #accounts) + 1]
+  local n = math.floor(step / #accounts)
+  local body = string.format(
+    '{"event_id":"%08x-0000-4000-8000-%012x","device_id":"%s","percent":%.4f,' ..
+    '"locator":"epubcfi(/6/4!/4/2/%d)","client_ts":"2026-11-23T07:28:28.123Z"}',
+    seed, step, a.device, (n % 1000000) / 10000, n)
+  return wrk.format("POST", "/v1/books/" .. a.book .. "/progress",
+    { ["Authorization"] = "Bearer " .. a.token, ["Content-Type"] = "application/json" }, body)
+end
+
+errors = 0
+applied = 0
+function response(status, headers, body)
+  if status == 200 and body:find('"applied":true', 1, true) then
+    applied = applied + 1
+  end
+  if status ~= 200 then
+    errors = errors + 1
+    if errors <= 3 then io.stderr:write("status " .. status .. ": " .. body .. "\n") end
+  end
+end
+
+function done(summary, latency, requests)
+  local n = 0
+  for _, t in ipairs(threads) do n = n + (t:get("applied") or 0) end
+  io.write(string.format("applied writes: %d (%.0f/s)\n", n, n / (summary.duration / 1e6)))
+end
