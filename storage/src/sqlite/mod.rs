@@ -2,6 +2,7 @@
 //! commit, a small pool of reader connections.
 
 mod books;
+mod deferred;
 mod kobo;
 mod migrations;
 mod rows;
@@ -104,11 +105,20 @@ impl SqliteStore {
         if before < 2 {
             books::rekey(&conn)?;
         }
+        // Progress writes logged but not yet applied when the process stopped.
+        let log_path = path.with_extension("progress-log");
+        let (mut log, batches) =
+            deferred::Log::open(&log_path, matches!(opts.durability, Durability::Full))?;
+        let replayed = deferred::replay(&mut conn, &mut log, batches)?;
+        if replayed > 0 {
+            tracing::info!(writes = replayed, "applied progress writes from the log");
+        }
+        let deferred = deferred::Deferred::new(log);
         let (tx, rx) = mpsc::channel(8192);
         let max_batch = opts.max_batch.max(1);
         let handle = std::thread::Builder::new()
             .name("dogear-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, max_batch))
+            .spawn(move || writer::run(conn, rx, max_batch, deferred))
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let mut readers = Vec::new();
         for _ in 0..opts.readers.max(1) {
@@ -149,6 +159,27 @@ impl SqliteStore {
             .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
+    }
+
+    /// Applies every logged progress write to SQLite, so that a read sees them.
+    async fn settle(&self) -> Result<(), StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.writer
+            .send(Command::Settle(ack))
+            .await
+            .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
+        done.await
+            .map_err(|_| StoreError::Unavailable("writer stopped".into()))
+    }
+
+    /// A read of progress tables: after the logged writes are applied.
+    async fn read_progress<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.settle().await?;
+        self.read(f).await
     }
 
     async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
@@ -722,7 +753,7 @@ impl Store for SqliteStore {
     }
 
     async fn progress_head(&self, user: UserId) -> Result<u64, StoreError> {
-        self.read(move |c| head(c, user)).await
+        self.read_progress(move |c| head(c, user)).await
     }
 
     async fn record_progress_batch(
@@ -736,44 +767,22 @@ impl Store for SqliteStore {
         // Encoded before the writer thread takes the batch: it is the one serial resource.
         let rows = writes
             .iter()
-            .map(|w| {
-                Ok(EventRow {
-                    event_id: w.event.event_id.to_string(),
-                    book: w.event.book_id.to_string(),
-                    device: w.position.device_id.to_string(),
-                    state: json(&w.event.state)?,
-                    position: json(&w.position)?,
-                })
-            })
+            .map(EventRow::of)
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let writes = writes.to_vec();
-        self.write(move |c| {
-            let user = user.to_string();
-            // A repeated id anywhere refuses the whole batch before anything is written, so
-            // the owner can decide it again knowing the first event.
-            let mut duplicates = Vec::new();
-            {
-                let mut find = c.prepare_cached(&format!(
-                    "SELECT {EVENT_COLS} FROM progress_events WHERE user_id = ?1 AND event_id = ?2"
-                ))?;
-                for r in &rows {
-                    if let Some(e) = find
-                        .query_row(params![user, r.event_id], event_row)
-                        .optional()?
-                    {
-                        duplicates.push(e?);
-                    }
-                }
-            }
-            if !duplicates.is_empty() {
-                return Ok(BatchOutcome::Duplicates(duplicates));
-            }
-            for (w, r) in writes.iter().zip(&rows) {
-                record_one(c, &user, w, r)?;
-            }
-            Ok(BatchOutcome::Recorded)
-        })
-        .await
+        let (reply, rx) = oneshot::channel();
+        let job = deferred::ProgressJob {
+            user,
+            writes: writes.to_vec(),
+            rows,
+            result: None,
+            reply,
+        };
+        self.writer
+            .send(Command::Progress(Box::new(job)))
+            .await
+            .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
     }
 
     async fn progress_state(
@@ -781,7 +790,7 @@ impl Store for SqliteStore {
         user: UserId,
         book: BookId,
     ) -> Result<Option<ProgressState>, StoreError> {
-        self.read(move |c| {
+        self.read_progress(move |c| {
             let s: Option<String> = c
                 .prepare_cached(
                     "SELECT state FROM progress_books WHERE user_id = ?1 AND book_id = ?2",
@@ -799,7 +808,7 @@ impl Store for SqliteStore {
         after: Option<BookId>,
         limit: usize,
     ) -> Result<Vec<ProgressState>, StoreError> {
-        self.read(move |c| {
+        self.read_progress(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT state FROM progress_books WHERE user_id = ?1 AND book_id > ?2
                  ORDER BY book_id LIMIT ?3",
@@ -818,7 +827,7 @@ impl Store for SqliteStore {
         user: UserId,
         book: BookId,
     ) -> Result<Vec<DevicePosition>, StoreError> {
-        self.read(move |c| {
+        self.read_progress(move |c| {
             let raw: Option<String> = c
                 .prepare_cached(
                     "SELECT positions FROM progress_books WHERE user_id = ?1 AND book_id = ?2",
@@ -840,7 +849,7 @@ impl Store for SqliteStore {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<(u64, ProgressState)>, StoreError> {
-        self.read(move |c| {
+        self.read_progress(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT seq, state FROM progress_events
                  WHERE user_id = ?1 AND seq > ?2 AND applied = 1 ORDER BY seq LIMIT ?3",
@@ -864,7 +873,7 @@ impl Store for SqliteStore {
         books: &[BookId],
     ) -> Result<Vec<ProgressState>, StoreError> {
         let books = books.to_vec();
-        self.read(move |c| kobo::progress_states_of(c, user, &books))
+        self.read_progress(move |c| kobo::progress_states_of(c, user, &books))
             .await
     }
 
@@ -984,6 +993,18 @@ struct EventRow {
     device: String,
     state: String,
     position: String,
+}
+
+impl EventRow {
+    fn of(w: &ProgressWrite) -> Result<EventRow, StoreError> {
+        Ok(EventRow {
+            event_id: w.event.event_id.to_string(),
+            book: w.event.book_id.to_string(),
+            device: w.position.device_id.to_string(),
+            state: json(&w.event.state)?,
+            position: json(&w.position)?,
+        })
+    }
 }
 
 /// Appends one event of a batch and moves its book's row; any refusal fails the batch.

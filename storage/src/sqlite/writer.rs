@@ -4,6 +4,7 @@
 //! one failing job never takes the others in its batch down with it, and no caller hears
 //! "ok" before the batch holding its write has committed.
 
+use super::deferred::{Deferred, ProgressJob};
 use crate::error::StoreError;
 use rusqlite::Connection;
 use std::time::Instant;
@@ -49,39 +50,68 @@ where
 
 pub(crate) enum Command {
     Write(Box<dyn Job>),
+    /// A batch of one reader's progress writes: logged now, applied to SQLite later.
+    Progress(Box<ProgressJob>),
+    /// Apply every logged progress write to SQLite, then answer (before a progress read).
+    Settle(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
 
-pub(crate) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, max_batch: usize) {
-    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
-    loop {
-        let mut shutdown = None;
-        match rx.blocking_recv() {
-            Some(Command::Write(job)) => batch.push(job),
-            Some(Command::Shutdown(ack)) => shutdown = Some(ack),
-            None => return,
+/// One group of commands taken together.
+#[derive(Default)]
+struct Group {
+    jobs: Vec<Box<dyn Job>>,
+    progress: Vec<ProgressJob>,
+    settles: Vec<oneshot::Sender<()>>,
+}
+
+impl Group {
+    fn take(&mut self, cmd: Command) -> Option<oneshot::Sender<()>> {
+        match cmd {
+            Command::Write(job) => self.jobs.push(job),
+            Command::Progress(job) => self.progress.push(*job),
+            Command::Settle(ack) => self.settles.push(ack),
+            Command::Shutdown(ack) => return Some(ack),
         }
-        while batch.len() < max_batch && shutdown.is_none() {
+        None
+    }
+    fn len(&self) -> usize {
+        self.jobs.len() + self.progress.len() + self.settles.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+pub(crate) fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Command>,
+    max_batch: usize,
+    mut deferred: Deferred,
+) {
+    let mut group = Group::default();
+    loop {
+        let mut shutdown = match rx.blocking_recv() {
+            Some(cmd) => group.take(cmd),
+            None => return,
+        };
+        while group.len() < max_batch && shutdown.is_none() {
             match rx.try_recv() {
-                Ok(Command::Write(job)) => batch.push(job),
-                Ok(Command::Shutdown(ack)) => shutdown = Some(ack),
+                Ok(cmd) => shutdown = group.take(cmd),
                 Err(_) => break,
             }
         }
-        if !batch.is_empty() {
-            commit_batch(&mut conn, &mut batch);
+        if !group.is_empty() || deferred.due() {
+            commit_group(&mut conn, &mut group, &mut deferred, false);
         }
         if let Some(ack) = shutdown {
-            // Refuse new work, commit whatever raced in before the shutdown, then stop.
+            // Refuse new work, commit whatever raced in before the shutdown, apply every
+            // logged write, then stop.
             rx.close();
             while let Ok(cmd) = rx.try_recv() {
-                if let Command::Write(job) = cmd {
-                    batch.push(job);
-                }
+                let _ = group.take(cmd);
             }
-            if !batch.is_empty() {
-                commit_batch(&mut conn, &mut batch);
-            }
+            commit_group(&mut conn, &mut group, &mut deferred, true);
             if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
                 tracing::warn!(error = %e, "wal checkpoint at shutdown failed");
             }
@@ -96,18 +126,23 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<Box<dyn Job>>) {
+fn commit_group(conn: &mut Connection, group: &mut Group, deferred: &mut Deferred, settle: bool) {
     let started = Instant::now();
-    let size = batch.len();
+    let size = group.jobs.len() + group.progress.len();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let msg = e.to_string();
-        for job in batch.drain(..) {
+        for job in group.jobs.drain(..) {
             job.finish(Err(StoreError::Unavailable(msg.clone())));
         }
+        let failed = Err(StoreError::Unavailable(msg));
+        for job in group.progress.drain(..) {
+            job.finish(&failed);
+        }
+        group.settles.clear();
         return;
     }
-    let mut ran: Vec<Box<dyn Job>> = Vec::with_capacity(size);
-    for mut job in batch.drain(..) {
+    let mut ran: Vec<Box<dyn Job>> = Vec::with_capacity(group.jobs.len());
+    for mut job in group.jobs.drain(..) {
         if let Err(e) = exec(conn, "SAVEPOINT job") {
             job.finish(Err(StoreError::Unavailable(e.to_string())));
             continue;
@@ -123,17 +158,54 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Box<dyn Job>>) {
         }
         ran.push(job);
     }
+    // Progress batches are checked against SQLite and the logged writes, and queued.
+    for job in group.progress.iter_mut() {
+        job.run(conn, deferred);
+    }
+    // The logged writes reach SQLite in this transaction when enough wait, when they are
+    // old, when a progress read or the shutdown asks.
+    let applying = !deferred.is_empty() && (settle || !group.settles.is_empty() || deferred.due());
+    let mut apply_failed = false;
+    if applying {
+        if let Err(e) = exec(conn, "SAVEPOINT deferred")
+            .map_err(StoreError::from)
+            .and_then(|_| deferred.apply(conn))
+        {
+            // A logged write SQLite refuses: it stays in the log, and the refusal is loud.
+            tracing::error!(error = %e, "applying logged progress writes failed");
+            apply_failed = true;
+            let _ = exec(conn, "ROLLBACK TO deferred");
+        }
+        let _ = exec(conn, "RELEASE deferred");
+    }
     let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
     if committed.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
+    } else if applying && !apply_failed {
+        deferred.applied();
     }
+    // The group's progress batches are durable once the log is (or, when everything was
+    // applied just now, once that commit is).
+    let logged = match &committed {
+        Ok(()) => deferred.flush(),
+        Err(e) => deferred
+            .flush()
+            .map_err(|f| StoreError::Unavailable(format!("{e}; {f}"))),
+    };
     metrics::histogram!("dogear_storage_commit_duration_seconds")
         .record(started.elapsed().as_secs_f64());
     metrics::histogram!("dogear_storage_batch_size").record(size as f64);
+    metrics::gauge!("dogear_progress_log_bytes").set(deferred.log_bytes() as f64);
     for job in ran {
         job.finish(match &committed {
             Ok(()) => Ok(()),
             Err(e) => Err(StoreError::Unavailable(e.to_string())),
         });
+    }
+    for job in group.progress.drain(..) {
+        job.finish(&logged);
+    }
+    for ack in group.settles.drain(..) {
+        let _ = ack.send(());
     }
 }
