@@ -251,8 +251,9 @@ impl Deferred {
                 };
                 slot.insert(v);
             }
-            if w.event.applied {
-                let v = versions.get_mut(&book).expect("inserted above");
+            if w.event.applied
+                && let Some(v) = versions.get_mut(&book)
+            {
                 if let Some(cur) = *v
                     && cur + 1 != w.event.state.version
                 {
