@@ -243,20 +243,9 @@ impl Actor for UserActor {
 impl UserState {
     async fn op(&mut self, op: UserOp) -> Result<UserReply, AppError> {
         Ok(match op {
-            UserOp::Write { write, origin } => {
-                // Handled before `op` (queued for a batch); kept total for a caller that
-                // reaches here anyway.
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                self.enqueue(write, origin, Some(tx.into()), None).await;
-                self.drain().await;
-                return rx
-                    .await
-                    .unwrap_or_else(|_| Err(AppError::Unavailable("write dropped".into())));
-            }
-            UserOp::KoboWrite { .. } => {
-                return Err(AppError::Unavailable(
-                    "a Kobo write is not a told op".into(),
-                ));
+            // Queued for a batch by `handle` before any op runs: never here.
+            UserOp::Write { .. } | UserOp::KoboWrite { .. } => {
+                return Err(AppError::Unavailable("a write reached the op path".into()));
             }
             UserOp::Get { book } => UserReply::Progress(self.get(book).await?),
             UserOp::HasDevice(id) => UserReply::Bool(self.devices.contains_key(&id)),
