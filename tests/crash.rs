@@ -272,8 +272,20 @@ async fn sigkill_during_batches_loses_nothing_and_repeats_nothing() {
                 acked[i].clone(),
             ));
         }
-        // A random moment: some cycles die while batches are small, some deep in the load.
-        let wait = 150 + uuid::Uuid::new_v4().as_u128() % 650;
+        // Once both streams have been answered (a loaded machine may take a while after a
+        // restart), a random moment: some cycles die while batches are small, some deep in
+        // the load.
+        let running = || {
+            !hot_acked.lock().unwrap().is_empty()
+                && acked.iter().any(|a| !a.lock().unwrap().is_empty())
+        };
+        for _ in 0..600 {
+            if running() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let wait = uuid::Uuid::new_v4().as_u128() % 650;
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
         server.kill9();
         for t in tasks {

@@ -255,7 +255,9 @@ async fn run_session(ctx: Arc<Ctx>, user: UserId, device: DeviceId, ws: WebSocke
                         if let Some(out) = s.push(&c)
                             && tx.send(Message::text(out)).await.is_err()
                         {
-                            break;
+                            // A client that read nothing for the whole send deadline is too
+                            // slow, whether its queue or its TCP buffer filled first.
+                            close = Some((CLOSE_TOO_SLOW, "too slow; resume by cursor"));
                         }
                     }
                     Some(LiveEvent::CatchUp) => {
