@@ -168,8 +168,6 @@ pub(crate) struct Deferred {
     ids: HashMap<(UserId, EventId), ProgressEvent>,
     /// Book versions after the waiting writes (a row with no version yet: 0).
     versions: HashMap<(UserId, BookId), u64>,
-    /// Batches accepted in the current group, answered after the log flush.
-    accepted: usize,
 }
 
 impl Deferred {
@@ -182,7 +180,6 @@ impl Deferred {
             heads: HashMap::new(),
             ids: HashMap::new(),
             versions: HashMap::new(),
-            accepted: 0,
         }
     }
 
@@ -278,7 +275,6 @@ impl Deferred {
         self.count += writes.len();
         self.oldest.get_or_insert_with(Instant::now);
         self.waiting.push(Waiting { writes, rows });
-        self.accepted += 1;
         Ok(BatchOutcome::Recorded)
     }
 
@@ -317,7 +313,6 @@ impl Deferred {
     /// Flushes the group's accepted batches to the log; empties the log first when
     /// everything it held is in SQLite and nothing new needs it.
     pub(crate) fn flush(&mut self) -> Result<(), StoreError> {
-        self.accepted = 0;
         if self.waiting.is_empty() {
             self.log.buf.clear();
             return self
