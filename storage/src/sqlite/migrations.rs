@@ -243,6 +243,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE import_jobs ADD COLUMN node TEXT;
     ALTER TABLE import_jobs ADD COLUMN claimed_by TEXT;
     "#,
+    // 6: the last generation of the progress log applied to this file, so that records of
+    // an applied generation left in a reused log file are never applied again.
+    r#"
+    CREATE TABLE progress_log (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        applied_gen INTEGER NOT NULL
+    );
+    INSERT INTO progress_log (id, applied_gen) VALUES (1, 0);
+    "#,
 ];
 
 /// Registers the SQL functions the schema's triggers call, on a connection that writes.

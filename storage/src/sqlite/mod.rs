@@ -106,15 +106,22 @@ impl SqliteStore {
             books::rekey(&conn)?;
         }
         // Progress writes logged but not yet applied when the process stopped.
-        let log_path = path.with_extension("progress-log");
-        let (mut log, batches) =
-            deferred::Log::open(&log_path, matches!(opts.durability, Durability::Full))?;
-        let replayed = deferred::replay(&mut conn, &mut log, batches)?;
+        let sync = matches!(opts.durability, Durability::Full);
+        let (log, batches) = deferred::Log::open(path, sync)?;
+        let (legacy_path, legacy) = deferred::legacy(path)?;
+        let (replayed, next_gen) = deferred::replay(&mut conn, batches, legacy)?;
         if replayed > 0 {
             tracing::info!(writes = replayed, "applied progress writes from the log");
         }
-        let deferred = deferred::Deferred::new(log);
+        if legacy_path.exists() {
+            std::fs::remove_file(&legacy_path)
+                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", legacy_path.display())))?;
+        }
         let (tx, rx) = mpsc::channel(8192);
+        let applier = Connection::open(path)?;
+        configure(&applier, opts.durability)?;
+        migrations::register_functions(&applier)?;
+        let deferred = deferred::Deferred::new(log, next_gen, applier, tx.downgrade())?;
         let max_batch = opts.max_batch.max(1);
         let handle = std::thread::Builder::new()
             .name("dogear-sqlite-writer".into())
@@ -769,11 +776,13 @@ impl Store for SqliteStore {
             .iter()
             .map(EventRow::of)
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let body = deferred::encode(writes)?;
         let (reply, rx) = oneshot::channel();
         let job = deferred::ProgressJob {
             user,
             writes: writes.to_vec(),
             rows,
+            body,
             result: None,
             reply,
         };
@@ -987,6 +996,7 @@ fn head(c: &Connection, user: UserId) -> Result<u64, StoreError> {
 }
 
 /// A progress write's columns in their stored text form.
+#[derive(Clone)]
 struct EventRow {
     event_id: String,
     book: String,

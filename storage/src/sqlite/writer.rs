@@ -52,8 +52,10 @@ pub(crate) enum Command {
     Write(Box<dyn Job>),
     /// A batch of one reader's progress writes: logged now, applied to SQLite later.
     Progress(Box<ProgressJob>),
-    /// Apply every logged progress write to SQLite, then answer (before a progress read).
+    /// Answer once every logged progress write is in SQLite (before a progress read).
     Settle(oneshot::Sender<()>),
+    /// The applier finished a generation: take its answer.
+    Wake,
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -71,6 +73,7 @@ impl Group {
             Command::Write(job) => self.jobs.push(job),
             Command::Progress(job) => self.progress.push(*job),
             Command::Settle(ack) => self.settles.push(ack),
+            Command::Wake => {}
             Command::Shutdown(ack) => return Some(ack),
         }
         None
@@ -93,7 +96,10 @@ pub(crate) fn run(
     loop {
         let mut shutdown = match rx.blocking_recv() {
             Some(cmd) => group.take(cmd),
-            None => return,
+            None => {
+                deferred.finish();
+                return;
+            }
         };
         while group.len() < max_batch && shutdown.is_none() {
             match rx.try_recv() {
@@ -101,9 +107,8 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        if !group.is_empty() || deferred.due() {
-            commit_group(&mut conn, &mut group, &mut deferred, false);
-        }
+        commit_group(&mut conn, &mut group, &mut deferred);
+        deferred.advance();
         if let Some(ack) = shutdown {
             // Refuse new work, commit whatever raced in before the shutdown, apply every
             // logged write, then stop.
@@ -111,7 +116,8 @@ pub(crate) fn run(
             while let Ok(cmd) = rx.try_recv() {
                 let _ = group.take(cmd);
             }
-            commit_group(&mut conn, &mut group, &mut deferred, true);
+            commit_group(&mut conn, &mut group, &mut deferred);
+            deferred.finish();
             if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
                 tracing::warn!(error = %e, "wal checkpoint at shutdown failed");
             }
@@ -126,23 +132,17 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-fn commit_group(conn: &mut Connection, group: &mut Group, deferred: &mut Deferred, settle: bool) {
-    let started = Instant::now();
-    let size = group.jobs.len() + group.progress.len();
+/// Runs the group's writes in one transaction and answers them once it is committed.
+fn run_jobs(conn: &mut Connection, jobs: &mut Vec<Box<dyn Job>>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let msg = e.to_string();
-        for job in group.jobs.drain(..) {
+        for job in jobs.drain(..) {
             job.finish(Err(StoreError::Unavailable(msg.clone())));
         }
-        let failed = Err(StoreError::Unavailable(msg));
-        for job in group.progress.drain(..) {
-            job.finish(&failed);
-        }
-        group.settles.clear();
         return;
     }
-    let mut ran: Vec<Box<dyn Job>> = Vec::with_capacity(group.jobs.len());
-    for mut job in group.jobs.drain(..) {
+    let mut ran: Vec<Box<dyn Job>> = Vec::with_capacity(jobs.len());
+    for mut job in jobs.drain(..) {
         if let Err(e) = exec(conn, "SAVEPOINT job") {
             job.finish(Err(StoreError::Unavailable(e.to_string())));
             continue;
@@ -158,54 +158,47 @@ fn commit_group(conn: &mut Connection, group: &mut Group, deferred: &mut Deferre
         }
         ran.push(job);
     }
-    // Progress batches are checked against SQLite and the logged writes, and queued.
-    for job in group.progress.iter_mut() {
-        job.run(conn, deferred);
-    }
-    // The logged writes reach SQLite in this transaction when enough wait, when they are
-    // old, when a progress read or the shutdown asks.
-    let applying = !deferred.is_empty() && (settle || !group.settles.is_empty() || deferred.due());
-    let mut apply_failed = false;
-    if applying {
-        if let Err(e) = exec(conn, "SAVEPOINT deferred")
-            .map_err(StoreError::from)
-            .and_then(|_| deferred.apply(conn))
-        {
-            // A logged write SQLite refuses: it stays in the log, and the refusal is loud.
-            tracing::error!(error = %e, "applying logged progress writes failed");
-            apply_failed = true;
-            let _ = exec(conn, "ROLLBACK TO deferred");
-        }
-        let _ = exec(conn, "RELEASE deferred");
-    }
     let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
     if committed.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
-    } else if applying && !apply_failed {
-        deferred.applied();
     }
-    // The group's progress batches are durable once the log is (or, when everything was
-    // applied just now, once that commit is).
-    let logged = match &committed {
-        Ok(()) => deferred.flush(),
-        Err(e) => deferred
-            .flush()
-            .map_err(|f| StoreError::Unavailable(format!("{e}; {f}"))),
-    };
-    metrics::histogram!("dogear_storage_commit_duration_seconds")
-        .record(started.elapsed().as_secs_f64());
-    metrics::histogram!("dogear_storage_batch_size").record(size as f64);
-    metrics::gauge!("dogear_progress_log_bytes").set(deferred.log_bytes() as f64);
     for job in ran {
         job.finish(match &committed {
             Ok(()) => Ok(()),
             Err(e) => Err(StoreError::Unavailable(e.to_string())),
         });
     }
+}
+
+fn commit_group(conn: &mut Connection, group: &mut Group, deferred: &mut Deferred) {
+    if group.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let size = group.jobs.len() + group.progress.len();
+    if !group.jobs.is_empty() {
+        run_jobs(conn, &mut group.jobs);
+    }
+    if !group.progress.is_empty() {
+        // Progress batches are checked against one snapshot of SQLite and the logged
+        // writes, queued, and made durable in the log together.
+        let snapshot = conn.execute_batch("BEGIN").is_ok();
+        for job in group.progress.iter_mut() {
+            job.run(conn, deferred);
+        }
+        if snapshot {
+            let _ = conn.execute_batch("COMMIT");
+        }
+    }
+    let logged = deferred.flush();
+    metrics::histogram!("dogear_storage_commit_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!("dogear_storage_batch_size").record(size as f64);
+    metrics::gauge!("dogear_progress_log_bytes").set(deferred.log_bytes() as f64);
     for job in group.progress.drain(..) {
         job.finish(&logged);
     }
     for ack in group.settles.drain(..) {
-        let _ = ack.send(());
+        deferred.settle(ack);
     }
 }
