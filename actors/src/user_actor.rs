@@ -37,7 +37,7 @@ enum Subscriber {
 /// The most writes one batch takes; the rest wait for the next.
 const MAX_BATCH: usize = 1024;
 /// How many event ids of recent writes the owner remembers to answer retries at once.
-const RECENT_IDS: usize = 4096;
+const RECENT_IDS: usize = 1024;
 /// How often a write is decided again after another owner moved the log under it.
 const MAX_TRIES: u8 = 3;
 
@@ -538,7 +538,7 @@ impl UserState {
                     self.states.clear();
                 }
                 for e in first {
-                    self.recent.remember(e);
+                    self.recent.remember(&e);
                 }
                 self.retry(f.entries);
             }

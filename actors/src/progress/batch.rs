@@ -50,12 +50,36 @@ pub struct Plan {
     pub moved: HashMap<BookId, ProgressState>,
 }
 
+/// What a retry needs of an event it repeats: where it is in the log, whether it moved the
+/// book, and its body's fingerprint (hashed again to 64 bits: a few dozen bytes an entry,
+/// where the whole event was several hundred).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub seq: u64,
+    pub applied: bool,
+    body: u64,
+}
+
+impl Seen {
+    fn of(e: &ProgressEvent) -> Seen {
+        Seen {
+            seq: e.seq,
+            applied: e.applied,
+            body: body_hash(&e.body),
+        }
+    }
+}
+
+fn body_hash(body: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(body.as_bytes())
+}
+
 /// The ids of a reader's recent events, so a retry that arrives while the owner is active
 /// is answered without a refused batch. Bounded: an id it has forgotten is still refused by
 /// the store, which reports the first event, and the batch is decided again.
 #[derive(Debug)]
 pub struct Recent {
-    events: HashMap<EventId, ProgressEvent>,
+    events: HashMap<EventId, Seen>,
     order: VecDeque<EventId>,
     capacity: usize,
 }
@@ -69,12 +93,12 @@ impl Recent {
         }
     }
 
-    pub fn get(&self, id: &EventId) -> Option<&ProgressEvent> {
+    pub fn get(&self, id: &EventId) -> Option<&Seen> {
         self.events.get(id)
     }
 
-    pub fn remember(&mut self, e: ProgressEvent) {
-        if self.events.insert(e.event_id, e.clone()).is_none() {
+    pub fn remember(&mut self, e: &ProgressEvent) {
+        if self.events.insert(e.event_id, Seen::of(e)).is_none() {
             self.order.push_back(e.event_id);
         }
         while self.order.len() > self.capacity {
@@ -117,19 +141,26 @@ pub fn decide(
             .or_else(|| states.get(&w.book_id).cloned().flatten());
         let first = fresh
             .get(&w.event_id)
-            .map(|i| &plan.records[*i].event)
-            .or_else(|| recent.get(&w.event_id));
-        if let Some(first) = first {
-            plan.verdicts.push(if first.body != p.body {
-                Verdict::Mismatch
-            } else {
-                Verdict::Repeat(WriteOutcome {
+            .map(|i| {
+                let e = &plan.records[*i].event;
+                (Seen::of(e), Some(&e.state))
+            })
+            .or_else(|| recent.get(&w.event_id).map(|s| (*s, None)));
+        if let Some((first, logged_state)) = first {
+            // An event of this reader's log always has its book's state (a write that was
+            // not applied was compared against one), so `current` is there; the logged
+            // state is only the fallback for a book whose state this batch created.
+            let state = current.or_else(|| logged_state.cloned());
+            plan.verdicts.push(match state {
+                _ if first.body != body_hash(&p.body) => Verdict::Mismatch,
+                Some(state) => Verdict::Repeat(WriteOutcome {
                     applied: first.applied,
                     reason: Some(Reason::Duplicate),
-                    state: current.unwrap_or_else(|| first.state.clone()),
+                    state,
                     seq: first.seq,
                     clamped: p.clamped,
-                })
+                }),
+                None => Verdict::Mismatch,
             });
             continue;
         }
@@ -184,7 +215,7 @@ impl Plan {
             states.insert(*book, Some(state.clone()));
         }
         for r in &self.records {
-            recent.remember(r.event.clone());
+            recent.remember(&r.event);
         }
     }
 }
