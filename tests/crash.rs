@@ -232,9 +232,13 @@ async fn check_reader(api: &dogear_e2e::Api, acked: &[(Value, Value)], who: &str
 
 /// SIGKILL at random moments while owners batch: a hot reader (64 writers over 20 books,
 /// so its owner stores many writes per batch) and 256 readers writing at once, twenty times
-/// on the same files.
+/// on the same files (`DOGEAR_CRASH_CYCLES` more: `loadtest/scripts/crash.sh`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_batches_loses_nothing_and_repeats_nothing() {
+    let cycles: u32 = std::env::var("DOGEAR_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let mut server = Server::start();
     let hot = Reader::new(&server, "hot").await;
     let hot_books = books_of(&hot, 20).await;
@@ -249,7 +253,7 @@ async fn sigkill_during_batches_loses_nothing_and_repeats_nothing() {
         hot_books.iter().map(|_| Arc::default()).collect();
     let counters: Vec<Arc<std::sync::atomic::AtomicU64>> =
         readers.iter().map(|_| Arc::default()).collect();
-    for cycle in 0..20 {
+    for cycle in 0..cycles {
         let hot_acked: Acked = Arc::default();
         let acked: Vec<Acked> = readers.iter().map(|_| Arc::default()).collect();
         let mut tasks = Vec::new();

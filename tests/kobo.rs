@@ -100,7 +100,7 @@ struct Kobo {
 impl Kobo {
     fn new(endpoint: &str) -> Kobo {
         Kobo {
-            http: reqwest::Client::new(),
+            http: dogear_e2e::http_client(),
             endpoint: endpoint.to_string(),
             sync_token: None,
         }

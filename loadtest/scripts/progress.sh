@@ -37,7 +37,18 @@ echo "dogear $("$bin" --version 2>/dev/null || echo "$bin"), backend ${BACKEND:-
 echo
 echo "wrk -t1 -c256 -d${duration}s:"
 health=$(wrk -t1 -c256 -d"${duration}s" --latency "$url/health")
+# Bytes the disk took per write (the whole device, from /proc/diskstats) and the server's
+# CPU, over the 256 readers' writes.
+disk() {
+    local dev
+    dev=$(df --output=source "$dir" | tail -1 | sed 's|/dev/||')
+    awk -v d="$dev" '$3==d {printf "%.0f\n", $10*512}' /proc/diskstats
+}
+cpu() { awk '{print $14 + $15}' /proc/"$pid"/stat; }
+d0=$(disk); c0=$(cpu)
 writes=$(ACCOUNTS="$dir/accounts.txt" wrk -t1 -c256 -d"${duration}s" --latency -s loadtest/wrk/progress.lua "$url")
+d1=$(disk); c1=$(cpu)
+n=$(awk '/requests in/ {print $1}' <<<"$writes")
 summary() { # name output
     local rps p50 p99 errs
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$2")
@@ -54,4 +65,5 @@ echo "hot reader: $(grep 'applied writes' <<<"$hot")"
 awk -v w="$(awk '/Requests\/sec/ {print $2}' <<<"$writes")" \
     -v h="$(awk '/Requests\/sec/ {print $2}' <<<"$health")" \
     'BEGIN {printf "wrk: POST progress / GET /health throughput: %.1f%%\n", 100 * w / h}'
+echo "256 readers' writes: $(( (d1 - d0) / n )) bytes written to the disk a write; server CPU $(awk -v c=$((c1 - c0)) -v d="$duration" 'BEGIN {printf "%.2f", c / 100 / d}') cores"
 echo "server at the end: VmRSS $(awk '/VmRSS/ {print $2, $3}' /proc/$pid/status)"

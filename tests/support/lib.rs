@@ -168,7 +168,7 @@ impl Server {
 
     pub fn client(&self) -> Api {
         Api {
-            http: reqwest::Client::new(),
+            http: http_client(),
             base: self.base.clone(),
             token: None,
         }
@@ -351,6 +351,17 @@ impl Api {
 }
 
 /// Percent-encodes everything but unreserved characters.
+/// An HTTP client whose pooled connections are dropped after 5 s idle: the server closes a
+/// keep-alive connection that sends nothing for `server.header_read_timeout_secs` (10 s),
+/// and a pooled connection it closed would fail the next request with "incomplete message"
+/// (seen when a slow KEPUB download kept the other connection idle past 10 s).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .expect("http client")
+}
+
 pub fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| {

@@ -488,20 +488,21 @@ impl Deferred {
                     self.applying = None;
                 }
                 self.failed = None;
-                let (ready, rest) = std::mem::take(&mut self.settles)
-                    .into_iter()
-                    .partition(|(g, _)| *g <= epoch);
-                self.settles = rest;
-                for (_, ack) in ready {
-                    let _ = ack.send(());
-                }
             }
             Err(e) => {
-                // A logged write SQLite refuses: it stays in the log (and in memory, so it
-                // is still seen), and the refusal is loud; tried again later.
+                // A logged write SQLite refuses: it stays in the log (and in memory, so the
+                // checks still see it), and the refusal is loud; tried again later. The
+                // reads waiting for it go ahead rather than hang.
                 tracing::error!(error = %e, generation = epoch, "applying logged progress writes failed");
                 self.failed = Some(Instant::now());
             }
+        }
+        let (ready, rest) = std::mem::take(&mut self.settles)
+            .into_iter()
+            .partition(|(g, _)| *g <= epoch);
+        self.settles = rest;
+        for (_, ack) in ready {
+            let _ = ack.send(());
         }
     }
 
