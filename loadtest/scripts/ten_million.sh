@@ -8,7 +8,7 @@
 #
 # WRITES (10000000), READERS (256), IDLE (actors' idle timeout in seconds, 30, so that the
 # memory after the readers stop is seen within a minute), DATA (a directory to keep the data
-# in; a fresh one under the working directory, removed at the end, by default).
+# in; by default a fresh one under target/, on the disk being measured, removed at the end).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${1:-target/release/dogear}
@@ -18,7 +18,8 @@ readers=${READERS:-256}
 command -v wrk >/dev/null || { echo "needs wrk (Debian package wrk)" >&2; exit 1; }
 
 keep=${DATA:-}
-dir=${DATA:-$(mktemp -d -p "$PWD")}
+mkdir -p target
+dir=${DATA:-$(mktemp -d -p "$PWD/target")}
 mkdir -p "$dir"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 url="http://127.0.0.1:$port"
