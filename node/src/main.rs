@@ -80,7 +80,7 @@ const MI_OPTION_DISALLOW_ARENA_ALLOC: libmimalloc_sys::mi_option_t = 26;
 /// By default mimalloc keeps freed memory in its arenas and gives it back to the system
 /// only long after (its arena purge delay is ten seconds, and pages of exited threads stay
 /// with the arena): after a burst of writes and logins the process held 90 MiB more than
-/// idle for good. Without arenas and with immediate purging it returns to about 50 MiB
+/// idle for good. Without arenas and with immediate purging it returns to about 60 MiB
 /// above idle within seconds, at no measurable cost in throughput (BENCHMARKS.md, issue 11).
 fn tune_allocator() {
     // SAFETY: mi_option_set stores an integer option; it is called before any other thread
