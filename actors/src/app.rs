@@ -39,6 +39,9 @@ pub struct Dogear {
     pub(crate) kobo_tokens_cache: Arc<crate::kobo::service::TokenCache>,
     redis: Option<Arc<dogear_storage::shared::Shared>>,
     pub(crate) kobo_places: crate::kobo::position::LocateCache,
+    pub(crate) koreader_logins_cache: Arc<crate::kosync::LoginCache>,
+    /// Page counts and spine documents found for KOReader, by file hash.
+    pub(crate) koreader_found: crate::kosync::Found,
     import_sup: std::sync::Mutex<Option<ractor::ActorCell>>,
 }
 
@@ -83,17 +86,26 @@ impl Dogear {
     ) -> Result<Dogear, AppError> {
         let placement = Placement::start(store.clone(), actors, sharing.cluster).await?;
         let importer = Importer::new(store.clone(), objects, placement.clone(), imports)?;
-        let kobo_tokens_cache: Arc<crate::kobo::service::TokenCache> = Default::default();
+        let kobo_tokens_cache = Arc::new(crate::kobo::service::TokenCache::new(
+            crate::kobo::service::TOKEN_CACHE_SECS,
+        ));
+        let koreader_logins_cache = Arc::new(crate::kosync::LoginCache::new(
+            crate::kosync::LOGIN_CACHE_SECS,
+        ));
         if let Some(redis) = &sharing.redis {
             // A device deleted (or a Kobo token revoked) on any node is forgotten here at
             // once, not when this node's cached look-up expires.
             let mut notices = redis.subscribe(REVOCATIONS);
             let cache = Arc::downgrade(&kobo_tokens_cache);
+            let logins = Arc::downgrade(&koreader_logins_cache);
             tokio::spawn(async move {
                 while let Some(n) = notices.recv().await {
-                    let Some(cache) = cache.upgrade() else { return };
+                    let (Some(cache), Some(logins)) = (cache.upgrade(), logins.upgrade()) else {
+                        return;
+                    };
                     if let Some(id) = n.strip_prefix("device:").and_then(|i| i.parse().ok()) {
                         cache.forget_device(id);
+                        logins.forget_device(id);
                     }
                 }
             });
@@ -106,6 +118,8 @@ impl Dogear {
             kobo_tokens_cache,
             redis: sharing.redis,
             kobo_places: Default::default(),
+            koreader_logins_cache,
+            koreader_found: Default::default(),
             import_sup: std::sync::Mutex::new(None),
         })
     }
@@ -216,7 +230,7 @@ impl Dogear {
                     UserOp::CreateDevice {
                         name,
                         kind,
-                        token_hash: None,
+                        secret: None,
                     },
                 )
                 .await,
@@ -235,8 +249,9 @@ impl Dogear {
         self.placement
             .ask_user(user, UserOp::DeleteDevice(id))
             .await?;
-        // A Kobo's token goes with its device, on every node.
+        // A Kobo's token and a KOReader's login go with their device, on every node.
         self.kobo_tokens_cache.forget_device(id);
+        self.koreader_logins_cache.forget_device(id);
         if let Some(r) = &self.redis
             && let Err(e) = r.publish(REVOCATIONS, &format!("device:{id}")).await
         {
@@ -479,46 +494,62 @@ impl Dogear {
         Err(AppError::NotFound(Cow::Borrowed("format")))
     }
 
+    /// A path to read a stored file at: the file itself when it is on this node's disk,
+    /// else a copy in the staging folder (`true`: the caller removes it when done).
+    pub(crate) async fn local_copy(
+        &self,
+        loc: &FileLocation,
+    ) -> Result<(std::path::PathBuf, bool), String> {
+        let objects = self.importer.objects();
+        if let Some(p) = objects.local_path(loc) {
+            return Ok((p, false));
+        }
+        let tmp = self
+            .importer
+            .settings()
+            .staging_dir
+            .join(format!("{}.copy", uuid::Uuid::now_v7()));
+        let mut read = objects.read(loc, None).await.map_err(|e| e.to_string())?;
+        let copied = async {
+            let mut f = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(|e| e.to_string())?;
+            use futures_util::StreamExt;
+            use tokio::io::AsyncWriteExt;
+            while let Some(chunk) = read.body.next().await {
+                let chunk = chunk.map_err(|e| e.to_string())?;
+                f.write_all(&chunk).await.map_err(|e| e.to_string())?;
+            }
+            f.flush().await.map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(e) = copied {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        Ok((tmp, true))
+    }
+
     async fn make_kepub(&self, epub: &BookFile) -> Result<BookFile, AppError> {
         let objects = self.importer.objects().clone();
         let staging = self.importer.settings().staging_dir.clone();
         let unavailable = |e: String| AppError::Unavailable(format!("kepub: {e}"));
-        let src = match &epub.location {
-            FileLocation::External { path } => std::path::PathBuf::from(path),
-            loc @ FileLocation::Object { .. } => {
-                let tmp = staging.join(format!("{}.epub", uuid::Uuid::now_v7()));
-                let mut read = objects
-                    .read(loc, None)
-                    .await
-                    .map_err(|e| unavailable(e.to_string()))?;
-                let mut f = tokio::fs::File::create(&tmp)
-                    .await
-                    .map_err(|e| unavailable(e.to_string()))?;
-                use futures_util::StreamExt;
-                use tokio::io::AsyncWriteExt;
-                while let Some(chunk) = read.body.next().await {
-                    let chunk = chunk.map_err(|e| unavailable(e.to_string()))?;
-                    f.write_all(&chunk)
-                        .await
-                        .map_err(|e| unavailable(e.to_string()))?;
-                }
-                f.flush().await.map_err(|e| unavailable(e.to_string()))?;
-                tmp
-            }
-        };
+        let (src, temporary) = self.local_copy(&epub.location).await.map_err(unavailable)?;
         let out = staging.join(format!("{}.kepub", uuid::Uuid::now_v7()));
         let (s, o) = (src.clone(), out.clone());
         let converted = tokio::task::spawn_blocking(move || {
             let f = std::fs::File::create(&o).map_err(|e| e.to_string())?;
             crate::import::kepub::convert(&s, std::io::BufWriter::new(f)).map_err(|e| e.message)?;
-            crate::import::hash::file(&o).map_err(|e| e.to_string())
+            let (hash, size) = crate::import::hash::file(&o).map_err(|e| e.to_string())?;
+            let koreader = dogear_storage::digest::partial_md5_file(&o).ok();
+            Ok::<_, String>((hash, size, koreader))
         })
         .await
         .map_err(|e| unavailable(e.to_string()))?;
-        if matches!(epub.location, FileLocation::Object { .. }) {
+        if temporary {
             let _ = tokio::fs::remove_file(&src).await;
         }
-        let (hash, size) = match converted {
+        let (hash, size, koreader) = match converted {
             Ok(x) => x,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&out).await;
@@ -535,6 +566,7 @@ impl Dogear {
             size,
             hash,
             location: FileLocation::Object { key },
+            koreader,
         })
     }
 

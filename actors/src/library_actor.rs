@@ -6,7 +6,9 @@ use crate::error::AppError;
 use crate::idle::Idle;
 pub use crate::messages::{LibraryMsg, LibraryOp, LibraryReply};
 use crate::placement::Placement;
-use dogear_storage::{Book, BookId, BookMeta, LibraryId, Role, Store, Timestamp, UserId};
+use dogear_storage::{
+    Book, BookId, BookMeta, LibraryId, RegisterOutcome, Role, Store, Timestamp, UserId,
+};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -74,13 +76,19 @@ impl Actor for LibraryActor {
                 // needs no ordering against this library's other writes: let it commit
                 // without holding the mailbox, and concurrent imports share a commit.
                 let store = st.store.clone();
+                let (placement, members) = (st.placement.clone(), st.member_ids());
                 tokio::spawn(async move {
                     let r = store
                         .register_import(&book, source.as_ref(), job.as_deref())
                         .await
                         .map(LibraryReply::Registered)
                         .map_err(AppError::from);
+                    let created =
+                        matches!(r, Ok(LibraryReply::Registered(RegisterOutcome::Created)));
                     let _ = reply.send(r);
+                    if created {
+                        crate::kosync::attach_positions(placement, *book, members).await;
+                    }
                 });
             }
             LibraryMsg::Op(op, reply) => {
@@ -97,6 +105,20 @@ impl Actor for LibraryActor {
 }
 
 impl LibraryState {
+    fn member_ids(&self) -> Vec<UserId> {
+        self.members.keys().copied().collect()
+    }
+
+    /// Positions KOReaders wrote under one of the book's digests before it arrived are
+    /// attached to it, off the mailbox.
+    fn attach_koreader(&self, book: &Book) {
+        tokio::spawn(crate::kosync::attach_positions(
+            self.placement.clone(),
+            book.clone(),
+            self.member_ids(),
+        ));
+    }
+
     async fn op(&mut self, op: LibraryOp) -> Result<LibraryReply, AppError> {
         Ok(match op {
             LibraryOp::Role(user) => LibraryReply::Role(self.members.get(&user).copied()),
@@ -117,15 +139,20 @@ impl LibraryState {
             ),
             LibraryOp::ImportMany(books) => {
                 let store = &self.store;
-                LibraryReply::Many(
+                let results =
                     futures_util::future::join_all(books.iter().map(|(b, s)| async move {
                         store
                             .register_import(b, s.as_ref(), None)
                             .await
                             .map_err(AppError::from)
                     }))
-                    .await,
-                )
+                    .await;
+                for ((b, _), r) in books.iter().zip(&results) {
+                    if matches!(r, Ok(RegisterOutcome::Created)) {
+                        self.attach_koreader(b);
+                    }
+                }
+                LibraryReply::Many(results)
             }
             LibraryOp::Refresh(book) => LibraryReply::Book(Box::new(self.refresh(*book).await?)),
             LibraryOp::Remove(id) => {
@@ -190,6 +217,7 @@ impl LibraryState {
         next.version = current.version + 1;
         next.updated_at = Timestamp::now();
         self.store.update_book(&next).await?;
+        self.attach_koreader(&next);
         Ok(next)
     }
 
@@ -217,6 +245,7 @@ impl LibraryState {
             return Ok(current);
         }
         self.store.update_book(&next).await?;
+        self.attach_koreader(&next);
         Ok(next)
     }
 

@@ -80,8 +80,8 @@ pub enum UserOp {
     CreateDevice {
         name: String,
         kind: DeviceKind,
-        /// A Kobo's token (hashed), created with the device in one transaction.
-        token_hash: Option<String>,
+        /// What the device signs in with, created with it in one transaction.
+        secret: Option<DeviceSecret>,
     },
     ListDevices,
     DeleteDevice(DeviceId),
@@ -103,6 +103,15 @@ pub enum UserOp {
         book: BookId,
         archived: bool,
     },
+}
+
+/// What a device signs in with, stored with it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum DeviceSecret {
+    /// A Kobo's token, hashed.
+    KoboToken(String),
+    /// A KOReader login: the user name and a slow hash of the key KOReader sends.
+    Koreader { username: String, key_hash: String },
 }
 
 /// The answer to each [`UserOp`], in the same order.

@@ -747,6 +747,7 @@ mod tests {
             format: Format::Epub,
             size: 12,
             hash: "00112233aabbccdd".into(),
+            koreader: None,
             location: FileLocation::Object {
                 key: "ab/cd".into(),
             },

@@ -249,11 +249,9 @@ impl UserState {
             }
             UserOp::Get { book } => UserReply::Progress(self.get(book).await?),
             UserOp::HasDevice(id) => UserReply::Bool(self.devices.contains_key(&id)),
-            UserOp::CreateDevice {
-                name,
-                kind,
-                token_hash,
-            } => UserReply::Device(self.create_device(name, kind, token_hash).await?),
+            UserOp::CreateDevice { name, kind, secret } => {
+                UserReply::Device(self.create_device(name, kind, secret).await?)
+            }
             UserOp::ListDevices => {
                 let mut list: Vec<Device> = self.devices.values().cloned().collect();
                 list.sort_by_key(|d| d.id);
@@ -311,7 +309,7 @@ impl UserState {
         &mut self,
         name: String,
         kind: DeviceKind,
-        token_hash: Option<String>,
+        secret: Option<crate::messages::DeviceSecret>,
     ) -> Result<Device, AppError> {
         let device = Device {
             id: DeviceId::generate(),
@@ -320,8 +318,9 @@ impl UserState {
             kind,
             created_at: Timestamp::now(),
         };
-        match token_hash {
-            Some(token_hash) => {
+        use crate::messages::DeviceSecret;
+        match secret {
+            Some(DeviceSecret::KoboToken(token_hash)) => {
                 let token = dogear_storage::KoboToken {
                     device_id: device.id,
                     user_id: self.user,
@@ -329,6 +328,16 @@ impl UserState {
                     created_at: device.created_at,
                 };
                 self.store.create_kobo_device(&device, &token).await?
+            }
+            Some(DeviceSecret::Koreader { username, key_hash }) => {
+                let login = dogear_storage::KoreaderLogin {
+                    username,
+                    device_id: device.id,
+                    user_id: self.user,
+                    key_hash,
+                    created_at: device.created_at,
+                };
+                self.store.create_koreader_device(&device, &login).await?
             }
             None => self.store.create_device(&device).await?,
         }

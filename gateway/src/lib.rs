@@ -4,6 +4,7 @@
 pub mod error;
 pub mod http;
 pub mod kobo;
+pub mod kosync;
 mod ops;
 pub mod rest;
 pub mod wire;
@@ -37,6 +38,8 @@ pub struct GatewaySettings {
     pub kobo_page_size: usize,
     /// Answer the Kobo's OAuth calls here rather than leaving them to Kobo.
     pub kobo_local_oauth: bool,
+    /// KOReader's "Register" may create an account (when registration is open too).
+    pub koreader_registration: bool,
 }
 
 impl Default for GatewaySettings {
@@ -48,6 +51,7 @@ impl Default for GatewaySettings {
             public_url: None,
             kobo_page_size: 100,
             kobo_local_oauth: true,
+            koreader_registration: false,
         }
     }
 }
@@ -172,6 +176,9 @@ where
             body,
             remote,
         };
+        if let Some(call) = kosync::route(&req.method, &req.path) {
+            return kosync::dispatch(&ctx, req, call).await;
+        }
         if req.path.starts_with("/kobo/") {
             return kobo::dispatch(&ctx, req).await;
         }

@@ -14,6 +14,7 @@ pub struct Config {
     pub actors: Actors,
     pub import: Import,
     pub kobo: Kobo,
+    pub koreader: Koreader,
     pub log: Log,
     pub cluster: ClusterCfg,
     pub redis: Redis,
@@ -110,6 +111,15 @@ impl Default for Kobo {
             oauth: KoboOauth::Local,
         }
     }
+}
+
+/// `[koreader]`: KOReader's progress sync (`/koreader`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Koreader {
+    /// Let KOReader's "Register" create a Dogear account (with a KOReader login) when
+    /// registration is open too. Off: KOReader users create a login in Dogear instead.
+    pub registration: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

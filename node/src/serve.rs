@@ -331,6 +331,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
                 .filter(|u| !u.is_empty()),
             kobo_page_size: cfg.kobo.page_size,
             kobo_local_oauth: cfg.kobo.oauth == crate::config::KoboOauth::Local,
+            koreader_registration: cfg.koreader.registration,
         },
         shutdown: stop_rx,
     });

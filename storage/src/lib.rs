@@ -6,6 +6,7 @@
 pub mod calibre;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod digest;
 pub mod error;
 pub mod ids;
 pub mod objects;
@@ -17,6 +18,7 @@ pub mod sqlite;
 pub mod store;
 pub mod time;
 
+pub use digest::md5_hex;
 pub use error::StoreError;
 pub use ids::{BookId, DeviceId, EventId, FamilyId, JobId, LibraryId, ShelfId, UserId};
 pub use objects::{ObjectError, ObjectRead, Objects};

@@ -294,6 +294,10 @@ pub struct BookFile {
     pub size: u64,
     pub hash: String,
     pub location: FileLocation,
+    /// KOReader's partial MD5 of the bytes (how KOReader names a document when it syncs);
+    /// absent on files stored before Dogear computed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub koreader: Option<String>,
 }
 
 /// The cover as stored: the full image and a thumbnail (made on first use when absent).
@@ -482,6 +486,51 @@ impl Book {
         }
     }
 
+    /// The file name a download of `format` is served under (`Title - Author.epub`).
+    pub fn download_name(&self, format: Format) -> String {
+        let mut name = self.title.clone();
+        if let Some(a) = self.authors.first() {
+            name = format!("{name} - {a}");
+        }
+        format!(
+            "{}.{}",
+            name.replace(['/', '\\', '"', '\r', '\n'], "_"),
+            format.extension()
+        )
+    }
+
+    /// The name a Kobo downloads a file under (Nickel picks its renderer by `.kepub.epub`).
+    pub fn kobo_download_name(&self, format: Format) -> String {
+        let ext = if format == Format::Kepub {
+            "kepub.epub"
+        } else {
+            "epub"
+        };
+        format!(
+            "{}.{ext}",
+            self.title.replace(['/', '\\', '"', '\r', '\n'], "_")
+        )
+    }
+
+    /// Every name KOReader may know this book's files by: the partial MD5 of each stored
+    /// (and served) file, and the MD5 of each name a download is served under (KOReader's
+    /// "filename" matching). Many-to-one: a digest may name several books.
+    pub fn koreader_digests(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for f in &self.meta.formats {
+            if let Some(d) = &f.koreader {
+                out.push(d.clone());
+            }
+            out.push(crate::md5_hex(self.download_name(f.format).as_bytes()));
+            if matches!(f.format, Format::Epub | Format::Kepub) {
+                out.push(crate::md5_hex(self.kobo_download_name(f.format).as_bytes()));
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The content hashes that identify this book in its library (derived KEPUBs excluded).
     pub fn content_hashes(&self) -> Vec<&str> {
         self.meta
@@ -527,6 +576,36 @@ pub struct KoboToken {
     pub user_id: UserId,
     pub token_hash: String,
     pub created_at: Timestamp,
+}
+
+/// A KOReader login: the user name typed into KOReader's progress sync, for one device of
+/// kind `koreader`, and a slow hash of the key KOReader sends (the MD5 of the password).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KoreaderLogin {
+    pub username: String,
+    pub device_id: DeviceId,
+    pub user_id: UserId,
+    /// argon2id PHC string of the key.
+    pub key_hash: String,
+    pub created_at: Timestamp,
+}
+
+/// A KOReader position as a device wrote it, kept per (user, document digest): how two
+/// KOReaders sync a book Dogear does not know, and what a later import attaches to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KoreaderPosition {
+    pub user_id: UserId,
+    pub document: String,
+    pub progress: String,
+    /// 0 to 1, as KOReader sends it.
+    pub percentage: f64,
+    pub device: String,
+    pub device_id: Option<String>,
+    /// The Dogear device (a `koreader` one) that wrote it.
+    pub written_by: DeviceId,
+    /// The book it was attached to, once one with this digest is known.
+    pub book_id: Option<BookId>,
+    pub updated_at: Timestamp,
 }
 
 /// One sync page's writes to a Kobo's stored state, committed together.

@@ -271,4 +271,37 @@ pub trait Store: Send + Sync + 'static {
         book: BookId,
         archived: bool,
     ) -> Result<bool, StoreError>;
+
+    // KOReader.
+    /// Creates the device and its login together; a user name already taken is
+    /// `Conflict("koreader username")`.
+    async fn create_koreader_device(
+        &self,
+        device: &Device,
+        login: &KoreaderLogin,
+    ) -> Result<(), StoreError>;
+    async fn koreader_login(&self, username: &str) -> Result<Option<KoreaderLogin>, StoreError>;
+    async fn koreader_logins(&self, user: UserId) -> Result<Vec<KoreaderLogin>, StoreError>;
+    /// Books (tombstones included) one of whose files, or served names, KOReader may call
+    /// `digest`: every digest a book ever had, so copies already on devices keep matching.
+    async fn koreader_books(&self, digest: &str) -> Result<Vec<BookId>, StoreError>;
+    /// Stores the position for (user, document) unless the stored one is further along
+    /// (a higher `percentage`); `true` if it was stored.
+    async fn put_koreader_position(&self, p: &KoreaderPosition) -> Result<bool, StoreError>;
+    async fn koreader_position(
+        &self,
+        user: UserId,
+        document: &str,
+    ) -> Result<Option<KoreaderPosition>, StoreError>;
+    /// Positions of any user under these digests not attached to a book yet.
+    async fn unattached_koreader_positions(
+        &self,
+        digests: &[String],
+    ) -> Result<Vec<KoreaderPosition>, StoreError>;
+    async fn attach_koreader_position(
+        &self,
+        user: UserId,
+        document: &str,
+        book: BookId,
+    ) -> Result<(), StoreError>;
 }

@@ -14,6 +14,7 @@ pub use tokio_tungstenite::tungstenite;
 
 /// The `dogear` binary: `$DOGEAR_BIN`, or `target/<profile>/dogear` beside the test binary.
 pub mod cluster;
+pub mod kobo;
 pub mod proxy;
 
 pub fn dogear_bin() -> PathBuf {

@@ -235,9 +235,48 @@ impl Accounts {
         password: &str,
         addr: Option<&str>,
     ) -> Result<Session, AppError> {
+        let user = self.store.user_by_name(username).await?;
+        let phc = user.as_ref().map(|u| u.password_hash.clone());
+        let ok = self.guarded("u", username, password, phc, addr).await?;
+        match (ok, user) {
+            (true, Some(u)) => {
+                self.new_session(u.id, u.username, FamilyId::generate())
+                    .await
+            }
+            _ => Err(AppError::InvalidCredentials),
+        }
+    }
+
+    /// A sign-in by another protocol (KOReader's user name and key): the same budgets as
+    /// [`Accounts::login`] (per name and address, per address, per name), under the name's own
+    /// keys; `secret` is checked against `phc`, or against a dummy hash when there is no
+    /// such login, so both failures cost the same time. `Ok(false)`: wrong.
+    pub async fn check_secret(
+        &self,
+        name: &str,
+        secret: &str,
+        phc: Option<String>,
+        addr: Option<&str>,
+    ) -> Result<bool, AppError> {
+        self.guarded("k", name, secret, phc, addr).await
+    }
+
+    /// Checks `secret` against `phc` (a dummy hash when `None`) within the failure budgets
+    /// of `name` in namespace `ns`: per name and address (a reader's own address has its
+    /// own budget, so failures elsewhere never lock them out), per address (four times the
+    /// per-name budget: several people may share one), and per name from every address
+    /// (over budget, attempts are slowed down). `429` while over a budget.
+    async fn guarded(
+        &self,
+        ns: &str,
+        name: &str,
+        secret: &str,
+        phc: Option<String>,
+        addr: Option<&str>,
+    ) -> Result<bool, AppError> {
         let now = Instant::now();
-        let name_key = format!("u:{username}");
-        let pair_key = format!("u:{username}|a:{}", addr.unwrap_or("-"));
+        let name_key = format!("{ns}:{name}");
+        let pair_key = format!("{ns}:{name}|a:{}", addr.unwrap_or("-"));
         let addr_key = addr.map(|a| format!("a:{a}"));
         let limited = match self.limiter.check(&pair_key, now).await {
             Some(s) => Some(s),
@@ -254,33 +293,27 @@ impl Accounts {
         if self.name_limiter.check(&name_key, now).await.is_some() {
             tokio::time::sleep(UNDER_ATTACK_DELAY).await;
         }
-        let user = self.store.user_by_name(username).await?;
-        let ok = match &user {
-            Some(u) => passwords::verify(password.to_string(), u.password_hash.clone()).await,
+        let ok = match phc {
+            Some(phc) => passwords::verify(secret.to_string(), phc).await,
             None => {
                 let dummy = self
                     .dummy_hash
                     .get_or_try_init(|| passwords::hash("dogear-timing-equaliser".into()))
                     .await?;
-                passwords::verify(password.to_string(), dummy.clone()).await;
+                passwords::verify(secret.to_string(), dummy.clone()).await;
                 false
             }
         };
-        match (ok, user) {
-            (true, Some(u)) => {
-                self.limiter.clear(&pair_key).await;
-                self.new_session(u.id, u.username, FamilyId::generate())
-                    .await
-            }
-            _ => {
-                self.limiter.fail(&pair_key, now).await;
-                self.name_limiter.fail(&name_key, now).await;
-                if let Some(k) = addr_key {
-                    self.addr_limiter.fail(&k, now).await;
-                }
-                Err(AppError::InvalidCredentials)
+        if ok {
+            self.limiter.clear(&pair_key).await;
+        } else {
+            self.limiter.fail(&pair_key, now).await;
+            self.name_limiter.fail(&name_key, now).await;
+            if let Some(k) = addr_key {
+                self.addr_limiter.fail(&k, now).await;
             }
         }
+        Ok(ok)
     }
 
     /// `429` for an address that has presented too many wrong device tokens lately.

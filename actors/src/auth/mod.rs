@@ -6,5 +6,6 @@ mod ratelimit;
 mod tokens;
 
 pub use accounts::{Accounts, AuthSettings, Session};
+pub use passwords::hash as hash_secret;
 pub use ratelimit::RateLimiter;
 pub use tokens::{JwtKeys, random_token, sha256_hex};

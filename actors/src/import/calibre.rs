@@ -82,6 +82,7 @@ pub fn book_of(root: &Path, library: LibraryId, b: &CalibreBook) -> Book {
                 format,
                 size,
                 hash: h,
+                koreader: dogear_storage::digest::partial_md5_file(&path).ok(),
                 location: FileLocation::External {
                     path: path.to_string_lossy().into_owned(),
                 },

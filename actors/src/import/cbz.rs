@@ -4,7 +4,7 @@ use super::archive::Archive;
 use super::{Extracted, ImportError, MAX_COVER_BYTES, MAX_XML_BYTES, Person, xml};
 use std::path::Path;
 
-fn is_image(name: &str) -> bool {
+pub(crate) fn is_image(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     [".jpg", ".jpeg", ".png", ".gif", ".webp"]
         .iter()
@@ -17,6 +17,17 @@ fn list(s: &str) -> Vec<String> {
         .map(|p| p.trim().to_string())
         .filter(|p| !p.is_empty())
         .collect()
+}
+
+/// The number of pages (images) of the comic at `path`.
+pub fn page_count(path: &Path) -> Option<u32> {
+    let ar = Archive::open(path).ok()?;
+    let n = ar
+        .entries
+        .iter()
+        .filter(|e| !e.is_dir && e.special.is_none() && is_image(&e.name))
+        .count();
+    u32::try_from(n).ok().filter(|n| *n > 0)
 }
 
 pub fn extract(path: &Path) -> Result<Extracted, ImportError> {

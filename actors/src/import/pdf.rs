@@ -597,11 +597,31 @@ pub fn render_first_page(path: &Path) -> Option<Vec<u8>> {
         "-scale-to",
         "1200",
     ])
-    .arg(path)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    // A hostile PDF may make the renderer allocate without end or spin: cap the child's
+    .arg(path);
+    let out = run_limited(cmd, super::MAX_COVER_BYTES)?;
+    out.starts_with(&[0xFF, 0xD8]).then_some(out)
+}
+
+/// The number of pages, from poppler's `pdfinfo`; `None` when the tool is missing or fails.
+pub fn page_count(path: &Path) -> Option<u32> {
+    let mut cmd = Command::new("pdfinfo");
+    cmd.arg(path);
+    let out = run_limited(cmd, 64 * 1024)?;
+    String::from_utf8_lossy(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .and_then(|n| n.trim().parse().ok())
+        .filter(|n| *n > 0)
+}
+
+/// Runs a poppler tool on a file that may be hostile: at most 20 s of CPU and wall time,
+/// [`RENDER_MAX_MEMORY`] of address space, `max_out` bytes of output read from a pipe.
+/// The output, if the tool succeeded.
+fn run_limited(mut cmd: Command, max_out: u64) -> Option<Vec<u8>> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    // A hostile PDF may make the tool allocate without end or spin: cap the child's
     // address space and CPU time, whatever the file asks for.
     // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
     unsafe {
@@ -624,9 +644,7 @@ pub fn render_first_page(path: &Path) -> Option<Vec<u8>> {
     let mut stdout = child.stdout.take()?;
     let reader = std::thread::spawn(move || {
         let mut out = Vec::new();
-        let _ = (&mut stdout)
-            .take(super::MAX_COVER_BYTES)
-            .read_to_end(&mut out);
+        let _ = (&mut stdout).take(max_out).read_to_end(&mut out);
         out
     });
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -642,5 +660,5 @@ pub fn render_first_page(path: &Path) -> Option<Vec<u8>> {
         }
     };
     let out = reader.join().ok()?;
-    (status?.success() && out.starts_with(&[0xFF, 0xD8])).then_some(out)
+    status?.success().then_some(out)
 }

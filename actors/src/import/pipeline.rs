@@ -239,8 +239,10 @@ impl Importer {
             .staging_dir
             .join(format!("{}.kepub", job.id));
         let kepub_path = staging.clone();
-        let (x, cover, kepub) = blocking(&self.0.cpu, move || {
+        let (x, cover, kepub, koreader) = blocking(&self.0.cpu, move || {
             let t = std::time::Instant::now();
+            // The name KOReader gives this file when it syncs (12 KiB read at most).
+            let koreader = dogear_storage::digest::partial_md5_file(&p).ok();
             let (mut x, opened) = super::extract_keep(&p, &filename)?;
             stage("extract", t);
             let t = std::time::Instant::now();
@@ -294,7 +296,7 @@ impl Importer {
                 None
             };
             stage("kepub", t);
-            Ok((x, cover, kepub))
+            Ok((x, cover, kepub, koreader))
         })
         .await?;
         job.warnings = x.warnings.clone();
@@ -309,12 +311,17 @@ impl Importer {
             size,
             hash: hash.clone(),
             location: FileLocation::Object { key: original_key },
+            koreader,
         }];
         if let Some(k) = kepub {
             let key = format!("files/{hash}.kepub.epub");
-            let (khash, ksize) = match k {
+            let (khash, ksize, kkoreader) = match k {
                 Kepub::Memory(bytes) => {
-                    let digest = (hash::bytes(&bytes), bytes.len() as u64);
+                    let digest = (
+                        hash::bytes(&bytes),
+                        bytes.len() as u64,
+                        Some(dogear_storage::digest::partial_md5_bytes(&bytes)),
+                    );
                     self.0
                         .objects
                         .put_bytes(&key, bytes.into())
@@ -330,7 +337,9 @@ impl Importer {
                 Kepub::File => {
                     let st = staging.clone();
                     let digest = blocking(&self.0.cpu, move || {
-                        hash::file(&st).map_err(ImportError::io)
+                        let (h, size) = hash::file(&st).map_err(ImportError::io)?;
+                        let koreader = dogear_storage::digest::partial_md5_file(&st).ok();
+                        Ok((h, size, koreader))
                     })
                     .await;
                     let put = match &digest {
@@ -347,6 +356,7 @@ impl Importer {
                 size: ksize,
                 hash: khash,
                 location: FileLocation::Object { key },
+                koreader: kkoreader,
             });
         }
         let cover = match cover {

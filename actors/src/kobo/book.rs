@@ -132,6 +132,7 @@ mod tests {
             size: 100 + format as u64,
             hash: "h".into(),
             location: FileLocation::Object { key: "k".into() },
+            koreader: None,
         };
         Book {
             id: BookId::generate(),
@@ -183,6 +184,7 @@ mod tests {
             size: 999,
             hash: "k".into(),
             location: FileLocation::Object { key: "k".into() },
+            koreader: None,
         });
         assert_eq!(KoboBook::of(&with_kepub).unwrap().fingerprint(), before);
         let mut renamed = b.clone();

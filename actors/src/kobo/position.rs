@@ -6,7 +6,8 @@
 //! inside the document. Nickel counts pages instead, so the place is approximate (within
 //! a page or two for prose), but it is always a span that exists in the served file.
 
-use crate::import::epub;
+use crate::import::archive::Archive;
+use crate::import::epub::{self, Package};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -22,42 +23,66 @@ pub struct Located {
 /// Most bytes of one document read to find a span.
 const MAX_DOCUMENT: u64 = 16 << 20;
 
-/// The span at `percent` (0-100) of the KEPUB at `path`; `None` if it has no spans or
-/// cannot be read.
-pub fn locate(path: &Path, percent: f64) -> Option<Located> {
-    let (mut ar, pkg) = epub::open(path).ok()?;
-    let sizes: HashMap<String, u64> = ar
+/// The spine's documents that hold bytes: (index in the whole spine, path, size).
+fn weighted_spine(ar: &Archive, pkg: &Package) -> Vec<(usize, String, u64)> {
+    let sizes: HashMap<&str, u64> = ar
         .entries
         .iter()
-        .map(|e| (e.name.clone(), e.size))
+        .map(|e| (e.name.as_str(), e.size))
         .collect();
-    let spine: Vec<(String, u64)> = pkg
-        .spine()
+    pkg.spine()
         .into_iter()
-        .filter_map(|d| sizes.get(&d).map(|s| (d, *s)))
-        .filter(|(_, s)| *s > 0)
-        .collect();
-    let total: u64 = spine.iter().map(|(_, s)| s).sum();
+        .enumerate()
+        .filter_map(|(i, d)| sizes.get(d.as_str()).map(|s| (i, d, *s)))
+        .filter(|(_, _, s)| *s > 0)
+        .collect()
+}
+
+/// Where `percent` (0-100) falls in a weighted spine: the entry and how far into it (0-1).
+fn point(spine: &[(usize, String, u64)], percent: f64) -> Option<(usize, f64)> {
+    let total: u64 = spine.iter().map(|(_, _, s)| s).sum();
     if total == 0 {
         return None;
     }
     let target = (percent.clamp(0.0, 100.0) / 100.0 * total as f64) as u64;
     let mut start = 0;
-    let mut at = spine.len() - 1;
-    for (i, (_, size)) in spine.iter().enumerate() {
+    for (i, (_, _, size)) in spine.iter().enumerate() {
         if target < start + size {
-            at = i;
-            break;
+            return Some((i, (target - start) as f64 / *size as f64));
         }
         start += size;
     }
+    Some((spine.len() - 1, 1.0))
+}
+
+/// The 0-based index, in the whole spine of the EPUB at `path`, of the document holding
+/// `percent` (0-100) of the book by bytes; `None` if it cannot be read.
+pub fn spine_index(path: &Path, percent: f64) -> Option<usize> {
+    let (ar, pkg) = epub::open(path).ok()?;
+    let spine = weighted_spine(&ar, &pkg);
+    let (at, _) = point(&spine, percent)?;
+    Some(spine[at].0)
+}
+
+/// The 0-based index of the spine document whose path ends with `source` (a Kobo names the
+/// document of its position by its path in the book).
+pub fn spine_index_of(path: &Path, source: &str) -> Option<usize> {
+    let (_, pkg) = epub::open(path).ok()?;
+    let source = source.trim_start_matches('/');
+    pkg.spine()
+        .iter()
+        .position(|d| d == source || d.ends_with(&format!("/{source}")))
+}
+
+/// The span at `percent` (0-100) of the KEPUB at `path`; `None` if it has no spans or
+/// cannot be read.
+pub fn locate(path: &Path, percent: f64) -> Option<Located> {
+    let (mut ar, pkg) = epub::open(path).ok()?;
+    let spine = weighted_spine(&ar, &pkg);
+    let (at, within_at) = point(&spine, percent)?;
     // The document with the place, or the nearest one after it that has spans.
-    for (i, (doc, size)) in spine.iter().enumerate().skip(at) {
-        let within = if i == at {
-            (target.saturating_sub(start)) as f64 / *size as f64
-        } else {
-            0.0
-        };
+    for (i, (_, doc, _)) in spine.iter().enumerate().skip(at) {
+        let within = if i == at { within_at } else { 0.0 };
         let raw = ar.read(doc, MAX_DOCUMENT).ok()?;
         let text = String::from_utf8_lossy(&raw);
         let goal = (within * text.len() as f64) as usize;

@@ -18,33 +18,7 @@ use std::borrow::Cow;
 pub const TOKEN_CACHE_SECS: u64 = 10;
 
 /// Recent token look-ups, by token hash.
-#[derive(Default)]
-pub struct TokenCache(
-    std::sync::Mutex<std::collections::HashMap<String, (KoboToken, tokio::time::Instant)>>,
-);
-
-impl TokenCache {
-    fn get(&self, hash: &str) -> Option<KoboToken> {
-        let map = self.0.lock().ok()?;
-        let (t, at) = map.get(hash)?;
-        (at.elapsed().as_secs() < TOKEN_CACHE_SECS).then(|| t.clone())
-    }
-
-    fn put(&self, hash: String, t: KoboToken) {
-        if let Ok(mut map) = self.0.lock() {
-            if map.len() > 10_000 {
-                map.retain(|_, (_, at)| at.elapsed().as_secs() < TOKEN_CACHE_SECS);
-            }
-            map.insert(hash, (t, tokio::time::Instant::now()));
-        }
-    }
-
-    pub(crate) fn forget_device(&self, device: DeviceId) {
-        if let Ok(mut map) = self.0.lock() {
-            map.retain(|_, (t, _)| t.device_id != device);
-        }
-    }
-}
+pub type TokenCache = crate::device_cache::DeviceCache<KoboToken>;
 
 /// Largest cover side a Kobo may ask for; larger requests get this.
 pub const MAX_COVER_SIDE: u32 = 2000;
@@ -66,7 +40,7 @@ impl Dogear {
                     UserOp::CreateDevice {
                         name,
                         kind: DeviceKind::Kobo,
-                        token_hash: Some(hash),
+                        secret: Some(crate::messages::DeviceSecret::KoboToken(hash)),
                     },
                 )
                 .await,

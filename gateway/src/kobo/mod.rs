@@ -690,16 +690,7 @@ async fn download(
         return Err(ApiError::not_found("file"));
     };
     let (book, file) = ctx.app.kobo_download(dev.user_id, id, format).await?;
-    let ext = if file.format == dogear_storage::Format::Kepub {
-        // Nickel picks its KEPUB renderer by this double extension.
-        "kepub.epub"
-    } else {
-        "epub"
-    };
-    let name = format!(
-        "{}.{ext}",
-        book.title.replace(['/', '\\', '"', '\r', '\n'], "_")
-    );
+    let name = book.kobo_download_name(file.format);
     let mut r = crate::rest::files::serve_file(
         ctx,
         &req.headers,

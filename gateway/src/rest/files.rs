@@ -308,15 +308,8 @@ pub async fn file(ctx: &Ctx, user: UserId, id: BookId, req: Req) -> Result<Respo
         }
         return Ok(r);
     }
-    let mut name = book.title.clone();
-    if let Some(a) = book.authors.first() {
-        name = format!("{name} - {a}");
-    }
-    let name = format!(
-        "{}.{}",
-        name.replace(['/', '\\', '"', '\r', '\n'], "_"),
-        f.format.extension()
-    );
+    // KOReader's "filename" matching knows the book by the MD5 of this name.
+    let name = book.download_name(f.format);
     let extra = [
         (header::CONTENT_DISPOSITION, content_disposition(&name)),
         (header::CACHE_CONTROL, "private, no-cache".to_string()),

@@ -10,6 +10,7 @@ mod books;
 mod devices;
 pub mod files;
 mod kobo_tokens;
+mod koreader;
 mod progress;
 mod shelves;
 
@@ -142,6 +143,16 @@ pub static ROUTES: &[Route] = &[
     route!(DELETE "/v1/kobo/tokens/{device_id}", |ctx, p, req| {
         let user = auth(ctx, &req)?;
         kobo_tokens::revoke(ctx, user, p.id(0, "kobo token")?).await
+    }),
+    route!(POST "/v1/koreader/credentials", |ctx, p, req| {
+        koreader::create(ctx, auth(ctx, &req)?, req).await
+    }),
+    route!(GET "/v1/koreader/credentials", |ctx, p, req| {
+        koreader::list(ctx, auth(ctx, &req)?).await
+    }),
+    route!(DELETE "/v1/koreader/credentials/{device_id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        koreader::revoke(ctx, user, p.id(0, "koreader login")?).await
     }),
     route!(GET "/v1/shelves", |ctx, p, req| shelves::list(ctx, auth(ctx, &req)?).await),
     route!(POST "/v1/shelves", |ctx, p, req| shelves::create(ctx, auth(ctx, &req)?, req).await),

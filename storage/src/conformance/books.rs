@@ -111,6 +111,7 @@ pub(super) fn file(format: Format, hash: &str) -> BookFile {
         location: FileLocation::Object {
             key: format!("files/{hash}"),
         },
+        koreader: Some(crate::digest::md5_hex(hash.as_bytes())),
     }
 }
 

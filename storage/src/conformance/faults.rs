@@ -375,4 +375,52 @@ impl<S: Store> Store for Faulty<S> {
         self.fault("set_kobo_archived")?;
         self.inner.set_kobo_archived(d, b, archived).await
     }
+    async fn create_koreader_device(
+        &self,
+        d: &Device,
+        l: &KoreaderLogin,
+    ) -> Result<(), StoreError> {
+        self.fault("create_koreader_device")?;
+        self.inner.create_koreader_device(d, l).await
+    }
+    async fn koreader_login(&self, n: &str) -> Result<Option<KoreaderLogin>, StoreError> {
+        self.fault("koreader_login")?;
+        self.inner.koreader_login(n).await
+    }
+    async fn koreader_logins(&self, u: UserId) -> Result<Vec<KoreaderLogin>, StoreError> {
+        self.fault("koreader_logins")?;
+        self.inner.koreader_logins(u).await
+    }
+    async fn koreader_books(&self, d: &str) -> Result<Vec<BookId>, StoreError> {
+        self.fault("koreader_books")?;
+        self.inner.koreader_books(d).await
+    }
+    async fn put_koreader_position(&self, p: &KoreaderPosition) -> Result<bool, StoreError> {
+        self.fault("put_koreader_position")?;
+        self.inner.put_koreader_position(p).await
+    }
+    async fn koreader_position(
+        &self,
+        u: UserId,
+        d: &str,
+    ) -> Result<Option<KoreaderPosition>, StoreError> {
+        self.fault("koreader_position")?;
+        self.inner.koreader_position(u, d).await
+    }
+    async fn unattached_koreader_positions(
+        &self,
+        d: &[String],
+    ) -> Result<Vec<KoreaderPosition>, StoreError> {
+        self.fault("unattached_koreader_positions")?;
+        self.inner.unattached_koreader_positions(d).await
+    }
+    async fn attach_koreader_position(
+        &self,
+        u: UserId,
+        d: &str,
+        b: BookId,
+    ) -> Result<(), StoreError> {
+        self.fault("attach_koreader_position")?;
+        self.inner.attach_koreader_position(u, d, b).await
+    }
 }

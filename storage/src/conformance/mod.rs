@@ -12,6 +12,7 @@ pub mod books;
 pub mod faults;
 pub mod imports;
 pub mod kobo;
+pub mod koreader;
 pub mod lifecycle;
 pub mod progress;
 pub mod shelves;
@@ -39,6 +40,7 @@ pub async fn run_all(store: &dyn Store) {
     books::change_feeds(store).await;
     shelves::shelves(store).await;
     kobo::kobo_devices(store).await;
+    koreader::koreader(store).await;
     lifecycle::closing(store).await;
 }
 

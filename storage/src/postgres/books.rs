@@ -54,6 +54,7 @@ pub(super) struct BookRow {
     series_lc: Option<String>,
     tags_lc: Vec<String>,
     pub(super) hashes: Vec<String>,
+    koreader: Vec<String>,
 }
 
 impl BookRow {
@@ -88,6 +89,7 @@ impl BookRow {
             series_lc: b.meta.series.as_deref().map(str::to_lowercase),
             tags_lc: b.meta.tags.iter().map(|t| t.to_lowercase()).collect(),
             hashes: b.content_hashes().into_iter().map(str::to_string).collect(),
+            koreader: b.koreader_digests(),
         })
     }
 
@@ -176,6 +178,7 @@ impl BookRow {
     /// A live book owns its content hashes in its library; a tombstone owns none, so the
     /// same file may be imported again after a delete.
     async fn sync_hashes(&self, c: &impl GenericClient) -> Result<(), StoreError> {
+        super::koreader::index_digests(c, &self.id, &self.koreader).await?;
         exec(c, "DELETE FROM book_hashes WHERE book_id = $1", &[&self.id]).await?;
         if self.deleted_at.is_none() {
             for h in &self.hashes {

@@ -5,6 +5,7 @@
 
 mod books;
 mod kobo;
+mod koreader;
 mod rows;
 mod schema;
 
@@ -978,6 +979,65 @@ impl Store for PostgresStore {
     ) -> Result<bool, StoreError> {
         let c = self.client().await?;
         kobo::set_kobo_archived(&c, device, book, archived).await
+    }
+
+    async fn create_koreader_device(
+        &self,
+        device: &Device,
+        login: &KoreaderLogin,
+    ) -> Result<(), StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        koreader::create_koreader_device(&tx, device, login).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn koreader_login(&self, username: &str) -> Result<Option<KoreaderLogin>, StoreError> {
+        let c = self.client().await?;
+        koreader::koreader_login(&c, username).await
+    }
+
+    async fn koreader_logins(&self, user: UserId) -> Result<Vec<KoreaderLogin>, StoreError> {
+        let c = self.client().await?;
+        koreader::koreader_logins(&c, user).await
+    }
+
+    async fn koreader_books(&self, digest: &str) -> Result<Vec<BookId>, StoreError> {
+        let c = self.client().await?;
+        koreader::koreader_books(&c, digest).await
+    }
+
+    async fn put_koreader_position(&self, p: &KoreaderPosition) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        koreader::put_koreader_position(&c, p).await
+    }
+
+    async fn koreader_position(
+        &self,
+        user: UserId,
+        document: &str,
+    ) -> Result<Option<KoreaderPosition>, StoreError> {
+        let c = self.client().await?;
+        koreader::koreader_position(&c, user, document).await
+    }
+
+    async fn unattached_koreader_positions(
+        &self,
+        digests: &[String],
+    ) -> Result<Vec<KoreaderPosition>, StoreError> {
+        let c = self.client().await?;
+        koreader::unattached_koreader_positions(&c, digests).await
+    }
+
+    async fn attach_koreader_position(
+        &self,
+        user: UserId,
+        document: &str,
+        book: BookId,
+    ) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        koreader::attach_koreader_position(&c, user, document, book).await
     }
 }
 

@@ -247,6 +247,37 @@ const MIGRATIONS: &[&str] = &[
     END
     $fn$;
     "#,
+    // 4: KOReader: logins (one per `koreader` device), the digests KOReader names books'
+    // files by (many to one, never removed), and positions kept per (user, digest).
+    r#"
+    CREATE TABLE koreader_logins (
+        username TEXT COLLATE "C" PRIMARY KEY,
+        device_id TEXT COLLATE "C" NOT NULL UNIQUE REFERENCES devices(id) ON DELETE CASCADE,
+        user_id TEXT COLLATE "C" NOT NULL,
+        key_hash TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX koreader_logins_by_user ON koreader_logins(user_id);
+    CREATE TABLE koreader_digests (
+        digest TEXT COLLATE "C" NOT NULL,
+        book_id TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (digest, book_id)
+    );
+    CREATE TABLE koreader_positions (
+        user_id TEXT COLLATE "C" NOT NULL,
+        document TEXT COLLATE "C" NOT NULL,
+        progress TEXT NOT NULL,
+        percentage DOUBLE PRECISION NOT NULL,
+        device TEXT NOT NULL,
+        device_id TEXT,
+        written_by TEXT COLLATE "C" NOT NULL,
+        book_id TEXT COLLATE "C",
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (user_id, document)
+    );
+    CREATE INDEX koreader_positions_unattached ON koreader_positions(document)
+        WHERE book_id IS NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

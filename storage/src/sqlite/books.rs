@@ -24,6 +24,7 @@ pub(super) struct BookRow {
     author_key: String,
     series_key: String,
     pub(super) hashes: Vec<String>,
+    koreader: Vec<String>,
 }
 
 impl BookRow {
@@ -44,6 +45,7 @@ impl BookRow {
             author_key: b.author_key(),
             series_key: b.series_key(),
             hashes: b.content_hashes().into_iter().map(str::to_string).collect(),
+            koreader: b.koreader_digests(),
         })
     }
 
@@ -123,6 +125,7 @@ impl BookRow {
     /// A live book owns its content hashes in its library; a tombstone owns none, so the
     /// same file may be imported again after a delete.
     fn sync_hashes(&self, c: &Connection) -> Result<(), StoreError> {
+        super::koreader::index_digests(c, &self.id, &self.koreader)?;
         c.prepare_cached("DELETE FROM book_hashes WHERE book_id = ?1")?
             .execute([&self.id])?;
         if self.deleted_at.is_none() {

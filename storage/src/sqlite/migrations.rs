@@ -252,6 +252,37 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO progress_log (id, applied_gen) VALUES (1, 0);
     "#,
+    // 7: KOReader: logins (one per `koreader` device), the digests KOReader names books'
+    // files by (many to one, never removed), and positions kept per (user, digest).
+    r#"
+    CREATE TABLE koreader_logins (
+        username TEXT PRIMARY KEY,
+        device_id TEXT NOT NULL UNIQUE REFERENCES devices(id) ON DELETE CASCADE,
+        user_id TEXT NOT NULL,
+        key_hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX koreader_logins_by_user ON koreader_logins(user_id);
+    CREATE TABLE koreader_digests (
+        digest TEXT NOT NULL,
+        book_id TEXT NOT NULL,
+        PRIMARY KEY (digest, book_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE koreader_positions (
+        user_id TEXT NOT NULL,
+        document TEXT NOT NULL,
+        progress TEXT NOT NULL,
+        percentage REAL NOT NULL,
+        device TEXT NOT NULL,
+        device_id TEXT,
+        written_by TEXT NOT NULL,
+        book_id TEXT,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (user_id, document)
+    ) WITHOUT ROWID;
+    CREATE INDEX koreader_positions_unattached ON koreader_positions(document)
+        WHERE book_id IS NULL;
+    "#,
 ];
 
 /// Registers the SQL functions the schema's triggers call, on a connection that writes.

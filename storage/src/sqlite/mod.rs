@@ -4,6 +4,7 @@
 mod books;
 mod deferred;
 mod kobo;
+mod koreader;
 mod migrations;
 mod rows;
 mod writer;
@@ -988,6 +989,66 @@ impl Store for SqliteStore {
         archived: bool,
     ) -> Result<bool, StoreError> {
         self.write(move |c| kobo::set_kobo_archived(c, device, book, archived))
+            .await
+    }
+
+    async fn create_koreader_device(
+        &self,
+        device: &Device,
+        login: &KoreaderLogin,
+    ) -> Result<(), StoreError> {
+        let (d, l) = (device.clone(), login.clone());
+        self.write(move |c| koreader::create_koreader_device(c, &d, &l))
+            .await
+    }
+
+    async fn koreader_login(&self, username: &str) -> Result<Option<KoreaderLogin>, StoreError> {
+        let u = username.to_string();
+        self.read(move |c| koreader::koreader_login(c, &u)).await
+    }
+
+    async fn koreader_logins(&self, user: UserId) -> Result<Vec<KoreaderLogin>, StoreError> {
+        self.read(move |c| koreader::koreader_logins(c, user)).await
+    }
+
+    async fn koreader_books(&self, digest: &str) -> Result<Vec<BookId>, StoreError> {
+        let d = digest.to_string();
+        self.read(move |c| koreader::koreader_books(c, &d)).await
+    }
+
+    async fn put_koreader_position(&self, p: &KoreaderPosition) -> Result<bool, StoreError> {
+        let p = p.clone();
+        self.write(move |c| koreader::put_koreader_position(c, &p))
+            .await
+    }
+
+    async fn koreader_position(
+        &self,
+        user: UserId,
+        document: &str,
+    ) -> Result<Option<KoreaderPosition>, StoreError> {
+        let d = document.to_string();
+        self.read(move |c| koreader::koreader_position(c, user, &d))
+            .await
+    }
+
+    async fn unattached_koreader_positions(
+        &self,
+        digests: &[String],
+    ) -> Result<Vec<KoreaderPosition>, StoreError> {
+        let d = digests.to_vec();
+        self.read(move |c| koreader::unattached_koreader_positions(c, &d))
+            .await
+    }
+
+    async fn attach_koreader_position(
+        &self,
+        user: UserId,
+        document: &str,
+        book: BookId,
+    ) -> Result<(), StoreError> {
+        let d = document.to_string();
+        self.write(move |c| koreader::attach_koreader_position(c, user, &d, book))
             .await
     }
 }

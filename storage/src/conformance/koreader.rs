@@ -1,0 +1,115 @@
+//! KOReader: logins tied to devices, the digest index books keep across edits, and positions
+//! kept per (user, digest) that only move forward.
+
+use super::*;
+
+pub async fn koreader(s: &dyn Store) {
+    let r = seed_reader(s, "koreaderist").await;
+    let dev = Device {
+        id: DeviceId::generate(),
+        user_id: r.user.id,
+        name: "PocketBook".into(),
+        kind: DeviceKind::Koreader,
+        created_at: Timestamp::now(),
+    };
+    let login = KoreaderLogin {
+        username: "koreaderist-ab12".into(),
+        device_id: dev.id,
+        user_id: r.user.id,
+        key_hash: "$argon2id$fake".into(),
+        created_at: dev.created_at,
+    };
+    s.create_koreader_device(&dev, &login).await.unwrap();
+    assert_eq!(
+        s.koreader_login("koreaderist-ab12").await.unwrap(),
+        Some(login.clone())
+    );
+    assert_eq!(s.koreader_login("nobody").await.unwrap(), None);
+    assert_eq!(
+        s.koreader_logins(r.user.id).await.unwrap(),
+        vec![login.clone()]
+    );
+    // The name is unique; a refused login leaves no device behind.
+    let dev2 = Device {
+        id: DeviceId::generate(),
+        ..dev.clone()
+    };
+    let clash = KoreaderLogin {
+        device_id: dev2.id,
+        ..login.clone()
+    };
+    match s.create_koreader_device(&dev2, &clash).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("a taken KOReader name must conflict, got {other:?}"),
+    }
+    assert!(
+        !s.devices(r.user.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.id == dev2.id)
+    );
+
+    // Digests: every file's and every served name's, kept after the book changes.
+    let mut b = book(r.library.id, "Moby Dick", "Herman Melville");
+    b.meta.formats = vec![file(Format::Epub, "0123456789abcdef")];
+    s.create_book(&b).await.unwrap();
+    let content = b.meta.formats[0].koreader.clone().unwrap();
+    let by_name = crate::md5_hex(b"Moby Dick - Herman Melville.epub");
+    assert_eq!(s.koreader_books(&content).await.unwrap(), vec![b.id]);
+    assert_eq!(s.koreader_books(&by_name).await.unwrap(), vec![b.id]);
+    assert_eq!(s.koreader_books("0000").await.unwrap(), vec![]);
+    let mut renamed = b.clone();
+    renamed.title = "Moby-Dick".into();
+    renamed.version += 1;
+    s.update_book(&renamed).await.unwrap();
+    assert_eq!(s.koreader_books(&by_name).await.unwrap(), vec![b.id]);
+    let new_name = crate::md5_hex(b"Moby-Dick - Herman Melville.epub");
+    assert_eq!(s.koreader_books(&new_name).await.unwrap(), vec![b.id]);
+    // The same file in another book: the digest names both.
+    let mut twin = book(r.library.id, "Moby Dick (copy)", "Herman Melville");
+    twin.meta.formats = vec![file(Format::Epub, "0123456789abcdef")];
+    s.create_book(&twin).await.unwrap();
+    let mut both = vec![b.id, twin.id];
+    both.sort();
+    assert_eq!(s.koreader_books(&content).await.unwrap(), both);
+
+    // Positions per (user, digest), forward only.
+    let at = |pct: f64, progress: &str| KoreaderPosition {
+        user_id: r.user.id,
+        document: "d1".into(),
+        progress: progress.into(),
+        percentage: pct,
+        device: "PocketBook".into(),
+        device_id: Some("ABC".into()),
+        written_by: dev.id,
+        book_id: None,
+        updated_at: Timestamp::now(),
+    };
+    assert!(s.put_koreader_position(&at(0.4, "/a")).await.unwrap());
+    assert!(s.put_koreader_position(&at(0.5, "/b")).await.unwrap());
+    assert!(!s.put_koreader_position(&at(0.3, "/c")).await.unwrap());
+    let got = s.koreader_position(r.user.id, "d1").await.unwrap().unwrap();
+    assert_eq!((got.percentage, got.progress.as_str()), (0.5, "/b"));
+    assert_eq!(s.koreader_position(r.user.id, "d2").await.unwrap(), None);
+    let waiting = s
+        .unattached_koreader_positions(&["d1".into(), "zz".into()])
+        .await
+        .unwrap();
+    assert_eq!(waiting, vec![got.clone()]);
+    s.attach_koreader_position(r.user.id, "d1", b.id)
+        .await
+        .unwrap();
+    assert!(
+        s.unattached_koreader_positions(&["d1".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let got = s.koreader_position(r.user.id, "d1").await.unwrap().unwrap();
+    assert_eq!(got.book_id, Some(b.id));
+
+    // Deleting the device revokes the login.
+    assert!(s.delete_device(r.user.id, dev.id).await.unwrap());
+    assert_eq!(s.koreader_login("koreaderist-ab12").await.unwrap(), None);
+}
