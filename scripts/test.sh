@@ -60,6 +60,10 @@ if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
     echo "installing moto[server] (a throwaway S3-compatible server)" >&2
     python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6' >&2
 fi
+if ! python3 -c 'import feedparser' >/dev/null 2>&1; then
+    echo "installing feedparser (reads the OPDS 1.2 feeds as a real feed reader does)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check 'feedparser>=6,<7' >&2
+fi
 
 work="$(mktemp -d)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -42,6 +42,9 @@ pub struct Dogear {
     pub(crate) koreader_logins_cache: Arc<crate::kosync::LoginCache>,
     /// Page counts and spine documents found for KOReader, by file hash.
     pub(crate) koreader_found: crate::kosync::Found,
+    pub(crate) basic_cache: crate::catalog::BasicCache,
+    pub(crate) facet_cache: crate::catalog::FacetCache,
+    pub(crate) opds_tokens_cache: Arc<crate::catalog::OpdsTokenCache>,
     import_sup: std::sync::Mutex<Option<ractor::ActorCell>>,
 }
 
@@ -92,20 +95,27 @@ impl Dogear {
         let koreader_logins_cache = Arc::new(crate::kosync::LoginCache::new(
             crate::kosync::LOGIN_CACHE_SECS,
         ));
+        let opds_tokens_cache = Arc::new(crate::catalog::OpdsTokenCache::new(
+            crate::kobo::service::TOKEN_CACHE_SECS,
+        ));
         if let Some(redis) = &sharing.redis {
             // A device deleted (or a Kobo token revoked) on any node is forgotten here at
             // once, not when this node's cached look-up expires.
             let mut notices = redis.subscribe(REVOCATIONS);
             let cache = Arc::downgrade(&kobo_tokens_cache);
             let logins = Arc::downgrade(&koreader_logins_cache);
+            let opds = Arc::downgrade(&opds_tokens_cache);
             tokio::spawn(async move {
                 while let Some(n) = notices.recv().await {
-                    let (Some(cache), Some(logins)) = (cache.upgrade(), logins.upgrade()) else {
+                    let (Some(cache), Some(logins), Some(opds)) =
+                        (cache.upgrade(), logins.upgrade(), opds.upgrade())
+                    else {
                         return;
                     };
                     if let Some(id) = n.strip_prefix("device:").and_then(|i| i.parse().ok()) {
                         cache.forget_device(id);
                         logins.forget_device(id);
+                        opds.forget_device(id);
                     }
                 }
             });
@@ -120,6 +130,9 @@ impl Dogear {
             kobo_places: Default::default(),
             koreader_logins_cache,
             koreader_found: Default::default(),
+            basic_cache: Default::default(),
+            facet_cache: Default::default(),
+            opds_tokens_cache,
             import_sup: std::sync::Mutex::new(None),
         })
     }
@@ -222,20 +235,8 @@ impl Dogear {
         name: &str,
         kind: DeviceKind,
     ) -> Result<Device, AppError> {
-        let name = device_name(name, "name")?;
-        reply!(
-            self.placement
-                .ask_user(
-                    user,
-                    UserOp::CreateDevice {
-                        name,
-                        kind,
-                        secret: None,
-                    },
-                )
-                .await,
-            UserReply::Device
-        )
+        self.create_device_with(user, (name, "name"), kind, None)
+            .await
     }
 
     pub async fn devices(&self, user: UserId) -> Result<Vec<Device>, AppError> {
@@ -252,6 +253,7 @@ impl Dogear {
         // A Kobo's token and a KOReader's login go with their device, on every node.
         self.kobo_tokens_cache.forget_device(id);
         self.koreader_logins_cache.forget_device(id);
+        self.opds_tokens_cache.forget_device(id);
         if let Some(r) = &self.redis
             && let Err(e) = r.publish(REVOCATIONS, &format!("device:{id}")).await
         {
@@ -307,7 +309,7 @@ impl Dogear {
 
     /// The libraries a listing covers: all the caller's, or the one asked for if the caller
     /// belongs to it (else 404).
-    async fn scope(
+    pub(crate) async fn scope(
         &self,
         user: UserId,
         library: Option<LibraryId>,
@@ -361,6 +363,7 @@ impl Dogear {
         query.author = fold(query.author.take());
         query.series = fold(query.series.take());
         query.tag = fold(query.tag.take());
+        query.language = fold(query.language.take());
         let limit = query.limit;
         query.limit = limit + 1;
         let mut items = self.store.list_books(&query).await?;

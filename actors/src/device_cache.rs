@@ -4,7 +4,7 @@
 //! seconds and dropped at once when its device is deleted on this node (and, through Redis,
 //! on the others).
 
-use dogear_storage::{DeviceId, KoboToken, KoreaderLogin};
+use dogear_storage::{DeviceId, KoboToken, KoreaderLogin, OpdsToken};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::time::Instant;
@@ -15,6 +15,12 @@ pub trait OfDevice {
 }
 
 impl OfDevice for KoboToken {
+    fn device(&self) -> DeviceId {
+        self.device_id
+    }
+}
+
+impl OfDevice for OpdsToken {
     fn device(&self) -> DeviceId {
         self.device_id
     }

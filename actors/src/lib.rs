@@ -4,9 +4,11 @@
 pub mod app;
 pub mod auth;
 pub mod books;
+pub mod catalog;
 pub mod cluster;
 pub mod device_actor;
 pub mod device_cache;
+pub(crate) mod device_secrets;
 pub mod error;
 pub mod idle;
 pub mod import;

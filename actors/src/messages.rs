@@ -112,6 +112,8 @@ pub enum DeviceSecret {
     KoboToken(String),
     /// A KOReader login: the user name and a slow hash of the key KOReader sends.
     Koreader { username: String, key_hash: String },
+    /// A token in OPDS catalog URLs, hashed.
+    OpdsToken(String),
 }
 
 /// The answer to each [`UserOp`], in the same order.

@@ -339,6 +339,15 @@ impl UserState {
                 };
                 self.store.create_koreader_device(&device, &login).await?
             }
+            Some(DeviceSecret::OpdsToken(token_hash)) => {
+                let token = dogear_storage::OpdsToken {
+                    device_id: device.id,
+                    user_id: self.user,
+                    token_hash,
+                    created_at: device.created_at,
+                };
+                self.store.create_opds_device(&device, &token).await?
+            }
             None => self.store.create_device(&device).await?,
         }
         self.devices.insert(device.id, device.clone());

@@ -5,6 +5,7 @@ pub mod error;
 pub mod http;
 pub mod kobo;
 pub mod kosync;
+pub mod opds;
 mod ops;
 pub mod rest;
 pub mod wire;
@@ -161,7 +162,9 @@ where
                 return ("unmatched", r);
             }
         };
-        let device_call = path.starts_with("/kobo/") || path.starts_with("/api/");
+        // Devices and catalog apps send odd query strings; they must never fail a call.
+        let device_call =
+            path.starts_with("/kobo/") || path.starts_with("/api/") || opds::is_opds(&path);
         let query = match http::parse_query(&raw_query) {
             Ok(q) => q,
             // A Kobo's odd query strings (`DiffRequests=[{...}]`) must never fail its sync.
@@ -176,6 +179,9 @@ where
             body,
             remote,
         };
+        if opds::is_opds(&req.path) {
+            return opds::dispatch(&ctx, req).await;
+        }
         if let Some(call) = kosync::route(&req.method, &req.path) {
             return kosync::dispatch(&ctx, req, call).await;
         }

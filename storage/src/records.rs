@@ -243,9 +243,31 @@ pub struct BookQuery {
     /// Exact tag (case-insensitive).
     pub tag: Option<String>,
     pub sort: BookSort,
+    /// The order reversed (newest first, Z to A); `after` then means "before" in the
+    /// ascending order, which is how a page before another is read.
+    #[serde(default)]
+    pub descending: bool,
+    /// The book's language (case-insensitive).
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Books that have a file of this format.
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// Only books with at least one file (a catalog lists what can be downloaded).
+    #[serde(default)]
+    pub with_files: bool,
     /// Return books that sort after this.
     pub after: Option<BookAfter>,
     pub limit: usize,
+}
+
+/// A field books are grouped by in a catalog's browse lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BookFacet {
+    Author,
+    Series,
+    Tag,
+    Language,
 }
 
 wire_enum!(
@@ -572,6 +594,16 @@ pub struct KoboLedgerEntry {
 /// A Kobo's device token, stored as the SHA-256 of the secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KoboToken {
+    pub device_id: DeviceId,
+    pub user_id: UserId,
+    pub token_hash: String,
+    pub created_at: Timestamp,
+}
+
+/// A token in an OPDS catalog's URL, for apps that cannot send a password (and covers that
+/// apps fetch without one): one device each, only its hash stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpdsToken {
     pub device_id: DeviceId,
     pub user_id: UserId,
     pub token_hash: String,

@@ -39,29 +39,34 @@ pub(crate) fn page_clauses(
     mut bind: impl FnMut(Bound) -> String,
 ) -> Result<(Option<String>, String), StoreError> {
     let key = sort_column(q.sort);
+    let (cmp, dir) = if q.descending {
+        ("<", " DESC")
+    } else {
+        (">", "")
+    };
     let filter = match &q.after {
         None => None,
         Some(after) => {
             let id = bind(Bound::Text(after.id.to_string()));
             Some(match key {
-                None => format!("id > {id}"),
+                None => format!("id {cmp} {id}"),
                 Some("added_at") => {
                     let k: i64 = after
                         .key
                         .parse()
                         .map_err(|_| StoreError::Corrupt("cursor".into()))?;
-                    format!("(added_at, id) > ({}, {id})", bind(Bound::Int(k)))
+                    format!("(added_at, id) {cmp} ({}, {id})", bind(Bound::Int(k)))
                 }
                 Some(col) => format!(
-                    "({col}, id) > ({}, {id})",
+                    "({col}, id) {cmp} ({}, {id})",
                     bind(Bound::Text(after.key.clone()))
                 ),
             })
         }
     };
     let order = match key {
-        None => "id".to_string(),
-        Some(col) => format!("{col}, id"),
+        None => format!("id{dir}"),
+        Some(col) => format!("{col}{dir}, id{dir}"),
     };
     Ok((filter, order))
 }
@@ -72,6 +77,9 @@ pub(crate) fn merge_pages(q: &BookQuery, mut all: Vec<Book>) -> Vec<Book> {
         match q.sort {
             BookSort::Added => all.sort_by_key(|b| (b.added_at.millis(), b.id)),
             sort => all.sort_by_cached_key(|b| (b.sort_key(sort), b.id)),
+        }
+        if q.descending {
+            all.reverse();
         }
         all.truncate(q.limit);
     }

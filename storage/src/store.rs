@@ -86,6 +86,16 @@ pub trait Store: Send + Sync + 'static {
     async fn update_book(&self, book: &Book) -> Result<(), StoreError>;
     /// Live books only, in the query's order.
     async fn list_books(&self, query: &BookQuery) -> Result<Vec<Book>, StoreError>;
+    /// Every value of `facet` among the live books of `libraries` that have a file, with its
+    /// number of books, ordered case-insensitively (a catalog's browse list).
+    async fn book_facets(
+        &self,
+        libraries: &[LibraryId],
+        facet: BookFacet,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+    /// The newest change number of any book of `libraries` (0 if none): a list computed
+    /// from their books is still right while this has not moved.
+    async fn books_version(&self, libraries: &[LibraryId]) -> Result<u64, StoreError>;
     /// The live book of `library` that has a file with this content hash.
     async fn book_by_hash(
         &self,
@@ -304,4 +314,14 @@ pub trait Store: Send + Sync + 'static {
         document: &str,
         book: BookId,
     ) -> Result<(), StoreError>;
+
+    // OPDS tokens.
+    /// Creates the device and its token together.
+    async fn create_opds_device(
+        &self,
+        device: &Device,
+        token: &OpdsToken,
+    ) -> Result<(), StoreError>;
+    async fn opds_token(&self, token_hash: &str) -> Result<Option<OpdsToken>, StoreError>;
+    async fn opds_tokens(&self, user: UserId) -> Result<Vec<OpdsToken>, StoreError>;
 }

@@ -247,6 +247,20 @@ impl Accounts {
         }
     }
 
+    /// A user name and password checked as a login is (the same budgets), without making a
+    /// session: HTTP Basic on every request of an OPDS app. `None`: wrong.
+    pub async fn verify_password(
+        &self,
+        username: &str,
+        password: &str,
+        addr: Option<&str>,
+    ) -> Result<Option<UserId>, AppError> {
+        let user = self.store.user_by_name(username).await?;
+        let phc = user.as_ref().map(|u| u.password_hash.clone());
+        let ok = self.guarded("u", username, password, phc, addr).await?;
+        Ok(user.filter(|_| ok).map(|u| u.id))
+    }
+
     /// A sign-in by another protocol (KOReader's user name and key): the same budgets as
     /// [`Accounts::login`] (per name and address, per address, per name), under the name's own
     /// keys; `secret` is checked against `phc`, or against a dummy hash when there is no

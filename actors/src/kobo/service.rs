@@ -30,22 +30,17 @@ impl Dogear {
         user: UserId,
         name: &str,
     ) -> Result<(Device, String), AppError> {
-        let name = crate::app::device_name(name, "device_name")?;
         let secret = token::generate()?;
         let hash = token::hash(&secret);
-        let device = reply!(
-            self.placement
-                .ask_user(
-                    user,
-                    UserOp::CreateDevice {
-                        name,
-                        kind: DeviceKind::Kobo,
-                        secret: Some(crate::messages::DeviceSecret::KoboToken(hash)),
-                    },
-                )
-                .await,
-            UserReply::Device
-        )?;
+        let secret_kind = crate::messages::DeviceSecret::KoboToken(hash);
+        let device = self
+            .create_device_with(
+                user,
+                (name, "device_name"),
+                DeviceKind::Kobo,
+                Some(secret_kind),
+            )
+            .await?;
         Ok((device, secret))
     }
 
@@ -53,22 +48,13 @@ impl Dogear {
     pub async fn kobo_tokens(&self, user: UserId) -> Result<Vec<(Device, KoboToken)>, AppError> {
         let devices = self.devices(user).await?;
         let tokens = self.store.kobo_tokens(user).await?;
-        Ok(tokens
-            .into_iter()
-            .filter_map(|t| {
-                let d = devices.iter().find(|d| d.id == t.device_id)?.clone();
-                Some((d, t))
-            })
-            .collect())
+        Ok(crate::device_secrets::with_devices(&devices, tokens))
     }
 
     /// Revokes a Kobo's token by deleting the device (its sync state and ledger go with it).
     pub async fn revoke_kobo_token(&self, user: UserId, device: DeviceId) -> Result<(), AppError> {
         let held = self.store.kobo_tokens(user).await?;
-        if !held.iter().any(|t| t.device_id == device) {
-            return Err(AppError::NotFound(Cow::Borrowed("kobo token")));
-        }
-        self.delete_device(user, device).await?;
+        self.revoke_held(user, device, &held, "kobo token").await?;
         self.placement.stop_device(device, "revoked");
         Ok(())
     }
@@ -77,18 +63,10 @@ impl Dogear {
     /// are kept for a few seconds; a revocation drops them at once on this node, and on the
     /// other nodes of a cluster through Redis (without Redis, within [`TOKEN_CACHE_SECS`]).
     pub async fn kobo_device(&self, secret: &str) -> Result<Option<KoboToken>, AppError> {
-        if !token::well_formed(secret) {
-            return Ok(None);
-        }
-        let hash = token::hash(secret);
-        if let Some(t) = self.kobo_tokens_cache.get(&hash) {
-            return Ok(Some(t));
-        }
-        let found = self.store.kobo_token(&hash).await?;
-        if let Some(t) = &found {
-            self.kobo_tokens_cache.put(hash, t.clone());
-        }
-        Ok(found)
+        crate::device_secrets::by_token(&self.kobo_tokens_cache, secret, |hash| async move {
+            self.store.kobo_token(&hash).await
+        })
+        .await
     }
 
     /// The next page of the device's library sync, built by its actor (one at a time).

@@ -16,7 +16,6 @@ use dogear_storage::{
     Book, BookFile, Device, DeviceId, DeviceKind, Format, KoreaderLogin, KoreaderPosition,
     ProgressState, Timestamp, UserId, md5_hex,
 };
-use std::borrow::Cow;
 
 /// A `PUT /syncs/progress` as the gateway parsed and checked it.
 #[derive(Clone, Debug, PartialEq)]
@@ -164,13 +163,7 @@ impl Dogear {
     ) -> Result<Vec<(Device, KoreaderLogin)>, AppError> {
         let devices = self.devices(user).await?;
         let logins = self.store.koreader_logins(user).await?;
-        Ok(logins
-            .into_iter()
-            .filter_map(|l| {
-                let d = devices.iter().find(|d| d.id == l.device_id)?.clone();
-                Some((d, l))
-            })
-            .collect())
+        Ok(crate::device_secrets::with_devices(&devices, logins))
     }
 
     /// Revokes a KOReader login by deleting its device.
@@ -180,10 +173,8 @@ impl Dogear {
         device: DeviceId,
     ) -> Result<(), AppError> {
         let held = self.store.koreader_logins(user).await?;
-        if !held.iter().any(|l| l.device_id == device) {
-            return Err(AppError::NotFound(Cow::Borrowed("koreader login")));
-        }
-        self.delete_device(user, device).await
+        self.revoke_held(user, device, &held, "koreader login")
+            .await
     }
 
     /// The login KOReader's `x-auth-user` and `x-auth-key` stand for; `None` for a wrong key,

@@ -65,8 +65,14 @@ pub fn public_base(ctx: &Ctx, headers: &HeaderMap) -> String {
     format!("{proto}://{host}")
 }
 
-/// The path as it may be logged: the token replaced.
+/// The path as it may be logged: the token (a Kobo's, or an OPDS catalog link's) replaced.
 pub fn redact(path: &str) -> String {
+    if let Some(rest) = path.strip_prefix("/opds/t/") {
+        return match rest.split_once('/') {
+            Some((_, tail)) => format!("/opds/t/{{token}}/{tail}"),
+            None => "/opds/t/{token}".into(),
+        };
+    }
     match path.strip_prefix("/kobo/") {
         Some(rest) => match rest.split_once('/') {
             Some((_, tail)) => format!("/kobo/{{token}}/{tail}"),

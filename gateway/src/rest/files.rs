@@ -448,7 +448,7 @@ fn object_error(e: ObjectError) -> ApiError {
     }
 }
 
-async fn serve(
+pub(crate) async fn serve(
     ctx: &Ctx,
     headers: &HeaderMap,
     loc: &FileLocation,

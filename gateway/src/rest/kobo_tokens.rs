@@ -3,7 +3,7 @@
 use crate::error::ApiError;
 use crate::http::{self, Req};
 use crate::{Ctx, kobo};
-use dogear_storage::{DeviceId, UserId};
+use dogear_storage::{Device, DeviceId, Timestamp, UserId};
 use serde::Deserialize;
 use serde_json::json;
 use warp::http::StatusCode;
@@ -35,17 +35,20 @@ pub async fn create(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiEr
 }
 
 pub async fn list(ctx: &Ctx, user: UserId) -> Result<Response, ApiError> {
-    let items: Vec<_> = ctx
-        .app
-        .kobo_tokens(user)
-        .await?
-        .into_iter()
-        .map(|(d, t)| json!({"device_id": d.id, "device_name": d.name, "created_at": t.created_at}))
+    let tokens = ctx.app.kobo_tokens(user).await?;
+    Ok(listed(tokens.into_iter().map(|(d, t)| (d, t.created_at))))
+}
+
+/// `200 {items: [{device_id, device_name, created_at}], next_cursor: null}`: devices that
+/// hold a token (a Kobo's, an OPDS link's), never the token.
+pub(super) fn listed(tokens: impl Iterator<Item = (Device, Timestamp)>) -> Response {
+    let items: Vec<_> = tokens
+        .map(|(d, at)| json!({"device_id": d.id, "device_name": d.name, "created_at": at}))
         .collect();
-    Ok(http::json(
+    http::json(
         StatusCode::OK,
         &json!({"items": items, "next_cursor": null}),
-    ))
+    )
 }
 
 pub async fn revoke(ctx: &Ctx, user: UserId, id: DeviceId) -> Result<Response, ApiError> {

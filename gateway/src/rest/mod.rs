@@ -11,6 +11,7 @@ mod devices;
 pub mod files;
 mod kobo_tokens;
 mod koreader;
+mod opds_tokens;
 mod progress;
 mod shelves;
 
@@ -153,6 +154,16 @@ pub static ROUTES: &[Route] = &[
     route!(DELETE "/v1/koreader/credentials/{device_id}", |ctx, p, req| {
         let user = auth(ctx, &req)?;
         koreader::revoke(ctx, user, p.id(0, "koreader login")?).await
+    }),
+    route!(POST "/v1/opds/tokens", |ctx, p, req| {
+        opds_tokens::create(ctx, auth(ctx, &req)?, req).await
+    }),
+    route!(GET "/v1/opds/tokens", |ctx, p, req| {
+        opds_tokens::list(ctx, auth(ctx, &req)?).await
+    }),
+    route!(DELETE "/v1/opds/tokens/{device_id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        opds_tokens::revoke(ctx, user, p.id(0, "opds token")?).await
     }),
     route!(GET "/v1/shelves", |ctx, p, req| shelves::list(ctx, auth(ctx, &req)?).await),
     route!(POST "/v1/shelves", |ctx, p, req| shelves::create(ctx, auth(ctx, &req)?, req).await),

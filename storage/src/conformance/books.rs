@@ -428,3 +428,163 @@ pub async fn change_feeds(s: &dyn Store) {
         .unwrap();
     assert!(states.is_empty(), "no progress yet");
 }
+
+/// What a catalog asks of the book list: reversed orders (newest first, and the page before
+/// a cursor), filters by language and by format, and browse lists of authors, series, tags
+/// and languages with their counts, over several libraries.
+pub async fn catalog_queries(s: &dyn Store) {
+    let (u, lib) = new_user("conf_catalog");
+    let (u2, second) = new_user("conf_catalog_2");
+    s.create_user(&u, &lib).await.unwrap();
+    s.create_user(&u2, &second).await.unwrap();
+    let mut made = Vec::new();
+    for (i, (t, a, lang, fmt, tags, series)) in [
+        (
+            "Alpha",
+            "Ann",
+            "en",
+            Format::Epub,
+            vec!["Drama"],
+            Some("Cycle"),
+        ),
+        (
+            "Bravo",
+            "bob",
+            "fr",
+            Format::Pdf,
+            vec!["drama", "Poetry"],
+            Some("Cycle"),
+        ),
+        ("Charlie", "Ann", "EN", Format::Cbz, vec![], None),
+        ("Delta", "Cy", "de", Format::Epub, vec!["Poetry"], None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut b = book(if i == 3 { second.id } else { lib.id }, t, a);
+        b.language = Some(lang.into());
+        b.added_at = Timestamp::from_millis(1_000 + i as i64);
+        b.meta.formats = vec![file(fmt, &format!("{i:016x}"))];
+        b.meta.tags = tags.into_iter().map(str::to_string).collect();
+        b.meta.series = series.map(str::to_string);
+        s.create_book(&b).await.unwrap();
+        made.push(b);
+    }
+    // A book without a file: listed, but not in a catalog's lists or counts.
+    let mut echo = book(lib.id, "Echo", "Ann");
+    echo.added_at = Timestamp::from_millis(500);
+    s.create_book(&echo).await.unwrap();
+    let q = |sort, descending, after: Option<BookAfter>| BookQuery {
+        libraries: vec![lib.id, second.id],
+        sort,
+        descending,
+        after,
+        limit: 2,
+        with_files: true,
+        ..Default::default()
+    };
+    let titles = |books: Vec<Book>| books.into_iter().map(|b| b.title).collect::<Vec<_>>();
+    let newest = s.list_books(&q(BookSort::Added, true, None)).await.unwrap();
+    assert_eq!(titles(newest.clone()), ["Delta", "Charlie"], "newest first");
+    let last = &newest[1];
+    let after = BookAfter {
+        key: last.sort_key(BookSort::Added),
+        id: last.id,
+    };
+    assert_eq!(
+        titles(
+            s.list_books(&q(BookSort::Added, true, Some(after)))
+                .await
+                .unwrap()
+        ),
+        ["Bravo", "Alpha"],
+        "the next page of a reversed order"
+    );
+    let c = &made[2];
+    let before = BookAfter {
+        key: c.sort_key(BookSort::Title),
+        id: c.id,
+    };
+    assert_eq!(
+        titles(
+            s.list_books(&q(BookSort::Title, true, Some(before)))
+                .await
+                .unwrap()
+        ),
+        ["Bravo", "Alpha"],
+        "the books before a cursor, read backwards"
+    );
+    let filtered = |language: Option<&str>, format: Option<Format>| {
+        let query = BookQuery {
+            libraries: vec![lib.id, second.id],
+            sort: BookSort::Title,
+            language: language.map(str::to_string),
+            format,
+            limit: 10,
+            ..Default::default()
+        };
+        async move { titles(s.list_books(&query).await.unwrap()) }
+    };
+    assert_eq!(
+        filtered(Some("en"), None).await,
+        ["Alpha", "Charlie", "Echo"]
+    );
+    let with_files = BookQuery {
+        libraries: vec![lib.id],
+        sort: BookSort::Title,
+        with_files: true,
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        titles(s.list_books(&with_files).await.unwrap()),
+        ["Alpha", "Bravo", "Charlie"],
+        "only books with a file"
+    );
+    assert_eq!(filtered(None, Some(Format::Epub)).await, ["Alpha", "Delta"]);
+    assert_eq!(
+        filtered(Some("fr"), Some(Format::Epub)).await,
+        Vec::<String>::new()
+    );
+    let libs = [lib.id, second.id];
+    let facets = |f| async move { s.book_facets(&libs, f).await.unwrap() };
+    let pairs = |v: &[(&str, u64)]| {
+        v.iter()
+            .map(|(a, n)| (a.to_string(), *n))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        facets(BookFacet::Author).await,
+        pairs(&[("Ann", 2), ("bob", 1), ("Cy", 1)])
+    );
+    assert_eq!(
+        facets(BookFacet::Tag).await,
+        pairs(&[("Drama", 2), ("Poetry", 2)]),
+        "values differing in case are one, as the filters take them"
+    );
+    assert_eq!(facets(BookFacet::Series).await, pairs(&[("Cycle", 2)]));
+    assert_eq!(
+        facets(BookFacet::Language).await,
+        pairs(&[("de", 1), ("EN", 2), ("fr", 1)])
+    );
+    assert_eq!(
+        s.book_facets(&[lib.id], BookFacet::Author).await.unwrap(),
+        pairs(&[("Ann", 2), ("bob", 1)]),
+        "only the libraries asked for"
+    );
+    // A tombstone counts for nothing, and moves the version of its library only.
+    let (v1, v2) = (
+        s.books_version(&[lib.id]).await.unwrap(),
+        s.books_version(&[second.id]).await.unwrap(),
+    );
+    assert!(v1 > 0 && v2 > 0);
+    assert_eq!(s.books_version(&libs).await.unwrap(), v1.max(v2));
+    assert_eq!(s.books_version(&[LibraryId::generate()]).await.unwrap(), 0);
+    let mut gone = made[1].clone();
+    gone.deleted_at = Some(Timestamp::now());
+    gone.version += 1;
+    s.update_book(&gone).await.unwrap();
+    assert!(s.books_version(&[lib.id]).await.unwrap() > v1);
+    assert_eq!(s.books_version(&[second.id]).await.unwrap(), v2);
+    assert_eq!(facets(BookFacet::Series).await, pairs(&[("Cycle", 1)]));
+}

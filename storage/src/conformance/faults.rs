@@ -375,6 +375,18 @@ impl<S: Store> Store for Faulty<S> {
         self.fault("set_kobo_archived")?;
         self.inner.set_kobo_archived(d, b, archived).await
     }
+    async fn books_version(&self, l: &[LibraryId]) -> Result<u64, StoreError> {
+        self.fault("books_version")?;
+        self.inner.books_version(l).await
+    }
+    async fn book_facets(
+        &self,
+        l: &[LibraryId],
+        f: BookFacet,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.fault("book_facets")?;
+        self.inner.book_facets(l, f).await
+    }
     async fn create_koreader_device(
         &self,
         d: &Device,
@@ -422,5 +434,17 @@ impl<S: Store> Store for Faulty<S> {
     ) -> Result<(), StoreError> {
         self.fault("attach_koreader_position")?;
         self.inner.attach_koreader_position(u, d, b).await
+    }
+    async fn create_opds_device(&self, d: &Device, t: &OpdsToken) -> Result<(), StoreError> {
+        self.fault("create_opds_device")?;
+        self.inner.create_opds_device(d, t).await
+    }
+    async fn opds_token(&self, h: &str) -> Result<Option<OpdsToken>, StoreError> {
+        self.fault("opds_token")?;
+        self.inner.opds_token(h).await
+    }
+    async fn opds_tokens(&self, u: UserId) -> Result<Vec<OpdsToken>, StoreError> {
+        self.fault("opds_tokens")?;
+        self.inner.opds_tokens(u).await
     }
 }

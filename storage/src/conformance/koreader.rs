@@ -113,3 +113,41 @@ pub async fn koreader(s: &dyn Store) {
     assert!(s.delete_device(r.user.id, dev.id).await.unwrap());
     assert_eq!(s.koreader_login("koreaderist-ab12").await.unwrap(), None);
 }
+
+/// Tokens in OPDS catalog URLs: made with their device, found by hash, listed, gone with the
+/// device; a hash is unique.
+pub async fn opds_tokens(s: &dyn Store) {
+    let r = seed_reader(s, "opdsist").await;
+    let dev = Device {
+        id: DeviceId::generate(),
+        user_id: r.user.id,
+        name: "Moon+ Reader".into(),
+        kind: DeviceKind::Other,
+        created_at: Timestamp::now(),
+    };
+    let tok = OpdsToken {
+        device_id: dev.id,
+        user_id: r.user.id,
+        token_hash: "opds-h-1".into(),
+        created_at: dev.created_at,
+    };
+    s.create_opds_device(&dev, &tok).await.unwrap();
+    assert_eq!(s.opds_token("opds-h-1").await.unwrap(), Some(tok.clone()));
+    assert_eq!(s.opds_token("opds-h-2").await.unwrap(), None);
+    assert_eq!(s.opds_tokens(r.user.id).await.unwrap(), vec![tok.clone()]);
+    let dev2 = Device {
+        id: DeviceId::generate(),
+        ..dev.clone()
+    };
+    let clash = OpdsToken {
+        device_id: dev2.id,
+        ..tok.clone()
+    };
+    assert!(matches!(
+        s.create_opds_device(&dev2, &clash).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.delete_device(r.user.id, dev.id).await.unwrap());
+    assert_eq!(s.opds_token("opds-h-1").await.unwrap(), None);
+    assert!(s.opds_tokens(r.user.id).await.unwrap().is_empty());
+}

@@ -34,6 +34,7 @@ pub async fn run_all(store: &dyn Store) {
     books::books(store).await;
     books::book_metadata(store).await;
     books::multi_library_pages(store).await;
+    books::catalog_queries(store).await;
     imports::imports(store).await;
     progress::progress(store).await;
     progress::batches(store).await;
@@ -41,6 +42,7 @@ pub async fn run_all(store: &dyn Store) {
     shelves::shelves(store).await;
     kobo::kobo_devices(store).await;
     koreader::koreader(store).await;
+    koreader::opds_tokens(store).await;
     lifecycle::closing(store).await;
 }
 

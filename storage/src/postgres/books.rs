@@ -328,6 +328,22 @@ async fn list_one(
             bind(Box::new(t.to_lowercase()))
         ));
     }
+    if let Some(l) = &q.language {
+        filters.push(format!(
+            "lower(language) = {}",
+            bind(Box::new(l.to_lowercase()))
+        ));
+    }
+    if q.with_files {
+        filters
+            .push("jsonb_array_length(COALESCE(meta::jsonb -> 'formats', '[]'::jsonb)) > 0".into());
+    }
+    if let Some(f) = q.format {
+        filters.push(format!(
+            "(meta::jsonb -> 'formats') @> ({}::text)::jsonb",
+            bind(Box::new(format!("[{{\"format\":\"{}\"}}]", f.as_str())))
+        ));
+    }
     let (after, order) = page_clauses(q, |v| match v {
         Bound::Text(t) => bind(Box::new(t)),
         Bound::Int(i) => bind(Box::new(i)),
@@ -346,5 +362,36 @@ async fn list_one(
         .await?
         .iter()
         .map(book_row)
+        .collect()
+}
+
+/// Every value of `facet` among the live books of `libraries` that have a file, with how
+/// many books have it:
+/// values that differ only in case are one (the filters ignore case), ordered so.
+pub(super) async fn book_facets(
+    c: &impl GenericClient,
+    libraries: &[String],
+    facet: BookFacet,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    let values = match facet {
+        BookFacet::Author => {
+            "SELECT jsonb_array_elements_text(authors::jsonb) AS v FROM books WHERE"
+        }
+        BookFacet::Tag => {
+            "SELECT jsonb_array_elements_text(COALESCE(meta::jsonb -> 'tags', '[]'::jsonb)) AS v FROM books WHERE"
+        }
+        BookFacet::Series => "SELECT meta::jsonb ->> 'series' AS v FROM books WHERE",
+        BookFacet::Language => "SELECT language AS v FROM books WHERE",
+    };
+    let sql = format!(
+        "SELECT min(v COLLATE \"C\"), count(*)
+         FROM ({values} deleted_at IS NULL AND library_id = ANY($1::text[])
+               AND jsonb_array_length(COALESCE(meta::jsonb -> 'formats', '[]'::jsonb)) > 0) f
+         WHERE v IS NOT NULL AND v <> '' GROUP BY lower(v) ORDER BY lower(v) COLLATE \"C\""
+    );
+    query(c, &sql, &[&libraries])
+        .await?
+        .iter()
+        .map(|r| Ok((col::<String>(r, 0)?, col::<i64>(r, 1)? as u64)))
         .collect()
 }

@@ -6,6 +6,7 @@
 mod books;
 mod kobo;
 mod koreader;
+mod opds;
 mod rows;
 mod schema;
 
@@ -981,6 +982,34 @@ impl Store for PostgresStore {
         kobo::set_kobo_archived(&c, device, book, archived).await
     }
 
+    async fn books_version(&self, libraries: &[LibraryId]) -> Result<u64, StoreError> {
+        let libs: Vec<String> = libraries.iter().map(ToString::to_string).collect();
+        let c = self.client().await?;
+        let mut newest = 0i64;
+        for l in &libs {
+            let r = query(
+                &c,
+                "SELECT COALESCE(max(change_seq), 0) FROM books WHERE library_id = $1",
+                &[l],
+            )
+            .await?;
+            if let Some(row) = r.first() {
+                newest = newest.max(rows::col::<i64>(row, 0)?);
+            }
+        }
+        Ok(newest as u64)
+    }
+
+    async fn book_facets(
+        &self,
+        libraries: &[LibraryId],
+        facet: BookFacet,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let libs: Vec<String> = libraries.iter().map(ToString::to_string).collect();
+        let c = self.client().await?;
+        books::book_facets(&c, &libs, facet).await
+    }
+
     async fn create_koreader_device(
         &self,
         device: &Device,
@@ -1038,6 +1067,28 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         let c = self.client().await?;
         koreader::attach_koreader_position(&c, user, document, book).await
+    }
+
+    async fn create_opds_device(
+        &self,
+        device: &Device,
+        token: &OpdsToken,
+    ) -> Result<(), StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        opds::create_opds_device(&tx, device, token).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn opds_token(&self, token_hash: &str) -> Result<Option<OpdsToken>, StoreError> {
+        let c = self.client().await?;
+        opds::opds_token(&c, token_hash).await
+    }
+
+    async fn opds_tokens(&self, user: UserId) -> Result<Vec<OpdsToken>, StoreError> {
+        let c = self.client().await?;
+        opds::opds_tokens(&c, user).await
     }
 }
 

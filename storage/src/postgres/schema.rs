@@ -278,6 +278,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX koreader_positions_unattached ON koreader_positions(document)
         WHERE book_id IS NULL;
     "#,
+    // 5: tokens in OPDS catalog URLs, one device each.
+    r#"
+    CREATE TABLE opds_tokens (
+        device_id TEXT COLLATE "C" PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+        user_id TEXT COLLATE "C" NOT NULL,
+        token_hash TEXT COLLATE "C" NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX opds_tokens_by_user ON opds_tokens(user_id);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -322,6 +322,21 @@ fn list_one(c: &Connection, q: &BookQuery, library: &str) -> Result<Vec<Book>, S
             bind(Box::new(t.clone()))
         ));
     }
+    if let Some(l) = &q.language {
+        filters.push(format!(
+            "lower(language) = lower({})",
+            bind(Box::new(l.clone()))
+        ));
+    }
+    if q.with_files {
+        filters.push("COALESCE(json_array_length(meta, '$.formats'), 0) > 0".into());
+    }
+    if let Some(f) = q.format {
+        filters.push(format!(
+            "EXISTS (SELECT 1 FROM json_each(books.meta, '$.formats') WHERE json_extract(value, '$.format') = {})",
+            bind(Box::new(f.as_str().to_string()))
+        ));
+    }
     let (after, order) = page_clauses(q, |v| match v {
         Bound::Text(t) => bind(Box::new(t)),
         Bound::Int(i) => bind(Box::new(i)),
@@ -345,4 +360,32 @@ pub(super) fn bump_changes(c: &Connection) -> Result<u64, StoreError> {
         c.prepare_cached("UPDATE change_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq")?
             .query_row([], |r| r.get::<_, i64>(0))? as u64,
     )
+}
+
+/// Every value of `facet` among the live books of `libraries` that have a file, with how
+/// many books have it:
+/// values that differ only in case are one (the filters ignore case), ordered so.
+pub(super) fn book_facets(
+    c: &Connection,
+    libraries: &[String],
+    facet: BookFacet,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    let values = match facet {
+        BookFacet::Author => "SELECT value AS v FROM books, json_each(books.authors) WHERE",
+        BookFacet::Tag => "SELECT value AS v FROM books, json_each(books.meta, '$.tags') WHERE",
+        BookFacet::Series => "SELECT json_extract(meta, '$.series') AS v FROM books WHERE",
+        BookFacet::Language => "SELECT language AS v FROM books WHERE",
+    };
+    let sql = format!(
+        "SELECT min(v), count(*) FROM ({values} deleted_at IS NULL
+             AND library_id IN (SELECT value FROM json_each(?1))
+             AND COALESCE(json_array_length(meta, '$.formats'), 0) > 0)
+         WHERE v IS NOT NULL AND v <> '' GROUP BY lower(v) ORDER BY lower(v)"
+    );
+    let libs = serde_json::Value::from(libraries.to_vec()).to_string();
+    let mut st = c.prepare_cached(&sql)?;
+    let rows = st.query_map([libs], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }

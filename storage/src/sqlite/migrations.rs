@@ -283,6 +283,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX koreader_positions_unattached ON koreader_positions(document)
         WHERE book_id IS NULL;
     "#,
+    // 8: tokens in OPDS catalog URLs, one device each.
+    r#"
+    CREATE TABLE opds_tokens (
+        device_id TEXT PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+        user_id TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX opds_tokens_by_user ON opds_tokens(user_id);
+    "#,
 ];
 
 /// Registers the SQL functions the schema's triggers call, on a connection that writes.

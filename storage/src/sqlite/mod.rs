@@ -6,6 +6,7 @@ mod deferred;
 mod kobo;
 mod koreader;
 mod migrations;
+mod opds;
 mod rows;
 mod writer;
 
@@ -992,6 +993,31 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn books_version(&self, libraries: &[LibraryId]) -> Result<u64, StoreError> {
+        let libs: Vec<String> = libraries.iter().map(ToString::to_string).collect();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT COALESCE(max(change_seq), 0) FROM books WHERE library_id = ?1",
+            )?;
+            let mut newest = 0i64;
+            for l in &libs {
+                newest = newest.max(st.query_row([l], |r| r.get::<_, i64>(0))?);
+            }
+            Ok(newest as u64)
+        })
+        .await
+    }
+
+    async fn book_facets(
+        &self,
+        libraries: &[LibraryId],
+        facet: BookFacet,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let libs: Vec<String> = libraries.iter().map(ToString::to_string).collect();
+        self.read(move |c| books::book_facets(c, &libs, facet))
+            .await
+    }
+
     async fn create_koreader_device(
         &self,
         device: &Device,
@@ -1050,6 +1076,25 @@ impl Store for SqliteStore {
         let d = document.to_string();
         self.write(move |c| koreader::attach_koreader_position(c, user, &d, book))
             .await
+    }
+
+    async fn create_opds_device(
+        &self,
+        device: &Device,
+        token: &OpdsToken,
+    ) -> Result<(), StoreError> {
+        let (d, t) = (device.clone(), token.clone());
+        self.write(move |c| opds::create_opds_device(c, &d, &t))
+            .await
+    }
+
+    async fn opds_token(&self, token_hash: &str) -> Result<Option<OpdsToken>, StoreError> {
+        let h = token_hash.to_string();
+        self.read(move |c| opds::opds_token(c, &h)).await
+    }
+
+    async fn opds_tokens(&self, user: UserId) -> Result<Vec<OpdsToken>, StoreError> {
+        self.read(move |c| opds::opds_tokens(c, user)).await
     }
 }
 
