@@ -773,3 +773,69 @@ async fn koreader_through_two_nodes() {
         .await;
     }
 }
+
+/// A book stored by a Dogear that computed no KOReader digests gets them at the next start:
+/// KOReader then finds it by its file.
+#[tokio::test]
+async fn books_stored_before_digests_get_them_at_start() {
+    let mut server = Server::start();
+    let me = Reader::new(&server, "upgrader").await;
+    let hamlet = upload(&me, "hamlet.epub").await;
+    assert_eq!(server.terminate(), Some(0));
+    // What an older build stored: no digest on any file, none indexed.
+    let db = server.data.join("dogear.db");
+    let strip = r#"
+import sqlite3, sys, json, unicodedata
+db = sqlite3.connect(sys.argv[1])
+# The search index's triggers call Dogear's folding function.
+db.create_function("dogear_fold", 1, lambda s: None if s is None else unicodedata.normalize("NFKC", s), deterministic=True)
+for (id, meta) in db.execute("SELECT id, meta FROM books").fetchall():
+    m = json.loads(meta)
+    for f in m.get("formats", []):
+        f.pop("koreader", None)
+    db.execute("UPDATE books SET meta = ? WHERE id = ?", (json.dumps(m, separators=(",", ":")), id))
+db.execute("DELETE FROM koreader_digests")
+db.commit()
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", strip])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.restart();
+    let api = Api {
+        base: server.base.clone(),
+        ..me.api.clone()
+    };
+    let (k, _) = new_login(&api, "PocketBook").await;
+    let digest = good("hamlet.epub")["koreader_partial_md5"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually(
+        20,
+        "the old book known by its digest after the restart",
+        || {
+            let (k, api, digest, hamlet) = (&k, &api, &digest, &hamlet);
+            async move {
+                assert_eq!(
+                    k.push(digest, "/body/DocFragment[2].0", 0.2).await.status,
+                    200
+                );
+                let p = api.get(&format!("/v1/books/{hamlet}/progress")).await;
+                (p.body["state"]["percent"].as_f64() == Some(20.0)).then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(
+        server
+            .log()
+            .contains("KOReader digests computed for older books")
+    );
+}

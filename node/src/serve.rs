@@ -315,6 +315,19 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     app.start_imports(folders, calibres)
         .await
         .map_err(|e| format!("starting imports: {e}"))?;
+    {
+        // Books stored by an older Dogear get the digests KOReader knows them by.
+        let app = app.clone();
+        tokio::spawn(async move {
+            match app.backfill_koreader_digests().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(books = n, "KOReader digests computed for older books"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "KOReader digests of older books not computed")
+                }
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.listen))?;

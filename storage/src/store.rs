@@ -93,6 +93,13 @@ pub trait Store: Send + Sync + 'static {
         libraries: &[LibraryId],
         facet: BookFacet,
     ) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Live books with a file but no KOReader digest for any (stored before Dogear computed
+    /// them), ordered by id, after `after`, at most `limit`.
+    async fn books_without_koreader(
+        &self,
+        after: Option<BookId>,
+        limit: usize,
+    ) -> Result<Vec<Book>, StoreError>;
     /// The newest change number of any book of `libraries` (0 if none): a list computed
     /// from their books is still right while this has not moved.
     async fn books_version(&self, libraries: &[LibraryId]) -> Result<u64, StoreError>;

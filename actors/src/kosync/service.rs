@@ -355,6 +355,47 @@ impl Dogear {
         })
     }
 
+    /// Gives books stored before Dogear computed KOReader digests theirs (the partial MD5 of
+    /// each file), through their library's actor, which indexes them and attaches positions
+    /// KOReaders wrote under them. Run in the background at start; the number of books.
+    pub async fn backfill_koreader_digests(&self) -> Result<u64, AppError> {
+        let mut after = None;
+        let mut done = 0;
+        loop {
+            let page = self.store.books_without_koreader(after, 100).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for book in page {
+                let mut next = book.clone();
+                for f in next.meta.formats.iter_mut() {
+                    if f.koreader.is_none() {
+                        let file = f.clone();
+                        f.koreader = self
+                            .with_local(&file, |p| dogear_storage::digest::partial_md5_file(p).ok())
+                            .await;
+                    }
+                }
+                if next.meta.formats.iter().all(|f| f.koreader.is_none()) {
+                    continue;
+                }
+                let r = self
+                    .placement
+                    .ask_library(
+                        book.library_id,
+                        crate::library_actor::LibraryOp::Refresh(Box::new(next)),
+                    )
+                    .await;
+                match r {
+                    Ok(_) => done += 1,
+                    // Deleted or changed meanwhile: its next write brings its own digests.
+                    Err(AppError::NotFound(_) | AppError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(done)
+    }
+
     /// `f` of the file on this node's disk (copied there first from a remote object store),
     /// on the blocking pool; `None` if the file cannot be had.
     async fn with_local<T: Send + 'static>(

@@ -375,6 +375,14 @@ impl<S: Store> Store for Faulty<S> {
         self.fault("set_kobo_archived")?;
         self.inner.set_kobo_archived(d, b, archived).await
     }
+    async fn books_without_koreader(
+        &self,
+        a: Option<BookId>,
+        l: usize,
+    ) -> Result<Vec<Book>, StoreError> {
+        self.fault("books_without_koreader")?;
+        self.inner.books_without_koreader(a, l).await
+    }
     async fn books_version(&self, l: &[LibraryId]) -> Result<u64, StoreError> {
         self.fault("books_version")?;
         self.inner.books_version(l).await

@@ -109,6 +109,31 @@ pub async fn koreader(s: &dyn Store) {
     let got = s.koreader_position(r.user.id, "d1").await.unwrap().unwrap();
     assert_eq!(got.book_id, Some(b.id));
 
+    // Books stored before digests were computed are found, to be given theirs.
+    let mut old = book(r.library.id, "Old Import", "Someone");
+    let mut f = file(Format::Pdf, "00000000000000aa");
+    f.koreader = None;
+    old.meta.formats = vec![f];
+    s.create_book(&old).await.unwrap();
+    let missing: Vec<BookId> = s
+        .books_without_koreader(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert!(missing.contains(&old.id), "{missing:?}");
+    assert!(!missing.contains(&b.id), "a book with digests");
+    assert!(!missing.contains(&r.book.id), "a book without files");
+    assert!(
+        !s.books_without_koreader(Some(old.id), 100)
+            .await
+            .unwrap()
+            .iter()
+            .any(|x| x.id == old.id),
+        "after the cursor"
+    );
+
     // Deleting the device revokes the login.
     assert!(s.delete_device(r.user.id, dev.id).await.unwrap());
     assert_eq!(s.koreader_login("koreaderist-ab12").await.unwrap(), None);

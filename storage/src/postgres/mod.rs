@@ -982,6 +982,28 @@ impl Store for PostgresStore {
         kobo::set_kobo_archived(&c, device, book, archived).await
     }
 
+    async fn books_without_koreader(
+        &self,
+        after: Option<BookId>,
+        limit: usize,
+    ) -> Result<Vec<Book>, StoreError> {
+        let after = after.map(|a| a.to_string()).unwrap_or_default();
+        let c = self.client().await?;
+        query(
+            &c,
+            &format!(
+                "SELECT {BOOK_COLS} FROM books WHERE deleted_at IS NULL AND id > $1
+             AND meta LIKE '%\"formats\":[{{%' AND meta NOT LIKE '%\"koreader\":\"%'
+             ORDER BY id LIMIT $2"
+            ),
+            &[&after, &(limit as i64)],
+        )
+        .await?
+        .iter()
+        .map(book_row)
+        .collect()
+    }
+
     async fn books_version(&self, libraries: &[LibraryId]) -> Result<u64, StoreError> {
         let libs: Vec<String> = libraries.iter().map(ToString::to_string).collect();
         let c = self.client().await?;

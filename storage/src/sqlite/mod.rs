@@ -993,6 +993,24 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn books_without_koreader(
+        &self,
+        after: Option<BookId>,
+        limit: usize,
+    ) -> Result<Vec<Book>, StoreError> {
+        let after = after.map(|a| a.to_string()).unwrap_or_default();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {BOOK_COLS} FROM books WHERE deleted_at IS NULL AND id > ?1
+             AND meta LIKE '%\"formats\":[{{%' AND meta NOT LIKE '%\"koreader\":\"%'
+             ORDER BY id LIMIT ?2"
+            ))?;
+            let rows = st.query_map(params![after, limit as i64], book_row)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
     async fn books_version(&self, libraries: &[LibraryId]) -> Result<u64, StoreError> {
         let libs: Vec<String> = libraries.iter().map(ToString::to_string).collect();
         self.read(move |c| {
