@@ -87,7 +87,7 @@ impl Actor for LibraryActor {
                         matches!(r, Ok(LibraryReply::Registered(RegisterOutcome::Created)));
                     let _ = reply.send(r);
                     if created {
-                        crate::kosync::attach_positions(placement, *book, members).await;
+                        crate::kosync::attach_positions(placement, vec![*book], members).await;
                     }
                 });
             }
@@ -114,7 +114,7 @@ impl LibraryState {
     fn attach_koreader(&self, book: &Book) {
         tokio::spawn(crate::kosync::attach_positions(
             self.placement.clone(),
-            book.clone(),
+            vec![book.clone()],
             self.member_ids(),
         ));
     }
@@ -147,11 +147,19 @@ impl LibraryState {
                             .map_err(AppError::from)
                     }))
                     .await;
-                for ((b, _), r) in books.iter().zip(&results) {
-                    if matches!(r, Ok(RegisterOutcome::Created)) {
-                        self.attach_koreader(b);
-                    }
-                }
+                // One look-up for the whole batch (a Calibre library's first sync registers
+                // thousands at once), not one per book.
+                let created: Vec<Book> = books
+                    .iter()
+                    .zip(&results)
+                    .filter(|(_, r)| matches!(r, Ok(RegisterOutcome::Created)))
+                    .map(|((b, _), _)| b.clone())
+                    .collect();
+                tokio::spawn(crate::kosync::attach_positions(
+                    self.placement.clone(),
+                    created,
+                    self.member_ids(),
+                ));
                 LibraryReply::Many(results)
             }
             LibraryOp::Refresh(book) => LibraryReply::Book(Box::new(self.refresh(*book).await?)),

@@ -486,28 +486,37 @@ impl Dogear {
     }
 }
 
-/// Attaches the positions KOReaders wrote under `book`'s digests before Dogear had it, for
-/// the library's `members`: each becomes the write it would have been, through the owner.
-pub(crate) async fn attach_positions(placement: Placement, book: Book, members: Vec<UserId>) {
-    if book.deleted_at.is_some() {
+/// Attaches the positions KOReaders wrote under the digests of `books` before Dogear had
+/// them, for the library's `members`: each becomes the write it would have been, through
+/// the owner. One look-up for all the books.
+pub(crate) async fn attach_positions(placement: Placement, books: Vec<Book>, members: Vec<UserId>) {
+    let mut by_digest: std::collections::HashMap<String, dogear_storage::BookId> =
+        std::collections::HashMap::new();
+    for b in books.iter().filter(|b| b.deleted_at.is_none()) {
+        for d in b.koreader_digests() {
+            by_digest.insert(d, b.id);
+        }
+    }
+    if by_digest.is_empty() {
         return;
     }
     let store = placement.store().clone();
-    let waiting = match store
-        .unattached_koreader_positions(&book.koreader_digests())
-        .await
-    {
+    let digests: Vec<String> = by_digest.keys().cloned().collect();
+    let waiting = match store.unattached_koreader_positions(&digests).await {
         Ok(w) => w,
         Err(e) => {
-            tracing::warn!(error = %e, book = %book.id, "KOReader positions not attached");
+            tracing::warn!(error = %e, "KOReader positions not attached");
             return;
         }
     };
     for p in waiting {
+        let Some(book) = by_digest.get(&p.document.to_ascii_lowercase()).copied() else {
+            continue;
+        };
         if !members.contains(&p.user_id) {
             continue;
         }
-        let Some(write) = write_for(&p, book.id) else {
+        let Some(write) = write_for(&p, book) else {
             continue;
         };
         let r = placement
@@ -522,13 +531,13 @@ pub(crate) async fn attach_positions(placement: Placement, book: Book, members: 
         match r {
             Ok(_) | Err(AppError::IdempotencyMismatch) => {
                 if let Err(e) = store
-                    .attach_koreader_position(p.user_id, &p.document, book.id)
+                    .attach_koreader_position(p.user_id, &p.document, book)
                     .await
                 {
                     tracing::warn!(error = %e, "KOReader position not marked attached");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, book = %book.id, "KOReader position not attached"),
+            Err(e) => tracing::warn!(error = %e, %book, "KOReader position not attached"),
         }
     }
 }
