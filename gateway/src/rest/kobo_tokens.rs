@@ -9,10 +9,12 @@ use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+/// The body that makes a device with a credential (a Kobo token, a KOReader login, an OPDS
+/// link): its name.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewToken {
-    device_name: String,
+pub(super) struct NewToken {
+    pub(super) device_name: String,
 }
 
 /// `201 {device_id, token, api_endpoint}`: `api_endpoint` is the exact value for

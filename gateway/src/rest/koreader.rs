@@ -4,22 +4,15 @@ use crate::error::ApiError;
 use crate::http::{self, Req};
 use crate::{Ctx, kobo};
 use dogear_storage::{DeviceId, UserId};
-use serde::Deserialize;
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewLogin {
-    device_name: String,
-}
 
 /// `201 {device_id, username, password, sync_url}`: what to type into KOReader's "Progress
 /// sync" (custom sync server, then login). The password is shown this once; only a slow hash
 /// of its MD5 (the key KOReader sends) is kept.
 pub async fn create(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiError> {
-    let b: NewLogin = req.json()?;
+    let b: super::kobo_tokens::NewToken = req.json()?;
     let (device, username, password) = ctx.app.create_koreader_login(user, &b.device_name).await?;
     let base = kobo::public_base(ctx, &req.headers);
     Ok(http::json(

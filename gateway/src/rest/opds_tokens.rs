@@ -5,21 +5,14 @@ use crate::error::ApiError;
 use crate::http::{self, Req};
 use crate::{Ctx, kobo};
 use dogear_storage::{DeviceId, UserId};
-use serde::Deserialize;
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewToken {
-    device_name: String,
-}
-
 /// `201 {device_id, device_name, token, catalog_v1, catalog_v2, created_at}`: the catalog
 /// URLs to give the app. The token is shown this once; only its hash is kept.
 pub async fn create(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiError> {
-    let b: NewToken = req.json()?;
+    let b: super::kobo_tokens::NewToken = req.json()?;
     let (device, token) = ctx.app.create_opds_token(user, &b.device_name).await?;
     let base = kobo::public_base(ctx, &req.headers);
     Ok(http::json(
