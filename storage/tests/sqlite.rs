@@ -102,3 +102,56 @@ async fn a_schema_1_database_is_upgraded_in_place() {
     let titles: Vec<_> = by_title.iter().map(|b| b.title.as_str()).collect();
     assert_eq!(titles, ["Arcadia", "The Tempest"], "sort keys filled in");
 }
+
+/// Books stored before the browse counts existed (schema 8) are counted by the migration
+/// that adds them, exactly as the triggers count books written after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browse_counts_are_filled_for_books_stored_before_them() {
+    use dogear_storage::{BookFacet, LibraryId};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dogear.db");
+    let lib = "01a2089c-0000-7000-8000-000000000002";
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        dogear_storage::sqlite::migrate_to(&mut conn, 8).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO users VALUES ('01a2089c-0000-7000-8000-000000000001', 'old', NULL, 'x', 0, 1);
+             INSERT INTO libraries VALUES ('{lib}', 'Old', 'personal',
+                 '01a2089c-0000-7000-8000-000000000001', 1);
+             INSERT INTO books (id, library_id, title, authors, language, identifiers, added_at,
+                 updated_at, deleted_at, version, meta) VALUES
+             ('01a2089c-0000-7000-8000-000000000003', '{lib}', 'The Tempest',
+                 '[\"William Shakespeare\"]', 'en', '{{}}', 5, 5, NULL, 1,
+                 '{{\"formats\":[{{}}],\"tags\":[\"Drama\",\"Comedy\"],\"series\":\"Folio\"}}'),
+             ('01a2089c-0000-7000-8000-000000000004', '{lib}', 'Hamlet',
+                 '[\"william shakespeare\"]', 'en', '{{}}', 6, 6, NULL, 1,
+                 '{{\"formats\":[{{}}],\"tags\":[\"drama\"]}}'),
+             ('01a2089c-0000-7000-8000-000000000005', '{lib}', 'No file',
+                 '[\"Tom Stoppard\"]', 'en', '{{}}', 7, 7, NULL, 1, '{{\"tags\":[\"Drama\"]}}'),
+             ('01a2089c-0000-7000-8000-000000000006', '{lib}', 'Gone',
+                 '[\"Tom Stoppard\"]', 'fr', '{{}}', 8, 8, 9, 2, '{{\"formats\":[{{}}]}}');"
+        ))
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let lib: LibraryId = lib.parse().unwrap();
+    let facet = |f| {
+        let store = &store;
+        async move { store.book_facets(&[lib], f).await.unwrap() }
+    };
+    let pairs = |v: &[(&str, u64)]| {
+        v.iter()
+            .map(|(a, n)| (a.to_string(), *n))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        facet(BookFacet::Author).await,
+        pairs(&[("William Shakespeare", 2)])
+    );
+    assert_eq!(
+        facet(BookFacet::Tag).await,
+        pairs(&[("Comedy", 1), ("Drama", 2)])
+    );
+    assert_eq!(facet(BookFacet::Series).await, pairs(&[("Folio", 1)]));
+    assert_eq!(facet(BookFacet::Language).await, pairs(&[("en", 2)]));
+}

@@ -4,7 +4,8 @@
 use super::Call;
 use super::feeds::{file_url, identifiers, languages, offered};
 use super::model::{Feed, Kind};
-use dogear_storage::Book;
+use dogear_storage::{Book, Timestamp};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use warp::http::StatusCode;
 use warp::http::header::{CONTENT_TYPE, HeaderValue};
@@ -53,9 +54,13 @@ pub(super) fn feed(c: &Call<'_>, f: &Feed) -> Vec<u8> {
             links.push(link(rel, h, FEED));
         }
     }
-    let mut doc = Map::new();
-    doc.insert("metadata".into(), Value::Object(metadata));
-    doc.insert("links".into(), Value::Array(links));
+    let mut doc = Doc {
+        metadata: Value::Object(metadata),
+        links,
+        navigation: None,
+        publications: None,
+        facets: None,
+    };
     match &f.kind {
         Kind::Navigation(entries) => {
             let nav: Vec<Value> = entries
@@ -71,11 +76,10 @@ pub(super) fn feed(c: &Call<'_>, f: &Feed) -> Vec<u8> {
                     l
                 })
                 .collect();
-            doc.insert("navigation".into(), Value::Array(nav));
+            doc.navigation = Some(nav);
         }
         Kind::Acquisition(books) => {
-            let pubs: Vec<Value> = books.iter().map(|b| publication(c, b)).collect();
-            doc.insert("publications".into(), Value::Array(pubs));
+            doc.publications = Some(books.iter().map(|b| publication(c, b)).collect());
         }
     }
     if !f.facets.is_empty() {
@@ -94,91 +98,194 @@ pub(super) fn feed(c: &Call<'_>, f: &Feed) -> Vec<u8> {
             .into_iter()
             .map(|(g, links)| json!({"metadata": {"title": g}, "links": links}))
             .collect();
-        doc.insert("facets".into(), Value::Array(facets));
+        doc.facets = Some(facets);
     }
-    serde_json::to_vec(&Value::Object(doc)).unwrap_or_default()
+    serde_json::to_vec(&doc).unwrap_or_default()
 }
 
-/// One book as an OPDS 2 publication.
-fn publication(c: &Call<'_>, b: &Book) -> Value {
+/// A feed: its few links as values, its publications written straight from the books.
+#[derive(Serialize)]
+struct Doc<'a> {
+    metadata: Value,
+    links: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    navigation: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publications: Option<Vec<Publication<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    facets: Option<Vec<Value>>,
+}
+
+/// One book as an OPDS 2 publication, written straight from the book (a feed page holds
+/// up to 200 of them; building a `serde_json::Value` for each cost a millisecond a page).
+#[derive(Serialize)]
+struct Publication<'a> {
+    metadata: PubMeta<'a>,
+    links: Vec<PubLink<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    images: Vec<Image>,
+}
+
+#[derive(Serialize)]
+struct PubMeta<'a> {
+    #[serde(rename = "@type")]
+    kind: &'static str,
+    title: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subtitle: Option<&'a str>,
+    #[serde(rename = "sortAs", skip_serializing_if = "Option::is_none")]
+    sort_as: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identifier: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    author: Vec<Named<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    language: Vec<String>,
+    modified: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    published: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publisher: Option<Named<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    subject: Vec<Named<'a>>,
+    #[serde(rename = "belongsTo", skip_serializing_if = "Option::is_none")]
+    belongs_to: Option<BelongsTo<'a>>,
+}
+
+/// A contributor or subject: a name, and how it sorts when that differs.
+#[derive(Serialize)]
+struct Named<'a> {
+    name: &'a str,
+    #[serde(rename = "sortAs", skip_serializing_if = "Option::is_none")]
+    sort_as: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct BelongsTo<'a> {
+    series: [Series<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Series<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct PubLink<'a> {
+    rel: &'a str,
+    href: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Image {
+    href: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    height: Option<u32>,
+}
+
+/// Text worth writing: none for absent or empty.
+fn text(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+fn publication<'a>(c: &Call<'_>, b: &'a Book) -> Publication<'a> {
     let m = &b.meta;
-    let mut md = Map::new();
-    md.insert("@type".into(), json!("http://schema.org/EBook"));
-    md.insert("title".into(), json!(b.title));
-    if let Some(s) = m.subtitle.as_ref().filter(|s| !s.is_empty()) {
-        md.insert("subtitle".into(), json!(s));
-    }
-    if let Some(s) = m.title_sort.as_ref().filter(|s| !s.is_empty()) {
-        md.insert("sortAs".into(), json!(s));
-    }
-    if let Some(id) = identifiers(b).into_iter().next() {
-        md.insert("identifier".into(), json!(id));
-    }
-    let authors: Vec<Value> = b
+    let author = b
         .authors
         .iter()
         .enumerate()
-        .map(
-            |(i, a)| match m.author_sorts.get(i).filter(|s| !s.is_empty()) {
-                Some(sort) => json!({"name": a, "sortAs": sort}),
-                None => json!({"name": a}),
-            },
-        )
+        .map(|(i, a)| Named {
+            name: a,
+            sort_as: m
+                .author_sorts
+                .get(i)
+                .map(String::as_str)
+                .filter(|s| !s.is_empty()),
+        })
         .collect();
-    if !authors.is_empty() {
-        md.insert("author".into(), Value::Array(authors));
-    }
-    let langs = languages(b);
-    if !langs.is_empty() {
-        md.insert("language".into(), json!(langs));
-    }
-    md.insert("modified".into(), json!(b.updated_at));
-    if let Some(p) = m.published.as_ref().filter(|s| !s.is_empty()) {
-        md.insert("published".into(), json!(p));
-    }
-    if let Some(p) = m.publisher.as_ref().filter(|s| !s.is_empty()) {
-        md.insert("publisher".into(), json!({"name": p}));
-    }
-    if let Some(d) = m.description.as_ref().filter(|s| !s.is_empty()) {
-        md.insert("description".into(), json!(d));
-    }
-    if !m.tags.is_empty() {
-        let subjects: Vec<Value> = m.tags.iter().map(|t| json!({"name": t})).collect();
-        md.insert("subject".into(), Value::Array(subjects));
-    }
-    if let Some(s) = m.series.as_ref().filter(|s| !s.is_empty()) {
-        let mut series = json!({"name": s});
-        if let Some(i) = m.series_index {
-            series["position"] = json!(i);
-        }
-        md.insert("belongsTo".into(), json!({"series": [series]}));
-    }
-    let mut links = vec![link(
-        "self",
-        &format!("{}/books/{}", c.root, b.id),
-        PUBLICATION,
-    )];
+    let metadata = PubMeta {
+        kind: "http://schema.org/EBook",
+        title: &b.title,
+        subtitle: text(&m.subtitle),
+        sort_as: text(&m.title_sort),
+        identifier: identifiers(b).into_iter().next(),
+        author,
+        language: languages(b),
+        modified: b.updated_at,
+        published: text(&m.published),
+        publisher: text(&m.publisher).map(|name| Named {
+            name,
+            sort_as: None,
+        }),
+        description: text(&m.description),
+        subject: m
+            .tags
+            .iter()
+            .map(|t| Named {
+                name: t,
+                sort_as: None,
+            })
+            .collect(),
+        belongs_to: text(&m.series).map(|name| BelongsTo {
+            series: [Series {
+                name,
+                position: m.series_index,
+            }],
+        }),
+    };
+    let base = format!("{}/books/{}", c.root, b.id);
+    let mut links = vec![PubLink {
+        rel: "self",
+        href: base.clone(),
+        kind: PUBLICATION,
+        title: None,
+    }];
     for f in offered(c, b) {
-        links.push(json!({
-            "rel": "http://opds-spec.org/acquisition",
-            "href": file_url(c, b, f.format),
-            "type": f.format.content_type(),
-            "title": f.format.as_str().to_ascii_uppercase(),
-        }));
+        links.push(PubLink {
+            rel: "http://opds-spec.org/acquisition",
+            href: file_url(c, b, f.format),
+            kind: f.format.content_type(),
+            title: Some(f.format.as_str().to_ascii_uppercase()),
+        });
     }
-    let mut publication = json!({"metadata": md, "links": links});
-    if let Some(cover) = &m.cover {
-        let base = format!("{}/books/{}", c.root, b.id);
-        let ct = match cover.content_type.as_str() {
-            t @ ("image/png" | "image/gif" | "image/webp") => t,
-            _ => "image/jpeg",
-        };
-        publication["images"] = json!([
-            {"href": format!("{base}/cover"), "type": ct},
-            {"href": format!("{base}/thumb"), "type": "image/jpeg", "height": 300},
-        ]);
+    let images = match &m.cover {
+        Some(cover) => {
+            let kind = match cover.content_type.as_str() {
+                "image/png" => "image/png",
+                "image/gif" => "image/gif",
+                "image/webp" => "image/webp",
+                _ => "image/jpeg",
+            };
+            vec![
+                Image {
+                    href: format!("{base}/cover"),
+                    kind,
+                    height: None,
+                },
+                Image {
+                    href: format!("{base}/thumb"),
+                    kind: "image/jpeg",
+                    height: Some(300),
+                },
+            ]
+        }
+        None => Vec::new(),
+    };
+    Publication {
+        metadata,
+        links,
+        images,
     }
-    publication
 }
 
 pub(super) fn publication_document(c: &Call<'_>, b: &Book) -> Vec<u8> {

@@ -587,4 +587,32 @@ pub async fn catalog_queries(s: &dyn Store) {
     assert!(s.books_version(&[lib.id]).await.unwrap() > v1);
     assert_eq!(s.books_version(&[second.id]).await.unwrap(), v2);
     assert_eq!(facets(BookFacet::Series).await, pairs(&[("Cycle", 1)]));
+    assert_eq!(
+        facets(BookFacet::Tag).await,
+        pairs(&[("Drama", 1), ("Poetry", 1)])
+    );
+    // An edit moves its book from one value to another; a book given its first file starts
+    // to count, one that loses its last file stops.
+    let mut charlie = made[2].clone();
+    charlie.authors = vec!["Cy".into(), "Dee".into()];
+    charlie.meta.tags = vec!["poetry".into()];
+    charlie.version += 1;
+    s.update_book(&charlie).await.unwrap();
+    echo.meta.formats = vec![file(Format::Epub, "00000000000000ee")];
+    echo.version += 1;
+    s.update_book(&echo).await.unwrap();
+    let mut delta = made[3].clone();
+    delta.meta.formats.clear();
+    delta.version += 1;
+    s.update_book(&delta).await.unwrap();
+    assert_eq!(
+        facets(BookFacet::Author).await,
+        pairs(&[("Ann", 2), ("Cy", 1), ("Dee", 1)])
+    );
+    assert_eq!(
+        facets(BookFacet::Tag).await,
+        pairs(&[("Drama", 1), ("poetry", 1)]),
+        "a value's spelling follows the books that have it"
+    );
+    assert_eq!(facets(BookFacet::Language).await, pairs(&[("EN", 3)]));
 }

@@ -370,21 +370,20 @@ pub(super) fn book_facets(
     libraries: &[String],
     facet: BookFacet,
 ) -> Result<Vec<(String, u64)>, StoreError> {
-    let values = match facet {
-        BookFacet::Author => "SELECT value AS v FROM books, json_each(books.authors) WHERE",
-        BookFacet::Tag => "SELECT value AS v FROM books, json_each(books.meta, '$.tags') WHERE",
-        BookFacet::Series => "SELECT json_extract(meta, '$.series') AS v FROM books WHERE",
-        BookFacet::Language => "SELECT language AS v FROM books WHERE",
+    // The numbers migration 9's triggers keep (its `facet` codes).
+    let code = match facet {
+        BookFacet::Author => 0,
+        BookFacet::Tag => 1,
+        BookFacet::Series => 2,
+        BookFacet::Language => 3,
     };
-    let sql = format!(
-        "SELECT min(v), count(*) FROM ({values} deleted_at IS NULL
-             AND library_id IN (SELECT value FROM json_each(?1))
-             AND COALESCE(json_array_length(meta, '$.formats'), 0) > 0)
-         WHERE v IS NOT NULL AND v <> '' GROUP BY lower(v) ORDER BY lower(v)"
-    );
     let libs = serde_json::Value::from(libraries.to_vec()).to_string();
-    let mut st = c.prepare_cached(&sql)?;
-    let rows = st.query_map([libs], |r| {
+    let mut st = c.prepare_cached(
+        "SELECT min(value), sum(n) FROM book_facet_counts
+         WHERE library_id IN (SELECT value FROM json_each(?1)) AND facet = ?2 AND n > 0
+         GROUP BY key ORDER BY key",
+    )?;
+    let rows = st.query_map(rusqlite::params![libs, code], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)

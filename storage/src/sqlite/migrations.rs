@@ -293,6 +293,77 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX opds_tokens_by_user ON opds_tokens(user_id);
     "#,
+    // 9: the numbers of books by author, tag, series and language (the catalog's browse
+    // lists), kept by triggers in the book's own write: grouping every book's JSON on each
+    // read cost 70-180 ms on 20,000 books. A book counts while it is live and has a file;
+    // `facet` is 0 author, 1 tag, 2 series, 3 language; `key` groups spellings that differ
+    // only in case.
+    r#"
+    CREATE TABLE book_facet_counts (
+        library_id TEXT NOT NULL,
+        facet INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (library_id, facet, key, value)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER book_facets_insert AFTER INSERT ON books
+    WHEN new.deleted_at IS NULL AND coalesce(json_array_length(new.meta, '$.formats'), 0) > 0 BEGIN
+        INSERT INTO book_facet_counts (library_id, facet, key, value, n)
+        SELECT new.library_id, f, lower(v), v, 1 FROM (SELECT 0 AS f, value AS v FROM json_each(new.authors)
+            UNION ALL SELECT 1, value FROM json_each(new.meta, '$.tags')
+            UNION ALL SELECT 2, json_extract(new.meta, '$.series')
+            UNION ALL SELECT 3, new.language)
+        WHERE v IS NOT NULL AND v <> ''
+        ON CONFLICT (library_id, facet, key, value) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER book_facets_update AFTER UPDATE ON books
+    WHEN old.library_id IS NOT new.library_id OR old.authors IS NOT new.authors
+        OR old.language IS NOT new.language OR old.deleted_at IS NOT new.deleted_at
+        OR old.meta IS NOT new.meta BEGIN
+        INSERT INTO book_facet_counts (library_id, facet, key, value, n)
+        SELECT old.library_id, f, lower(v), v, -1 FROM (SELECT 0 AS f, value AS v FROM json_each(old.authors)
+            UNION ALL SELECT 1, value FROM json_each(old.meta, '$.tags')
+            UNION ALL SELECT 2, json_extract(old.meta, '$.series')
+            UNION ALL SELECT 3, old.language)
+        WHERE v IS NOT NULL AND v <> '' AND old.deleted_at IS NULL AND coalesce(json_array_length(old.meta, '$.formats'), 0) > 0
+        ON CONFLICT (library_id, facet, key, value) DO UPDATE SET n = n - 1;
+        INSERT INTO book_facet_counts (library_id, facet, key, value, n)
+        SELECT new.library_id, f, lower(v), v, 1 FROM (SELECT 0 AS f, value AS v FROM json_each(new.authors)
+            UNION ALL SELECT 1, value FROM json_each(new.meta, '$.tags')
+            UNION ALL SELECT 2, json_extract(new.meta, '$.series')
+            UNION ALL SELECT 3, new.language)
+        WHERE v IS NOT NULL AND v <> '' AND new.deleted_at IS NULL AND coalesce(json_array_length(new.meta, '$.formats'), 0) > 0
+        ON CONFLICT (library_id, facet, key, value) DO UPDATE SET n = n + 1;
+        DELETE FROM book_facet_counts WHERE library_id = old.library_id AND n <= 0
+            AND (facet, key, value) IN (SELECT f, lower(v), v FROM (SELECT 0 AS f, value AS v FROM json_each(old.authors)
+            UNION ALL SELECT 1, value FROM json_each(old.meta, '$.tags')
+            UNION ALL SELECT 2, json_extract(old.meta, '$.series')
+            UNION ALL SELECT 3, old.language));
+    END;
+    CREATE TRIGGER book_facets_delete AFTER DELETE ON books
+    WHEN old.deleted_at IS NULL AND coalesce(json_array_length(old.meta, '$.formats'), 0) > 0 BEGIN
+        INSERT INTO book_facet_counts (library_id, facet, key, value, n)
+        SELECT old.library_id, f, lower(v), v, -1 FROM (SELECT 0 AS f, value AS v FROM json_each(old.authors)
+            UNION ALL SELECT 1, value FROM json_each(old.meta, '$.tags')
+            UNION ALL SELECT 2, json_extract(old.meta, '$.series')
+            UNION ALL SELECT 3, old.language)
+        WHERE v IS NOT NULL AND v <> ''
+        ON CONFLICT (library_id, facet, key, value) DO UPDATE SET n = n - 1;
+        DELETE FROM book_facet_counts WHERE library_id = old.library_id AND n <= 0;
+    END;
+    INSERT INTO book_facet_counts (library_id, facet, key, value, n)
+    SELECT library_id, f, lower(v), v, count(*) FROM (
+        SELECT library_id, 0 AS f, value AS v FROM books, json_each(books.authors)
+            WHERE books.deleted_at IS NULL AND coalesce(json_array_length(books.meta, '$.formats'), 0) > 0
+        UNION ALL SELECT library_id, 1, value FROM books, json_each(books.meta, '$.tags')
+            WHERE books.deleted_at IS NULL AND coalesce(json_array_length(books.meta, '$.formats'), 0) > 0
+        UNION ALL SELECT library_id, 2, json_extract(meta, '$.series') FROM books
+            WHERE books.deleted_at IS NULL AND coalesce(json_array_length(books.meta, '$.formats'), 0) > 0
+        UNION ALL SELECT library_id, 3, language FROM books
+            WHERE books.deleted_at IS NULL AND coalesce(json_array_length(books.meta, '$.formats'), 0) > 0)
+    WHERE v IS NOT NULL AND v <> '' GROUP BY library_id, f, lower(v), v;
+    "#,
 ];
 
 /// Registers the SQL functions the schema's triggers call, on a connection that writes.

@@ -13,9 +13,11 @@ mod writer;
 pub use migrations::LATEST as SCHEMA_VERSION;
 
 /// Applies the schema migrations up to `target` on a plain connection: for tests that
-/// need a database as an older Dogear left it.
+/// need a database as an older Dogear left it. Registers the functions the schema's
+/// triggers call on `conn`, so that rows can be written to it as Dogear would.
 #[doc(hidden)]
 pub fn migrate_to(conn: &mut rusqlite::Connection, target: usize) -> Result<usize, String> {
+    migrations::register_functions(conn).map_err(|e| e.to_string())?;
     migrations::migrate_to(conn, target)
 }
 
@@ -84,9 +86,13 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError
     // own page cache of 8 MiB, not a memory map: what they touch is the pages being written
     // and the indexes of recent writes, and a map of the whole file kept every page any
     // write had touched in the process's memory (RSS grew with the database).
+    // Each job of a group commit runs in a savepoint, whose journal (the pages it changes
+    // that earlier jobs of the group had already changed) is kept in memory, not a temporary
+    // file: a 20,000-book Calibre import wrote 138 MB of such pages to /var/tmp.
     conn.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;
-         PRAGMA cache_size=-8192; PRAGMA mmap_size=0; PRAGMA wal_autocheckpoint=8192;"
+         PRAGMA cache_size=-8192; PRAGMA mmap_size=0; PRAGMA wal_autocheckpoint=8192;
+         PRAGMA temp_store=MEMORY;"
     ))?;
     Ok(())
 }
