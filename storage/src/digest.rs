@@ -13,7 +13,7 @@ const OFFSETS: [u64; 12] = [
     1073741824,
 ];
 
-fn hex(d: &[u8]) -> String {
+pub(crate) fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -72,3 +72,7 @@ id_type!(
     /// A user's shelf (a Kobo collection on the device).
     ShelfId
 );
+id_type!(
+    /// An invitation to a shared library.
+    InviteId
+);

@@ -13,6 +13,7 @@ pub mod objects;
 pub mod postgres;
 pub mod records;
 pub mod shared;
+pub mod sharing;
 mod sql;
 pub mod sqlite;
 pub mod store;
@@ -20,8 +21,11 @@ pub mod time;
 
 pub use digest::md5_hex;
 pub use error::StoreError;
-pub use ids::{BookId, DeviceId, EventId, FamilyId, JobId, LibraryId, ShelfId, UserId};
+pub use ids::{BookId, DeviceId, EventId, FamilyId, InviteId, JobId, LibraryId, ShelfId, UserId};
 pub use objects::{ObjectError, ObjectRead, Objects};
 pub use records::*;
+pub use sharing::{
+    AuditAction, AuditDraft, AuditEntry, ChainBreak, Invite, SharingOp, check_chain,
+};
 pub use store::{BatchOutcome, RecordOutcome, RotateOutcome, Store};
 pub use time::Timestamp;

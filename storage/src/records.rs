@@ -78,6 +78,7 @@ macro_rules! wire_enum {
         }
     };
 }
+pub(crate) use wire_enum;
 
 wire_enum!(
     /// Where a reader is with a book.
@@ -140,6 +141,10 @@ pub struct Library {
     pub kind: LibraryKind,
     pub owner_id: UserId,
     pub created_at: Timestamp,
+    /// A member the owner offered the library to, until they accept (or the offer is
+    /// withdrawn).
+    #[serde(default)]
+    pub pending_owner: Option<UserId>,
 }
 
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]

@@ -5,8 +5,9 @@ use crate::error::StoreError;
 use crate::records::{Book, BookQuery, BookSort};
 
 pub(crate) const USER_COLS: &str = "id, username, email, password_hash, is_admin, created_at";
-pub(crate) const LIBRARY_COLS: &str = "id, name, kind, owner_id, created_at";
-pub(crate) const LIBRARY_COLS_L: &str = "l.id, l.name, l.kind, l.owner_id, l.created_at";
+pub(crate) const LIBRARY_COLS: &str = "id, name, kind, owner_id, created_at, pending_owner";
+pub(crate) const LIBRARY_COLS_L: &str =
+    "l.id, l.name, l.kind, l.owner_id, l.created_at, l.pending_owner";
 pub(crate) const BOOK_COLS: &str = "id, library_id, title, authors, language, identifiers, added_at, updated_at, deleted_at, version, meta";
 pub(crate) const JOB_COLS: &str = "id, library_id, user_id, source, source_key, path, filename, staged, state, attempts, run_at, book_id, duplicate_of, error, warnings, created_at, updated_at, node";
 pub(crate) const SOURCE_COLS: &str = "source, path, library_id, hash, size, mtime, book_id";

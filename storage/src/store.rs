@@ -4,6 +4,7 @@
 use crate::error::StoreError;
 use crate::ids::*;
 use crate::records::*;
+use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 
@@ -331,4 +332,28 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     async fn opds_token(&self, token_hash: &str) -> Result<Option<OpdsToken>, StoreError>;
     async fn opds_tokens(&self, user: UserId) -> Result<Vec<OpdsToken>, StoreError>;
+
+    // Sharing (see `crate::sharing`).
+
+    /// Applies a sharing action's changes and appends its audit entry (numbered and chained
+    /// here) in one transaction; returns the entry. Nothing is written if any op fails.
+    async fn sharing_write(
+        &self,
+        ops: &[SharingOp],
+        audit: &AuditDraft,
+    ) -> Result<AuditEntry, StoreError>;
+    /// A library's invitations, oldest first (revoked and used-up ones included).
+    async fn invites(&self, library: LibraryId) -> Result<Vec<Invite>, StoreError>;
+    /// The invitation with this code hash, whatever its state.
+    async fn invite_by_code(&self, code_hash: &str) -> Result<Option<Invite>, StoreError>;
+    async fn invite(&self, id: InviteId) -> Result<Option<Invite>, StoreError>;
+    /// A library's audit entries after `after` (0: from the first), in order.
+    async fn audit_entries(
+        &self,
+        library: LibraryId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Every library with an audit log, deleted ones included.
+    async fn audited_libraries(&self) -> Result<Vec<LibraryId>, StoreError>;
 }

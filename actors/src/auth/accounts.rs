@@ -201,6 +201,7 @@ impl Accounts {
             password_hash: passwords::hash(password.to_string()).await?,
             is_admin,
             created_at: now,
+            pending_owner: None,
         };
         let library = Library {
             id: LibraryId::generate(),

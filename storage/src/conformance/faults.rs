@@ -11,6 +11,7 @@
 use crate::error::StoreError;
 use crate::ids::*;
 use crate::records::*;
+use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::store::{RotateOutcome, Store};
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -454,5 +455,38 @@ impl<S: Store> Store for Faulty<S> {
     async fn opds_tokens(&self, u: UserId) -> Result<Vec<OpdsToken>, StoreError> {
         self.fault("opds_tokens")?;
         self.inner.opds_tokens(u).await
+    }
+    async fn sharing_write(
+        &self,
+        ops: &[SharingOp],
+        a: &AuditDraft,
+    ) -> Result<AuditEntry, StoreError> {
+        self.fault("sharing_write")?;
+        self.inner.sharing_write(ops, a).await
+    }
+    async fn invites(&self, l: LibraryId) -> Result<Vec<Invite>, StoreError> {
+        self.fault("invites")?;
+        self.inner.invites(l).await
+    }
+    async fn invite_by_code(&self, h: &str) -> Result<Option<Invite>, StoreError> {
+        self.fault("invite_by_code")?;
+        self.inner.invite_by_code(h).await
+    }
+    async fn invite(&self, id: InviteId) -> Result<Option<Invite>, StoreError> {
+        self.fault("invite")?;
+        self.inner.invite(id).await
+    }
+    async fn audit_entries(
+        &self,
+        l: LibraryId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.fault("audit_entries")?;
+        self.inner.audit_entries(l, after, limit).await
+    }
+    async fn audited_libraries(&self) -> Result<Vec<LibraryId>, StoreError> {
+        self.fault("audited_libraries")?;
+        self.inner.audited_libraries().await
     }
 }

@@ -15,6 +15,7 @@ pub mod kobo;
 pub mod koreader;
 pub mod lifecycle;
 pub mod progress;
+pub mod sharing;
 pub mod shelves;
 
 use books::{book, file};
@@ -43,6 +44,7 @@ pub async fn run_all(store: &dyn Store) {
     kobo::kobo_devices(store).await;
     koreader::koreader(store).await;
     koreader::opds_tokens(store).await;
+    sharing::sharing(store).await;
     lifecycle::closing(store).await;
 }
 
@@ -63,6 +65,7 @@ pub fn new_user(name: &str) -> (User, Library) {
         kind: LibraryKind::Personal,
         owner_id: user.id,
         created_at: now,
+        pending_owner: None,
     };
     (user, lib)
 }

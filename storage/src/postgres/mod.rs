@@ -9,12 +9,14 @@ mod koreader;
 mod opds;
 mod rows;
 mod schema;
+mod sharing;
 
 pub use schema::LATEST as SCHEMA_VERSION;
 
 use crate::error::StoreError;
 use crate::ids::*;
 use crate::records::*;
+use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::store::{BatchOutcome, RotateOutcome, Store};
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -385,7 +387,7 @@ impl Store for PostgresStore {
         let c = self.client().await?;
         query_opt(
             &c,
-            &format!("SELECT {LIBRARY_COLS} FROM libraries WHERE id = $1"),
+            &format!("SELECT {LIBRARY_COLS} FROM libraries WHERE id = $1 AND deleted_at IS NULL"),
             &[&id.to_string()],
         )
         .await?
@@ -413,14 +415,15 @@ impl Store for PostgresStore {
             &c,
             &format!(
                 "SELECT {LIBRARY_COLS_L}, m.role FROM memberships m JOIN libraries l ON l.id = m.library_id
-                 WHERE m.user_id = $1 ORDER BY l.kind DESC, l.id"
+                 WHERE m.user_id = $1 AND l.deleted_at IS NULL
+                 ORDER BY l.kind <> 'personal', l.created_at, l.id"
             ),
             &[&user.to_string()],
         )
         .await?
         .iter()
         .map(|r| {
-            let role: &str = col(r, 5)?;
+            let role: &str = col(r, 6)?;
             let role =
                 Role::parse(role).ok_or_else(|| StoreError::Corrupt(format!("role {role}")))?;
             Ok((library_row(r)?, role))
@@ -1111,6 +1114,48 @@ impl Store for PostgresStore {
     async fn opds_tokens(&self, user: UserId) -> Result<Vec<OpdsToken>, StoreError> {
         let c = self.client().await?;
         opds::opds_tokens(&c, user).await
+    }
+
+    async fn sharing_write(
+        &self,
+        ops: &[SharingOp],
+        audit: &AuditDraft,
+    ) -> Result<AuditEntry, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let e = sharing::sharing_write(&tx, ops, audit.clone()).await?;
+        tx.commit().await?;
+        Ok(e)
+    }
+
+    async fn invites(&self, library: LibraryId) -> Result<Vec<Invite>, StoreError> {
+        let c = self.client().await?;
+        sharing::invites(&c, library).await
+    }
+
+    async fn invite_by_code(&self, code_hash: &str) -> Result<Option<Invite>, StoreError> {
+        let c = self.client().await?;
+        sharing::invite_where(&c, "code_hash", code_hash).await
+    }
+
+    async fn invite(&self, id: InviteId) -> Result<Option<Invite>, StoreError> {
+        let c = self.client().await?;
+        sharing::invite_where(&c, "id", &id.to_string()).await
+    }
+
+    async fn audit_entries(
+        &self,
+        library: LibraryId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let c = self.client().await?;
+        sharing::audit_entries(&c, library, after, limit).await
+    }
+
+    async fn audited_libraries(&self) -> Result<Vec<LibraryId>, StoreError> {
+        let c = self.client().await?;
+        sharing::audited_libraries(&c).await
     }
 }
 

@@ -28,7 +28,7 @@ fn id_col<T: FromStr>(r: &Row, i: usize) -> Result<T, StoreError> {
     parse_id(col::<&str>(r, i)?)
 }
 
-fn opt_id_col<T: FromStr>(r: &Row, i: usize) -> Result<Option<T>, StoreError> {
+pub(super) fn opt_id_col<T: FromStr>(r: &Row, i: usize) -> Result<Option<T>, StoreError> {
     col::<Option<&str>>(r, i)?.map(parse_id).transpose()
 }
 
@@ -73,6 +73,7 @@ pub(super) fn library_row(r: &Row) -> Result<Library, StoreError> {
         kind: enum_col(r, 2, LibraryKind::parse)?,
         owner_id: id_col(r, 3)?,
         created_at: time_col(r, 4)?,
+        pending_owner: opt_id_col(r, 5)?,
     })
 }
 

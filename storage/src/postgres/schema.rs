@@ -288,6 +288,49 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX opds_tokens_by_user ON opds_tokens(user_id);
     "#,
+    // 6: sharing: a library's pending owner and deletion, invitations (codes hashed) and the
+    // audit log, a hash chain per library with no foreign keys (it outlives members and the
+    // library) that refuses updates and deletes.
+    r#"
+    ALTER TABLE libraries ADD COLUMN pending_owner TEXT COLLATE "C";
+    ALTER TABLE libraries ADD COLUMN deleted_at BIGINT;
+    CREATE TABLE invites (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        library_id TEXT COLLATE "C" NOT NULL REFERENCES libraries(id),
+        code_hash TEXT COLLATE "C" NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        created_by TEXT COLLATE "C" NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT,
+        max_uses BIGINT,
+        uses BIGINT NOT NULL,
+        revoked_at BIGINT
+    );
+    CREATE INDEX invites_by_library ON invites(library_id, created_at);
+    CREATE TABLE audit_log (
+        library_id TEXT COLLATE "C" NOT NULL,
+        seq BIGINT NOT NULL,
+        at BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        device_id TEXT,
+        addr TEXT,
+        target_user TEXT,
+        role TEXT,
+        invite_id TEXT,
+        book_id TEXT,
+        name TEXT,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        PRIMARY KEY (library_id, seq)
+    );
+    CREATE FUNCTION dogear_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'the audit log is append-only';
+    END $$;
+    CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
+        FOR EACH ROW EXECUTE FUNCTION dogear_audit_append_only();
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -364,6 +364,49 @@ const MIGRATIONS: &[&str] = &[
             WHERE books.deleted_at IS NULL AND coalesce(json_array_length(books.meta, '$.formats'), 0) > 0)
     WHERE v IS NOT NULL AND v <> '' GROUP BY library_id, f, lower(v), v;
     "#,
+    // 10: sharing: a library's pending owner and deletion, invitations (codes hashed) and the
+    // audit log, a hash chain per library with no foreign keys (it outlives members and the
+    // library) that refuses updates and deletes.
+    r#"
+    ALTER TABLE libraries ADD COLUMN pending_owner TEXT;
+    ALTER TABLE libraries ADD COLUMN deleted_at INTEGER;
+    CREATE TABLE invites (
+        id TEXT PRIMARY KEY,
+        library_id TEXT NOT NULL REFERENCES libraries(id),
+        code_hash TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        max_uses INTEGER,
+        uses INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE INDEX invites_by_library ON invites(library_id, created_at);
+    CREATE TABLE audit_log (
+        library_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        device_id TEXT,
+        addr TEXT,
+        target_user TEXT,
+        role TEXT,
+        invite_id TEXT,
+        book_id TEXT,
+        name TEXT,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        PRIMARY KEY (library_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN
+        SELECT RAISE(ABORT, 'the audit log is append-only');
+    END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN
+        SELECT RAISE(ABORT, 'the audit log is append-only');
+    END;
+    "#,
 ];
 
 /// Registers the SQL functions the schema's triggers call, on a connection that writes.

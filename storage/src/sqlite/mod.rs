@@ -8,6 +8,7 @@ mod koreader;
 mod migrations;
 mod opds;
 mod rows;
+mod sharing;
 mod writer;
 
 pub use migrations::LATEST as SCHEMA_VERSION;
@@ -24,6 +25,7 @@ pub fn migrate_to(conn: &mut rusqlite::Connection, target: usize) -> Result<usiz
 use crate::error::StoreError;
 use crate::ids::*;
 use crate::records::*;
+use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::store::{BatchOutcome, RotateOutcome, Store};
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -438,7 +440,7 @@ impl Store for SqliteStore {
     async fn library(&self, id: LibraryId) -> Result<Option<Library>, StoreError> {
         self.read(move |c| {
             c.prepare_cached(&format!(
-                "SELECT {LIBRARY_COLS} FROM libraries WHERE id = ?1"
+                "SELECT {LIBRARY_COLS} FROM libraries WHERE id = ?1 AND deleted_at IS NULL"
             ))?
             .query_row([id.to_string()], library_row)
             .optional()?
@@ -462,11 +464,12 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {LIBRARY_COLS_L}, m.role FROM memberships m JOIN libraries l ON l.id = m.library_id
-                 WHERE m.user_id = ?1 ORDER BY l.kind DESC, l.id"
+                 WHERE m.user_id = ?1 AND l.deleted_at IS NULL
+                 ORDER BY l.kind <> 'personal', l.created_at, l.id"
             ))?;
             let rows = st.query_map([user.to_string()], |r| {
                 let lib = library_row(r)?;
-                let role: String = r.get(5)?;
+                let role: String = r.get(6)?;
                 Ok((lib, role))
             })?;
             let mut out = Vec::new();
@@ -1119,6 +1122,43 @@ impl Store for SqliteStore {
 
     async fn opds_tokens(&self, user: UserId) -> Result<Vec<OpdsToken>, StoreError> {
         self.read(move |c| opds::opds_tokens(c, user)).await
+    }
+
+    async fn sharing_write(
+        &self,
+        ops: &[SharingOp],
+        audit: &AuditDraft,
+    ) -> Result<AuditEntry, StoreError> {
+        let (ops, audit) = (ops.to_vec(), audit.clone());
+        self.write(move |c| sharing::sharing_write(c, &ops, audit))
+            .await
+    }
+
+    async fn invites(&self, library: LibraryId) -> Result<Vec<Invite>, StoreError> {
+        self.read(move |c| sharing::invites(c, library)).await
+    }
+
+    async fn invite_by_code(&self, code_hash: &str) -> Result<Option<Invite>, StoreError> {
+        let h = code_hash.to_string();
+        self.read(move |c| sharing::invite(c, &h)).await
+    }
+
+    async fn invite(&self, id: InviteId) -> Result<Option<Invite>, StoreError> {
+        self.read(move |c| sharing::invite_by_id(c, id)).await
+    }
+
+    async fn audit_entries(
+        &self,
+        library: LibraryId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(move |c| sharing::audit_entries(c, library, after, limit))
+            .await
+    }
+
+    async fn audited_libraries(&self) -> Result<Vec<LibraryId>, StoreError> {
+        self.read(sharing::audited_libraries).await
     }
 }
 

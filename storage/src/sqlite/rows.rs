@@ -19,7 +19,7 @@ pub(super) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, St
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn parse_enum<T>(s: &str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
+pub(super) fn parse_enum<T>(s: &str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
     parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown value {s:?}")))
 }
 
@@ -56,6 +56,7 @@ pub(super) fn device_row(r: &Row<'_>) -> RowResult<Device> {
 pub(super) fn library_row(r: &Row<'_>) -> RowResult<Library> {
     let (id, name, kind, owner, created): (String, String, String, String, i64) =
         (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+    let pending: Option<String> = r.get(5)?;
     Ok((|| {
         Ok(Library {
             id: parse_id(&id)?,
@@ -63,6 +64,7 @@ pub(super) fn library_row(r: &Row<'_>) -> RowResult<Library> {
             kind: parse_enum(&kind, LibraryKind::parse)?,
             owner_id: parse_id(&owner)?,
             created_at: Timestamp::from_millis(created),
+            pending_owner: pending.as_deref().map(parse_id).transpose()?,
         })
     })())
 }
