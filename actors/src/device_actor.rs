@@ -92,24 +92,10 @@ impl Actor for DeviceActor {
                 }
             }
             DeviceMsg::Push(change) => {
-                st.sockets.retain(|s| {
-                    if Some(s.id) == change.origin_socket {
-                        return true;
-                    }
-                    match s.tx.try_send(LiveEvent::Change(change.clone())) {
-                        Ok(()) => true,
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            s.overflowed.store(true, Ordering::Release);
-                            metrics::counter!("dogear_ws_overflow_closes_total").increment(1);
-                            false
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => false,
-                    }
-                });
-                if st.sockets.is_empty() {
-                    st.unsubscribe();
-                }
+                let origin = change.origin_socket;
+                st.deliver(origin, LiveEvent::Change(change));
             }
+            DeviceMsg::Notice(notice) => st.deliver(None, LiveEvent::Notice(notice)),
             DeviceMsg::ResubscribeIfUser(user) if user != st.user => {}
             DeviceMsg::Resubscribe | DeviceMsg::ResubscribeIfUser(_) => {
                 st.sockets.retain(|s| !s.tx.is_closed());
@@ -154,6 +140,28 @@ impl Actor for DeviceActor {
 }
 
 impl DeviceState {
+    /// Hands `event` to every socket but `skip` (the one that made the change); a socket
+    /// whose queue is full is cut loose (it resumes by cursor).
+    fn deliver(&mut self, skip: Option<SocketId>, event: LiveEvent) {
+        self.sockets.retain(|s| {
+            if Some(s.id) == skip {
+                return true;
+            }
+            match s.tx.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    s.overflowed.store(true, Ordering::Release);
+                    metrics::counter!("dogear_ws_overflow_closes_total").increment(1);
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+        if self.sockets.is_empty() {
+            self.unsubscribe();
+        }
+    }
+
     /// Asks the owner of the user (on this node or another) for the user's live changes.
     async fn subscribe(&mut self) {
         let op = UserOp::Subscribe {

@@ -26,6 +26,8 @@ pub enum AppError {
     IdempotencyMismatch,
     #[error("{0}")]
     Conflict(Cow<'static, str>),
+    #[error("this invite code is not valid: it may be mistyped, expired, used up or revoked")]
+    InvalidInvite,
     #[error("too many attempts; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("service unavailable")]

@@ -14,6 +14,7 @@ pub mod idle;
 pub mod import;
 pub mod kobo;
 pub mod kosync;
+pub mod libraries;
 pub mod library_actor;
 pub mod messages;
 pub mod placement;

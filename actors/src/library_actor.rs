@@ -5,9 +5,11 @@ use crate::books::{BookPatch, NewBook};
 use crate::error::AppError;
 use crate::idle::Idle;
 pub use crate::messages::{LibraryMsg, LibraryOp, LibraryReply};
+use crate::messages::{LibraryNotice, NoticeKind};
 use crate::placement::Placement;
+use crate::user_actor::UserOp;
 use dogear_storage::{
-    Book, BookId, BookMeta, LibraryId, RegisterOutcome, Role, Store, Timestamp, UserId,
+    Book, BookId, BookMeta, Library, LibraryId, RegisterOutcome, Role, Store, Timestamp, UserId,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::borrow::Cow;
@@ -20,10 +22,12 @@ pub struct LibraryArgs {
 }
 
 pub struct LibraryState {
-    library: LibraryId,
+    pub(crate) library: LibraryId,
     store: Arc<dyn Store>,
-    placement: Placement,
-    members: HashMap<UserId, Role>,
+    pub(crate) placement: Placement,
+    pub(crate) members: HashMap<UserId, Role>,
+    /// `None` until made (a shared library's first op is its creation) or once deleted.
+    pub(crate) lib: Option<Library>,
     idle: Idle,
 }
 
@@ -46,6 +50,7 @@ impl Actor for LibraryActor {
             .into_iter()
             .map(|m| (m.user_id, m.role))
             .collect();
+        let lib = store.library(args.library).await?;
         let idle = Idle::start(
             &myself,
             "library",
@@ -57,6 +62,7 @@ impl Actor for LibraryActor {
             store,
             placement: args.placement,
             members,
+            lib,
             idle,
         })
     }
@@ -77,6 +83,10 @@ impl Actor for LibraryActor {
                 // without holding the mailbox, and concurrent imports share a commit.
                 let store = st.store.clone();
                 let (placement, members) = (st.placement.clone(), st.member_ids());
+                let added = LibraryNotice {
+                    book_id: Some(book.id),
+                    ..LibraryNotice::new(NoticeKind::BookAdded, st.library)
+                };
                 tokio::spawn(async move {
                     let r = store
                         .register_import(&book, source.as_ref(), job.as_deref())
@@ -87,6 +97,9 @@ impl Actor for LibraryActor {
                         matches!(r, Ok(LibraryReply::Registered(RegisterOutcome::Created)));
                     let _ = reply.send(r);
                     if created {
+                        for m in &members {
+                            placement.tell_user(*m, UserOp::Notice(added.clone()));
+                        }
                         crate::kosync::attach_positions(placement, vec![*book], members).await;
                     }
                 });
@@ -155,6 +168,12 @@ impl LibraryState {
                     .filter(|(_, r)| matches!(r, Ok(RegisterOutcome::Created)))
                     .map(|((b, _), _)| b.clone())
                     .collect();
+                if !created.is_empty() {
+                    self.announce(
+                        LibraryNotice::new(NoticeKind::BooksChanged, self.library),
+                        None,
+                    );
+                }
                 tokio::spawn(crate::kosync::attach_positions(
                     self.placement.clone(),
                     created,
@@ -163,6 +182,7 @@ impl LibraryState {
                 LibraryReply::Many(results)
             }
             LibraryOp::Refresh(book) => LibraryReply::Book(Box::new(self.refresh(*book).await?)),
+            LibraryOp::Sharing(caller, action) => self.sharing(caller, action).await?,
             LibraryOp::Remove(id) => {
                 match self.live_book(id).await {
                     Ok(b) => self.tombstone(b).await?,
@@ -203,6 +223,7 @@ impl LibraryState {
             meta: BookMeta::default(),
         };
         self.store.create_book(&book).await?;
+        self.book_notice(NoticeKind::BookAdded, book.id);
         Ok(book)
     }
 
@@ -226,13 +247,26 @@ impl LibraryState {
         next.updated_at = Timestamp::now();
         self.store.update_book(&next).await?;
         self.attach_koreader(&next);
+        self.book_notice(NoticeKind::BookChanged, next.id);
         Ok(next)
     }
 
     async fn delete(&mut self, user: UserId, id: BookId) -> Result<(), AppError> {
         self.require_editor(user, "book")?;
         let current = self.live_book(id).await?;
-        self.tombstone(current).await
+        self.tombstone(current).await?;
+        self.audit_book_deleted(user, id).await
+    }
+
+    /// Tells every member's sockets that a book of the library changed.
+    fn book_notice(&self, kind: NoticeKind, book: BookId) {
+        self.announce(
+            LibraryNotice {
+                book_id: Some(book),
+                ..LibraryNotice::new(kind, self.library)
+            },
+            None,
+        );
     }
 
     async fn refresh(&mut self, book: Book) -> Result<Book, AppError> {
@@ -254,10 +288,11 @@ impl LibraryState {
         }
         self.store.update_book(&next).await?;
         self.attach_koreader(&next);
+        self.book_notice(NoticeKind::BookChanged, next.id);
         Ok(next)
     }
 
-    async fn tombstone(&mut self, current: Book) -> Result<(), AppError> {
+    pub(crate) async fn tombstone(&mut self, current: Book) -> Result<(), AppError> {
         let id = current.id;
         let now = Timestamp::now();
         let mut tomb = current.clone();
@@ -269,6 +304,7 @@ impl LibraryState {
             self.placement
                 .tell_user(*member, crate::user_actor::UserOp::BookRemoved(id));
         }
+        self.book_notice(NoticeKind::BookRemoved, id);
         Ok(())
     }
 }

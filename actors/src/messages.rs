@@ -9,8 +9,9 @@ use crate::kobo::state::{KoboReading, PartOutcomes};
 use crate::kobo::sync::SyncPage;
 use crate::progress::ProgressWrite;
 use dogear_storage::{
-    Book, BookId, Device, DeviceId, DeviceKind, DevicePosition, ImportJob, ProgressState, Reason,
-    RegisterOutcome, Role, Shelf, ShelfId, SourceFile, Timestamp, UserId,
+    AuditEntry, Book, BookId, Device, DeviceId, DeviceKind, DevicePosition, ImportJob, Invite,
+    InviteId, Library, LibraryId, Membership, ProgressState, Reason, RegisterOutcome, Role, Shelf,
+    ShelfId, SourceFile, Timestamp, UserId,
 };
 use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
@@ -103,6 +104,74 @@ pub enum UserOp {
         book: BookId,
         archived: bool,
     },
+    /// Something changed in one of the user's libraries (or in their membership of it):
+    /// passed on live to the user's sockets.
+    Notice(LibraryNotice),
+}
+
+/// A change in a library, pushed live to every member's sockets as
+/// `{"type": kind, "library_id", ...}`. Not in the progress log: a client that was away reads
+/// the libraries and books again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LibraryNotice {
+    pub kind: NoticeKind,
+    pub library_id: LibraryId,
+    /// The member it is about (joined, left, removed, role changed, new owner).
+    pub user_id: Option<UserId>,
+    pub role: Option<Role>,
+    /// The library's name after a rename.
+    pub name: Option<String>,
+    pub book_id: Option<BookId>,
+    pub at: Timestamp,
+}
+
+impl LibraryNotice {
+    pub fn new(kind: NoticeKind, library_id: LibraryId) -> LibraryNotice {
+        LibraryNotice {
+            kind,
+            library_id,
+            user_id: None,
+            role: None,
+            name: None,
+            book_id: None,
+            at: Timestamp::now(),
+        }
+    }
+}
+
+/// What a [`LibraryNotice`] says happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// Renamed, ownership offered or transferred: read the library again.
+    LibraryChanged,
+    LibraryDeleted,
+    MemberJoined,
+    MemberLeft,
+    MemberRemoved,
+    RoleChanged,
+    BookAdded,
+    BookChanged,
+    BookRemoved,
+    /// Many books changed at once (an import): read the library's books again.
+    BooksChanged,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::LibraryChanged => "library_changed",
+            NoticeKind::LibraryDeleted => "library_deleted",
+            NoticeKind::MemberJoined => "member_joined",
+            NoticeKind::MemberLeft => "member_left",
+            NoticeKind::MemberRemoved => "member_removed",
+            NoticeKind::RoleChanged => "role_changed",
+            NoticeKind::BookAdded => "book_added",
+            NoticeKind::BookChanged => "book_changed",
+            NoticeKind::BookRemoved => "book_removed",
+            NoticeKind::BooksChanged => "books_changed",
+        }
+    }
 }
 
 /// What a device signs in with, stored with it.
@@ -175,6 +244,8 @@ impl SocketId {
 pub enum LiveEvent {
     /// An applied change.
     Change(Arc<Change>),
+    /// A change in one of the user's libraries.
+    Notice(Arc<LibraryNotice>),
     /// The owner of the user moved (or restarted): changes may have been applied while this
     /// node was not subscribed. The socket reads the log from where it is to catch up.
     CatchUp,
@@ -193,6 +264,7 @@ pub enum DeviceMsg {
     Attach(SocketHandle, RpcReplyPort<()>),
     Detach(SocketId),
     Push(Arc<Change>),
+    Notice(Arc<LibraryNotice>),
     /// The owner of this device's user may have changed (membership changed): subscribe to
     /// whichever node owns it now, and have the sockets catch up from the log.
     Resubscribe,
@@ -231,12 +303,65 @@ pub enum LibraryOp {
     Refresh(#[serde(with = "crate::cluster::wire::as_json")] Box<Book>),
     /// Tombstones a book whose source is gone. From the pipeline, not a person.
     Remove(BookId),
+    /// Making, changing and sharing the library, by `Caller`: role checks, invitations and
+    /// the audit log (`crate::libraries`).
+    Sharing(Caller, SharingAction),
+}
+
+/// Who asks, and from where: what the audit log records of a sharing action.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Caller {
+    pub user: UserId,
+    pub device: Option<DeviceId>,
+    pub addr: Option<String>,
+}
+
+/// What a sharing [`LibraryOp`] does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SharingAction {
+    /// Makes this (new) library, shared, owned by the caller.
+    Create {
+        name: String,
+    },
+    /// The library and the caller's role.
+    Get,
+    Rename(String),
+    Delete,
+    Members,
+    SetRole(UserId, Role),
+    /// Removes a member; the caller's own id: leaves.
+    RemoveMember(UserId),
+    CreateInvite {
+        role: Role,
+        expires_at: Option<Timestamp>,
+        max_uses: Option<u32>,
+        /// The hash of the code the caller's node made (the code itself never travels).
+        code_hash: String,
+    },
+    Invites,
+    RevokeInvite(InviteId),
+    /// The caller joins through this invitation.
+    Redeem(InviteId),
+    /// Offers the library to a member (`None`: withdraws the offer).
+    OfferOwnership(Option<UserId>),
+    /// The member the library was offered to takes it; the old owner becomes an editor.
+    AcceptOwnership,
+    /// The audit log after entry `after`.
+    Audit {
+        after: u64,
+        limit: usize,
+    },
 }
 
 /// The answer to each [`LibraryOp`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum LibraryReply {
     Role(Option<Role>),
+    Library(Box<Library>, Role),
+    Members(Vec<Membership>),
+    Invite(Box<Invite>),
+    Invites(Vec<Invite>),
+    Audit(Vec<AuditEntry>),
     Book(#[serde(with = "crate::cluster::wire::as_json")] Box<Book>),
     Registered(RegisterOutcome),
     Many(Vec<Result<RegisterOutcome, AppError>>),

@@ -9,8 +9,8 @@ use crate::cluster::{Cluster, Inbound, wire};
 use crate::error::AppError;
 use crate::kobo::sync::SyncPage;
 use crate::messages::{
-    Change, DeviceMsg, LibraryMsg, LibraryOp, LibraryReply, SocketHandle, SocketId, UserMsg,
-    UserOp, UserReply,
+    Change, DeviceMsg, LibraryMsg, LibraryNotice, LibraryOp, LibraryReply, SocketHandle, SocketId,
+    UserMsg, UserOp, UserReply,
 };
 use crate::supervisor::{Restarter, Supervisor};
 use dogear_storage::{DeviceId, LibraryId, Store, UserId};
@@ -143,6 +143,12 @@ enum Cast {
     StopDevice { device: DeviceId },
     /// An op for `user`'s actor if it runs on the receiving node; nobody waits for it.
     Tell { user: UserId, op: UserOp },
+    /// A library notice of `user` for the devices with sockets on the receiving node.
+    Notice {
+        user: UserId,
+        devices: Vec<DeviceId>,
+        notice: LibraryNotice,
+    },
 }
 
 #[derive(Clone)]
@@ -328,6 +334,26 @@ impl Placement {
             change: change.clone(),
         };
         c.cast(node, "push", wire::encode(&msg)).is_ok()
+    }
+
+    /// Sends a library notice of `user` to `devices` with sockets on `node`; `false` when
+    /// the node cannot be reached.
+    pub fn notice_remote(
+        &self,
+        node: &str,
+        user: UserId,
+        devices: &[DeviceId],
+        notice: &LibraryNotice,
+    ) -> bool {
+        let Some(c) = &self.0.cluster else {
+            return false;
+        };
+        let msg = Cast::Notice {
+            user,
+            devices: devices.to_vec(),
+            notice: notice.clone(),
+        };
+        c.cast(node, "notice", wire::encode(&msg)).is_ok()
     }
 
     /// Closes the sockets of a deleted device on `node`.
@@ -600,6 +626,17 @@ impl Inbound for Here {
                     if let Some(dev) = ractor::registry::where_is(device_key(d).as_str()) {
                         let dev: ActorRef<DeviceMsg> = dev.into();
                         let _ = dev.cast(DeviceMsg::Push(change.clone()));
+                    }
+                }
+            }
+            Ok(Cast::Notice {
+                devices, notice, ..
+            }) => {
+                let notice = Arc::new(notice);
+                for d in devices {
+                    if let Some(dev) = ractor::registry::where_is(device_key(d).as_str()) {
+                        let dev: ActorRef<DeviceMsg> = dev.into();
+                        let _ = dev.cast(DeviceMsg::Notice(notice.clone()));
                     }
                 }
             }

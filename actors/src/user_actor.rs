@@ -302,6 +302,23 @@ impl UserState {
                 self.readable.remove(&book);
                 UserReply::Done
             }
+            UserOp::Notice(n) => {
+                use crate::messages::NoticeKind;
+                let lost = match n.kind {
+                    NoticeKind::LibraryDeleted => true,
+                    NoticeKind::MemberLeft | NoticeKind::MemberRemoved => {
+                        n.user_id == Some(self.user)
+                    }
+                    _ => false,
+                };
+                if lost {
+                    // Which books were in that library is not known here: read again.
+                    self.libraries.remove(&n.library_id);
+                    self.readable.clear();
+                }
+                self.notify(n);
+                UserReply::Done
+            }
         })
     }
 
@@ -635,6 +652,29 @@ impl UserState {
                 self.start().await;
             } else {
                 return;
+            }
+        }
+    }
+
+    /// Passes a library's notice to every subscribed device, as [`Self::broadcast`] does
+    /// changes.
+    fn notify(&mut self, notice: crate::messages::LibraryNotice) {
+        let notice = std::sync::Arc::new(notice);
+        let mut remote: std::collections::BTreeMap<String, Vec<DeviceId>> = Default::default();
+        self.subscribers.retain(|id, sub| match sub {
+            Subscriber::Local(dev) => dev.cast(DeviceMsg::Notice(notice.clone())).is_ok(),
+            Subscriber::Remote(node) => {
+                remote.entry(node.clone()).or_default().push(*id);
+                true
+            }
+        });
+        for (node, devices) in remote {
+            if !self
+                .placement
+                .notice_remote(&node, self.user, &devices, &notice)
+            {
+                self.subscribers
+                    .retain(|_, s| !matches!(s, Subscriber::Remote(n) if *n == node));
             }
         }
     }

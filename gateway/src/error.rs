@@ -42,6 +42,8 @@ codes! {
         "registration is closed on this server (`auth.registration = \"closed\"`)";
     NotFound = "not_found", NOT_FOUND,
         "no such route, or a thing that does not exist or that the caller may not see";
+    InvalidInvite = "invalid_invite", NOT_FOUND,
+        "an invite code that is mistyped, expired, used up or revoked (the same answer for each)";
     MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED,
         "the route exists but not with this method; `Allow` lists the methods it has";
     UsernameTaken = "username_taken", CONFLICT,
@@ -112,6 +114,7 @@ impl From<AppError> for ApiError {
             AppError::UsernameTaken => Code::UsernameTaken,
             AppError::IdempotencyMismatch => Code::IdempotencyMismatch,
             AppError::Conflict(_) => Code::Conflict,
+            AppError::InvalidInvite => Code::InvalidInvite,
             AppError::RateLimited { .. } => Code::RateLimited,
             AppError::Unavailable(_) => Code::Unavailable,
         };

@@ -24,7 +24,15 @@ pub fn device(d: &Device) -> Value {
 }
 
 pub fn library(l: &Library, role: Role) -> Value {
-    json!({"id": l.id, "name": l.name, "kind": l.kind, "role": role, "created_at": l.created_at})
+    json!({
+        "id": l.id,
+        "name": l.name,
+        "kind": l.kind,
+        "role": role,
+        "owner_id": l.owner_id,
+        "pending_owner_id": l.pending_owner,
+        "created_at": l.created_at,
+    })
 }
 
 pub fn book(b: &Book) -> Value {

@@ -260,6 +260,11 @@ async fn run_session(ctx: Arc<Ctx>, user: UserId, device: DeviceId, ws: WebSocke
                             close = Some((CLOSE_TOO_SLOW, "too slow; resume by cursor"));
                         }
                     }
+                    Some(LiveEvent::Notice(n)) => {
+                        if tx.send(Message::text(notice_frame(&n))).await.is_err() {
+                            close = Some((CLOSE_TOO_SLOW, "too slow; resume by cursor"));
+                        }
+                    }
                     Some(LiveEvent::CatchUp) => {
                         // The user's owner moved: read what this socket may have missed.
                         let from = s.sent;
@@ -469,6 +474,25 @@ impl Session {
         self.sent = c.seq;
         Some(progress_frame(c.seq, &c.state, c.origin_device))
     }
+}
+
+/// A change in one of the user's libraries: `{"type": kind, "library_id", ...}` with the
+/// member, role, name or book it is about when it is about one.
+fn notice_frame(n: &dogear_actors::messages::LibraryNotice) -> String {
+    let mut v = json!({"type": n.kind.as_str(), "library_id": n.library_id, "at": n.at});
+    if let Some(u) = n.user_id {
+        v["user_id"] = json!(u);
+    }
+    if let Some(r) = n.role {
+        v["role"] = json!(r);
+    }
+    if let Some(name) = &n.name {
+        v["name"] = json!(name);
+    }
+    if let Some(b) = n.book_id {
+        v["book_id"] = json!(b);
+    }
+    v.to_string()
 }
 
 fn progress_frame(seq: u64, state: &dogear_storage::ProgressState, origin: DeviceId) -> String {

@@ -1,6 +1,7 @@
 //! `dogear`: the command line. `serve` runs a node; `import` brings books in once; `user add`
 //! creates accounts.
 
+mod audit_cmd;
 mod config;
 mod import_cmd;
 mod serve;
@@ -46,6 +47,22 @@ enum Command {
     User {
         #[command(subcommand)]
         action: UserAction,
+    },
+    /// The audit log of shared libraries.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check every library's hash chain (or one library's); exit 1 at the first entry that
+    /// does not match, naming it.
+    Verify {
+        /// Only this library.
+        #[arg(long, value_name = "ID")]
+        library: Option<dogear_storage::LibraryId>,
     },
 }
 
@@ -133,6 +150,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve { .. } => serve::serve(cfg).await,
+            Command::Audit {
+                action: AuditCmd::Verify { library },
+            } => audit_cmd::verify(cfg, library).await,
             Command::Import { path, library } => {
                 let summary = import_cmd::run(cfg, &path, library.as_deref()).await?;
                 import_cmd::print(&summary);

@@ -109,7 +109,7 @@ fn lock_data_dir(dir: &Path) -> Result<(), String> {
 }
 
 /// The configured store, migrated and ready, and how to name it in the start-up line.
-async fn open_store(cfg: &Config) -> Result<(Arc<dyn Store>, String), String> {
+pub(crate) async fn open_store(cfg: &Config) -> Result<(Arc<dyn Store>, String), String> {
     match cfg.storage.backend {
         Backend::Sqlite => {
             let dir = &cfg.storage.data_dir;

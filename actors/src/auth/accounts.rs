@@ -201,7 +201,6 @@ impl Accounts {
             password_hash: passwords::hash(password.to_string()).await?,
             is_admin,
             created_at: now,
-            pending_owner: None,
         };
         let library = Library {
             id: LibraryId::generate(),
@@ -209,6 +208,7 @@ impl Accounts {
             kind: LibraryKind::Personal,
             owner_id: user.id,
             created_at: now,
+            pending_owner: None,
         };
         match self.store.create_user(&user, &library).await {
             Ok(()) => Ok(user),
@@ -329,6 +329,37 @@ impl Accounts {
             }
         }
         Ok(ok)
+    }
+
+    /// `429` for a reader, or an address, that has typed too many wrong invite codes
+    /// lately (each has the login budget; an address four times it, as for logins).
+    pub async fn check_invite_guesser(
+        &self,
+        user: UserId,
+        addr: Option<&str>,
+    ) -> Result<(), AppError> {
+        let now = Instant::now();
+        let mut limited = self.limiter.check(&format!("inv:u:{user}"), now).await;
+        if limited.is_none()
+            && let Some(a) = addr
+        {
+            limited = self.addr_limiter.check(&format!("inv:a:{a}"), now).await;
+        }
+        match limited {
+            Some(secs) => Err(AppError::RateLimited {
+                retry_after_secs: secs,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a wrong invite code against the reader and their address.
+    pub async fn invite_failed(&self, user: UserId, addr: Option<&str>) {
+        let now = Instant::now();
+        self.limiter.fail(&format!("inv:u:{user}"), now).await;
+        if let Some(a) = addr {
+            self.addr_limiter.fail(&format!("inv:a:{a}"), now).await;
+        }
     }
 
     /// `429` for an address that has presented too many wrong device tokens lately.

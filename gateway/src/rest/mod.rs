@@ -11,6 +11,7 @@ mod devices;
 pub mod files;
 mod kobo_tokens;
 mod koreader;
+mod libraries;
 mod opds_tokens;
 mod progress;
 mod shelves;
@@ -94,6 +95,63 @@ pub static ROUTES: &[Route] = &[
         devices::delete(ctx, user, p.id(0, "device")?).await
     }),
     route!(GET "/v1/libraries", |ctx, p, req| books::libraries(ctx, auth(ctx, &req)?).await),
+    route!(POST "/v1/libraries", |ctx, p, req| {
+        libraries::create(ctx, auth(ctx, &req)?, req).await
+    }),
+    route!(POST "/v1/libraries/join", |ctx, p, req| {
+        libraries::join(ctx, auth(ctx, &req)?, req).await
+    }),
+    route!(GET "/v1/libraries/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        libraries::get(ctx, user, p.id(0, "library")?, req).await
+    }),
+    route!(PATCH "/v1/libraries/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        libraries::rename(ctx, user, p.id(0, "library")?, req).await
+    }),
+    route!(DELETE "/v1/libraries/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        libraries::delete(ctx, user, p.id(0, "library")?, req).await
+    }),
+    route!(GET "/v1/libraries/{id}/members", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        libraries::members(ctx, user, p.id(0, "library")?, req).await
+    }),
+    route!(PATCH "/v1/libraries/{id}/members/{user_id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        let ids = (p.id(0, "library")?, p.id(1, "member")?);
+        libraries::set_role(ctx, user, ids, req).await
+    }),
+    route!(DELETE "/v1/libraries/{id}/members/{user_id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        let ids = (p.id(0, "library")?, p.id(1, "member")?);
+        libraries::remove_member(ctx, user, ids, req).await
+    }),
+    route!(POST "/v1/libraries/{id}/invites", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        libraries::create_invite(ctx, user, p.id(0, "library")?, req).await
+    }),
+    route!(GET "/v1/libraries/{id}/invites", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        libraries::invites(ctx, user, p.id(0, "library")?, req).await
+    }),
+    route!(DELETE "/v1/libraries/{id}/invites/{invite_id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        let ids = (p.id(0, "library")?, p.id(1, "invite")?);
+        libraries::revoke_invite(ctx, user, ids, req).await
+    }),
+    route!(POST "/v1/libraries/{id}/transfer", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        libraries::offer(ctx, user, p.id(0, "library")?, req).await
+    }),
+    route!(POST "/v1/libraries/{id}/transfer/accept", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        libraries::accept(ctx, user, p.id(0, "library")?, req).await
+    }),
+    route!(GET "/v1/libraries/{id}/audit", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        libraries::audit(ctx, user, p.id(0, "library")?, req).await
+    }),
     route!(POST "/v1/books", |ctx, p, req| books::create(ctx, auth(ctx, &req)?, req).await),
     route!(GET "/v1/books", |ctx, p, req| books::list(ctx, auth(ctx, &req)?, req).await),
     route!(POST "/v1/books/upload", taken_before_the_table),
