@@ -247,6 +247,20 @@ impl Api {
         }
     }
 
+    /// The same caller, sending one more header with every request.
+    pub fn with_header(&self, name: &'static str, value: &str) -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(name, value.parse().expect("header value"));
+        Api {
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build()
+                .expect("http client"),
+            ..self.clone()
+        }
+    }
+
     pub async fn send(&self, method: &str, path: &str, body: Option<&str>) -> Resp {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut rb = self.http.request(method, format!("{}{}", self.base, path));
