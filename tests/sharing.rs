@@ -603,3 +603,95 @@ fn sqlite(db: &std::path::Path, sql: &str) -> String {
         .expect("python3");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Two members edit one book offline and sync later, the older edit arriving last: edits
+/// to different fields are both kept; for the same field the later client time wins, ties
+/// going to the greater device id; the answer is the merged record.
+#[tokio::test]
+async fn offline_edits_merge_field_by_field() {
+    let server = Server::start();
+    let owner = Reader::new(&server, "merge_owner").await;
+    let friend = Reader::new(&server, "merge_friend").await;
+    let lib = shared(&owner.api, "Edited together").await;
+    let inv = invite(&owner.api, &lib, json!({"role": "editor"})).await;
+    assert_eq!(
+        join(&friend.api, inv["code"].as_str().unwrap())
+            .await
+            .status,
+        200
+    );
+    let book = owner
+        .api
+        .post(
+            "/v1/books",
+            json!({"title": "Draft", "authors": ["Anon"], "library_id": lib}),
+        )
+        .await;
+    let id = book.body["id"].as_str().unwrap().to_string();
+    let at = |s: u32| format!("2026-06-01T10:00:{s:02}Z");
+    let patch = |api: &Api, body: Value| {
+        let api = api.clone();
+        let path = format!("/v1/books/{id}");
+        async move { api.patch(&path, body).await }
+    };
+    // The owner edited the title at :20; the friend, offline, the tags at :10 and the title
+    // at :15. The friend's edits arrive after the owner's.
+    let a = patch(
+        &owner.api,
+        json!({"title": "Owner's title", "client_ts": at(20), "device_id": owner.device}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let b = patch(
+        &friend.api,
+        json!({"title": "Friend's title", "tags": ["Poetry"], "client_ts": at(15),
+               "device_id": friend.device}),
+    )
+    .await;
+    assert_eq!(b.status, 200, "{}", b.body);
+    assert_eq!(b.body["title"], "Owner's title", "the later title stays");
+    assert_eq!(b.body["tags"], json!(["Poetry"]), "the other field is kept");
+    // Same time, same field: the greater device id wins, whichever arrives first.
+    let (lo, hi) = if owner.device < friend.device {
+        ((&owner, "low"), (&friend, "high"))
+    } else {
+        ((&friend, "low"), (&owner, "high"))
+    };
+    let first = patch(
+        &hi.0.api,
+        json!({"series": hi.1, "client_ts": at(30), "device_id": hi.0.device}),
+    )
+    .await;
+    assert_eq!(first.body["series"], "high");
+    let second = patch(
+        &lo.0.api,
+        json!({"series": lo.1, "client_ts": at(30), "device_id": lo.0.device}),
+    )
+    .await;
+    assert_eq!(second.status, 200);
+    assert_eq!(
+        second.body["series"], "high",
+        "ties go to the greater device id"
+    );
+    let stored = owner.api.get(&format!("/v1/books/{id}")).await;
+    assert_eq!(stored.body["title"], "Owner's title");
+    assert_eq!(stored.body["tags"], json!(["Poetry"]));
+    assert_eq!(stored.body["series"], "high");
+    // A device that is not the caller's is refused, naming the field.
+    let wrong = patch(
+        &friend.api,
+        json!({"title": "x", "client_ts": at(40), "device_id": owner.device}),
+    )
+    .await;
+    assert!(wrong.assert_error(400, "bad_request").contains("device_id"));
+    // A clock in year 9999 is taken as the server's time: later edits still win.
+    patch(
+        &friend.api,
+        json!({"description": "from the future", "client_ts": "9999-12-31T23:59:59Z",
+               "device_id": friend.device}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let now_edit = patch(&owner.api, json!({"description": "now"})).await;
+    assert_eq!(now_edit.body["description"], "now");
+}

@@ -1,7 +1,8 @@
 //! Book metadata edits and the rules they must satisfy.
 
+use crate::edits::merge_field;
 use crate::error::AppError;
-use dogear_storage::Book;
+use dogear_storage::{Book, FieldClock};
 use std::collections::BTreeMap;
 
 /// A metadata-only book as `POST /v1/books` creates it.
@@ -26,6 +27,9 @@ pub struct BookPatch {
     pub published: Option<Option<String>>,
     pub description: Option<Option<String>>,
     pub tags: Option<Vec<String>>,
+    /// The client time and device of the edit (`client_ts`, `device_id`); `None`: the
+    /// server's time, no device. Each field merges on it (`crate::edits`).
+    pub clock: Option<FieldClock>,
 }
 
 /// `s` without control characters (NUL, escapes, ...): what imported metadata is cleaned to.
@@ -191,26 +195,46 @@ impl NewBook {
 
 impl BookPatch {
     /// The book with the patch applied, validated; `version` and `updated_at` untouched.
-    pub fn apply_to(&self, book: &Book) -> Result<Book, AppError> {
+    /// The book with this edit merged in, field by field (`crate::edits`): each field the
+    /// patch sets is taken unless a later edit already set it. Every field is validated,
+    /// taken or not.
+    pub fn merge_into(&self, book: &Book, clock: FieldClock) -> Result<Book, AppError> {
         let mut b = book.clone();
+        let clocks = &mut b.meta.field_clocks;
         if let Some(t) = &self.title {
-            b.title = validate_title(t)?;
+            merge_field(clocks, "title", &mut b.title, validate_title(t)?, clock);
         }
         if let Some(a) = &self.authors {
-            b.authors = validate_authors(a)?;
+            merge_field(
+                clocks,
+                "authors",
+                &mut b.authors,
+                validate_authors(a)?,
+                clock,
+            );
         }
         if let Some(l) = &self.language {
-            b.language = l.as_deref().map(validate_language).transpose()?;
+            let v = l.as_deref().map(validate_language).transpose()?;
+            merge_field(clocks, "language", &mut b.language, v, clock);
         }
         if let Some(ids) = &self.identifiers {
             validate_identifiers(ids)?;
-            b.identifiers = ids.clone();
+            merge_field(
+                clocks,
+                "identifiers",
+                &mut b.identifiers,
+                ids.clone(),
+                clock,
+            );
         }
+        let m = &mut b.meta;
+        let clocks = &mut m.field_clocks;
         if let Some(s) = &self.series {
-            b.meta.series = validate_text("series", s, 512)?;
+            let v = validate_text("series", s, 512)?;
+            merge_field(clocks, "series", &mut m.series, v, clock);
         }
         if let Some(i) = &self.series_index {
-            b.meta.series_index = match i {
+            let v = match i {
                 Some(v) if !v.is_finite() || *v < 0.0 || *v > 1e6 => {
                     return Err(AppError::bad(
                         "series_index",
@@ -219,21 +243,25 @@ impl BookPatch {
                 }
                 other => *other,
             };
+            merge_field(clocks, "series_index", &mut m.series_index, v, clock);
         }
         if let Some(p) = &self.publisher {
-            b.meta.publisher = validate_text("publisher", p, 512)?;
+            let v = validate_text("publisher", p, 512)?;
+            merge_field(clocks, "publisher", &mut m.publisher, v, clock);
         }
         if let Some(p) = &self.published {
-            b.meta.published = validate_text("published", p, 64)?;
+            let v = validate_text("published", p, 64)?;
+            merge_field(clocks, "published", &mut m.published, v, clock);
         }
         if let Some(d) = &self.description {
-            b.meta.description = validate_text("description", d, 64 * 1024)?;
+            let v = validate_text("description", d, 64 * 1024)?;
+            merge_field(clocks, "description", &mut m.description, v, clock);
         }
         if let Some(t) = &self.tags {
-            b.meta.tags = validate_tags(t)?;
+            merge_field(clocks, "tags", &mut m.tags, validate_tags(t)?, clock);
         }
-        if b.meta.series.is_none() {
-            b.meta.series_index = None;
+        if m.series.is_none() {
+            m.series_index = None;
         }
         Ok(b)
     }

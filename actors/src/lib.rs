@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod device_actor;
 pub mod device_cache;
 pub(crate) mod device_secrets;
+pub mod edits;
 pub mod error;
 pub mod idle;
 pub mod import;

@@ -242,9 +242,25 @@ impl LibraryState {
     ) -> Result<Book, AppError> {
         self.require_editor(user, "book")?;
         let current = self.live_book(id).await?;
-        let mut next = patch.apply_to(&current)?;
+        let now = Timestamp::now();
+        // A client clock far ahead would win every later edit: taken as now instead.
+        let skew = i64::try_from(self.placement.settings().max_clock_skew.as_secs())
+            .unwrap_or(i64::MAX / 4);
+        let clock = match patch.clock {
+            Some(c) if c.at <= now.plus_secs(skew) => c,
+            Some(c) => dogear_storage::FieldClock { at: now, ..c },
+            None => dogear_storage::FieldClock {
+                at: now,
+                device: None,
+            },
+        };
+        let mut next = patch.merge_into(&current, clock)?;
+        if next == current {
+            // Every field lost to a later edit (or changed nothing): nothing to write.
+            return Ok(current);
+        }
         next.version = current.version + 1;
-        next.updated_at = Timestamp::now();
+        next.updated_at = now;
         self.store.update_book(&next).await?;
         self.attach_koreader(&next);
         self.book_notice(NoticeKind::BookChanged, next.id);

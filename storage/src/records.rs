@@ -365,6 +365,17 @@ pub struct BookMeta {
     pub cover: Option<Cover>,
     pub formats: Vec<BookFile>,
     pub source: Option<BookSource>,
+    /// When and from where each field a person edited was last set (by field name): shared
+    /// edits merge field by field on these (`dogear_actors::edits`). Empty for fields only
+    /// ever set by an import.
+    pub field_clocks: BTreeMap<String, FieldClock>,
+}
+
+/// The client time and device of the edit that set a field.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub struct FieldClock {
+    pub at: Timestamp,
+    pub device: Option<DeviceId>,
 }
 
 impl BookMeta {

@@ -156,6 +156,7 @@ pub fn book_of(root: &Path, library: LibraryId, b: &CalibreBook) -> Book {
             cover,
             formats,
             source: Some(BookSource::Calibre),
+            field_clocks: Default::default(),
         },
     }
 }

@@ -617,6 +617,7 @@ pub fn book_from(
             cover,
             formats,
             source: Some(job.source),
+            field_clocks: Default::default(),
         },
     }
 }

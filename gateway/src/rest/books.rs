@@ -56,6 +56,12 @@ struct PatchBody {
     description: Option<Option<String>>,
     #[serde(default)]
     tags: Option<Vec<String>>,
+    /// When the edit was made on the client, and on which of the caller's devices: shared
+    /// edits merge field by field on them (later wins, then the greater device id).
+    #[serde(default)]
+    client_ts: Option<dogear_storage::Timestamp>,
+    #[serde(default)]
+    device_id: Option<dogear_storage::DeviceId>,
 }
 
 pub async fn libraries(ctx: &Ctx, user: UserId) -> Result<Response, ApiError> {
@@ -148,6 +154,24 @@ pub async fn patch(ctx: &Ctx, user: UserId, id: BookId, req: Req) -> Result<Resp
         published: b.published,
         description: b.description,
         tags: b.tags,
+        clock: None,
+    };
+    let patch = BookPatch {
+        clock: match (b.client_ts, b.device_id) {
+            (None, None) => None,
+            (at, device) => {
+                if let Some(d) = device
+                    && !ctx.app.has_device(user, d).await?
+                {
+                    return Err(ApiError::field("device_id", "is not one of your devices"));
+                }
+                Some(dogear_storage::FieldClock {
+                    at: at.unwrap_or_else(dogear_storage::Timestamp::now),
+                    device,
+                })
+            }
+        },
+        ..patch
     };
     let book = ctx.app.update_book(user, id, patch).await?;
     Ok(http::json(StatusCode::OK, &wire::book(&book)))
