@@ -695,3 +695,82 @@ async fn offline_edits_merge_field_by_field() {
     let now_edit = patch(&owner.api, json!({"description": "now"})).await;
     assert_eq!(now_edit.body["description"], "now");
 }
+
+/// Two nodes: an invite made through one node is redeemed through the other, the last use
+/// of a code still goes to one person when the racers are spread over both nodes, and a
+/// member's socket on one node hears of changes made through the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharing_across_two_nodes() {
+    let (c, _plan) = dogear_e2e::cluster::Nodes::start(2).await;
+    let owner = Reader::new(&c.nodes[0], "cl_owner").await;
+    let friend = Reader::new(&c.nodes[1], "cl_friend").await;
+    let lib = shared(&owner.api, "Across").await;
+    let inv = invite(&owner.api, &lib, json!({"role": "reader"})).await;
+    let joined = join(&friend.api, inv["code"].as_str().unwrap()).await;
+    assert_eq!(joined.status, 200, "{}", joined.body);
+    let (mut ws, _) = Socket::connect(&c.nodes[1], friend.token(), &friend.device).await;
+
+    let one = invite(&owner.api, &lib, json!({"role": "reader", "max_uses": 1})).await;
+    let code = one["code"].as_str().unwrap().to_string();
+    let mut racers = Vec::new();
+    for i in 0..8 {
+        racers.push(Reader::new(&c.nodes[i % 2], &format!("cl_racer{i}")).await);
+    }
+    let answers = futures_util::future::join_all(racers.iter().map(|r| join(&r.api, &code))).await;
+    assert_eq!(
+        answers.iter().filter(|r| r.status == 200).count(),
+        1,
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    let joined = frame_of(&mut ws, "member_joined").await;
+    assert_eq!(joined["library_id"], lib.as_str());
+
+    let book = owner
+        .api
+        .post(
+            "/v1/books",
+            json!({"title": "Far away", "authors": ["x"], "library_id": lib}),
+        )
+        .await;
+    let book_id = book.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        frame_of(&mut ws, "book_added").await["book_id"],
+        book_id.as_str()
+    );
+    let owner_on_1 = Api {
+        base: c.nodes[1].base.clone(),
+        ..owner.api.clone()
+    };
+    let promoted = owner_on_1
+        .patch(
+            &format!("/v1/libraries/{lib}/members/{}", friend.user_id),
+            json!({"role": "editor"}),
+        )
+        .await;
+    assert_eq!(promoted.status, 200, "{}", promoted.body);
+    assert_eq!(frame_of(&mut ws, "role_changed").await["role"], "editor");
+    let edited = friend
+        .api
+        .patch(&format!("/v1/books/{book_id}"), json!({"title": "Closer"}))
+        .await;
+    assert_eq!(edited.status, 200, "{}", edited.body);
+    let audit = owner_on_1.get(&format!("/v1/libraries/{lib}/audit")).await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "library_created",
+            "invite_created",
+            "invite_redeemed",
+            "invite_created",
+            "invite_redeemed",
+            "role_changed"
+        ]
+    );
+}
