@@ -258,3 +258,71 @@ async fn two_nodes_on_one_database_keep_the_rules() {
         assert_eq!(r.body["state"]["percent"], max, "{}", r.body);
     }
 }
+
+/// On PostgreSQL too: sharing actions leave a chained audit log, the database refuses to
+/// change it, and `dogear audit verify` names the entry someone changed after dropping that
+/// guard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_finds_an_edit_on_postgres() {
+    use dogear_e2e::serde_json::json;
+    let url = fresh_postgres().await;
+    let env = pg_env(&url);
+    let env = as_refs(&env);
+    let mut server = Server::start_with(&env);
+    let owner = Reader::new(&server, "pg_au_owner").await;
+    let friend = Reader::new(&server, "pg_au_friend").await;
+    let lib = owner
+        .api
+        .post("/v1/libraries", json!({"name": "On PostgreSQL"}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let inv = owner
+        .api
+        .post(&format!("/v1/libraries/{lib}/invites"), json!({"role": "reader"}))
+        .await;
+    let joined = friend
+        .api
+        .post("/v1/libraries/join", json!({"code": inv.body["code"]}))
+        .await;
+    assert_eq!(joined.status, 200, "{}", joined.body);
+    owner
+        .api
+        .patch(&format!("/v1/libraries/{lib}"), json!({"name": "Renamed"}))
+        .await;
+    assert_eq!(server.terminate(), Some(0));
+    let (code, out, err) = run_cli(&["audit", "verify"], &env, None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("4 entries"), "{out}");
+
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let refused = db
+        .execute(
+            "UPDATE audit_log SET name = 'x' WHERE library_id = $1 AND seq = 4",
+            &[&lib],
+        )
+        .await;
+    assert!(
+        refused
+            .unwrap_err()
+            .as_db_error()
+            .is_some_and(|e| e.message().contains("append-only"))
+    );
+    db.batch_execute("DROP TRIGGER audit_log_append_only ON audit_log")
+        .await
+        .unwrap();
+    db.execute(
+        "UPDATE audit_log SET actor = $2 WHERE library_id = $1 AND seq = 3",
+        &[&lib, &owner.user_id],
+    )
+    .await
+    .unwrap();
+    let (code, out, err) = run_cli(&["audit", "verify"], &env, None);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains(&format!("library {lib} entry 3")), "{out}");
+}
