@@ -281,7 +281,10 @@ async fn audit_verify_finds_an_edit_on_postgres() {
         .to_string();
     let inv = owner
         .api
-        .post(&format!("/v1/libraries/{lib}/invites"), json!({"role": "reader"}))
+        .post(
+            &format!("/v1/libraries/{lib}/invites"),
+            json!({"role": "reader"}),
+        )
         .await;
     let joined = friend
         .api

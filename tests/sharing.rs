@@ -774,3 +774,42 @@ async fn sharing_across_two_nodes() {
         ]
     );
 }
+
+/// `audit.retention_days`: a deleted library's log goes after the retention, a live
+/// library's stays; the chains left still verify.
+#[tokio::test]
+async fn deleted_libraries_logs_go_after_the_retention() {
+    // 0.00003 days: 2.6 s.
+    let mut server = Server::start_with(&[("DOGEAR_AUDIT__RETENTION_DAYS", "0.00003")]);
+    let owner = Reader::new(&server, "ret_owner").await;
+    let kept = shared(&owner.api, "Kept").await;
+    let gone = shared(&owner.api, "Gone").await;
+    assert_eq!(
+        owner
+            .api
+            .delete(&format!("/v1/libraries/{gone}"))
+            .await
+            .status,
+        204
+    );
+    dogear_e2e::eventually(
+        30,
+        "the retention to remove the deleted library's log",
+        || async {
+            server
+                .log()
+                .contains("audit logs of deleted libraries removed")
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(server.terminate(), Some(0));
+    let data = server.data.to_str().unwrap().to_string();
+    let (code, out, err) = run_cli(&["--data", &data, "audit", "verify"], &[], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("ok library {kept}: 1 entries")),
+        "{out}"
+    );
+    assert!(!out.contains(&gone), "{out}");
+}

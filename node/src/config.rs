@@ -15,6 +15,7 @@ pub struct Config {
     pub import: Import,
     pub kobo: Kobo,
     pub koreader: Koreader,
+    pub audit: Audit,
     pub log: Log,
     pub cluster: ClusterCfg,
     pub redis: Redis,
@@ -111,6 +112,15 @@ impl Default for Kobo {
             oauth: KoboOauth::Local,
         }
     }
+}
+
+/// `[audit]`: the audit log of shared libraries.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    /// Days a deleted library's audit log is kept after the deletion (fractions allowed);
+    /// 0 keeps it for ever. Live libraries' logs are always kept.
+    pub retention_days: f64,
 }
 
 /// `[koreader]`: KOReader's progress sync (`/koreader`).
@@ -412,7 +422,14 @@ pub fn load(
 }
 
 fn validate(cfg: &Config) -> Result<(), String> {
-    let checks: [(bool, &str, &str); 16] = [
+    let checks: [(bool, &str, &str); 17] = [
+        (
+            cfg.audit.retention_days.is_finite()
+                && cfg.audit.retention_days >= 0.0
+                && cfg.audit.retention_days <= 36_500.0,
+            "audit.retention_days",
+            "must be a number of days from 0 (keep for ever) to 36500",
+        ),
         (
             cfg.storage.backend != Backend::Postgres || !cfg.storage.postgres_url.trim().is_empty(),
             "storage.postgres_url",

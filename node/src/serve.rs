@@ -315,6 +315,24 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     app.start_imports(folders, calibres)
         .await
         .map_err(|e| format!("starting imports: {e}"))?;
+    if cfg.audit.retention_days > 0.0 {
+        // Deleted libraries' audit logs past the retention: checked a few times per period
+        // (at most hourly), on every node alike (removing them twice removes nothing more).
+        let retention = Duration::from_secs_f64(cfg.audit.retention_days * 86_400.0);
+        let period = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(3_600));
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(period);
+            loop {
+                every.tick().await;
+                match app.purge_audit(retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(entries = n, "audit logs of deleted libraries removed"),
+                    Err(e) => tracing::warn!(error = %e, "audit retention not applied"),
+                }
+            }
+        });
+    }
     {
         // Books stored by an older Dogear get the digests KOReader knows them by.
         let app = app.clone();

@@ -356,4 +356,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<AuditEntry>, StoreError>;
     /// Every library with an audit log, deleted ones included.
     async fn audited_libraries(&self) -> Result<Vec<LibraryId>, StoreError>;
+    /// Removes the whole audit log of every library deleted before `deleted_before`; the
+    /// number of entries removed. Live libraries' logs are never removed.
+    async fn purge_audit(&self, deleted_before: Timestamp) -> Result<u64, StoreError>;
 }

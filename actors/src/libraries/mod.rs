@@ -251,6 +251,16 @@ impl Dogear {
     }
 }
 
+impl Dogear {
+    /// Removes the audit logs of libraries deleted more than `retention` ago; how many
+    /// entries went.
+    pub async fn purge_audit(&self, retention: std::time::Duration) -> Result<u64, AppError> {
+        let ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2);
+        let before = Timestamp::from_millis(Timestamp::now().millis().saturating_sub(ms));
+        Ok(self.store.purge_audit(before).await?)
+    }
+}
+
 fn unexpected(r: LibraryReply) -> AppError {
     AppError::Unavailable(format!("unexpected library reply {r:?}"))
 }

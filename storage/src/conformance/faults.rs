@@ -489,4 +489,8 @@ impl<S: Store> Store for Faulty<S> {
         self.fault("audited_libraries")?;
         self.inner.audited_libraries().await
     }
+    async fn purge_audit(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.fault("purge_audit")?;
+        self.inner.purge_audit(before).await
+    }
 }

@@ -227,4 +227,34 @@ pub async fn sharing(s: &dyn Store) {
         s.audited_libraries().await.unwrap().contains(&lib.id),
         "a deleted library's log is still listed"
     );
+
+    // Retention: a deleted library's log goes once it was deleted long enough ago; a live
+    // library's never does.
+    let live = Library {
+        id: LibraryId::generate(),
+        name: "Live".into(),
+        ..lib.clone()
+    };
+    s.sharing_write(
+        &[SharingOp::PutLibrary(live.clone())],
+        &AuditDraft::new(live.id, owner.id, AuditAction::LibraryCreated),
+    )
+    .await
+    .unwrap();
+    let long_ago = Timestamp::from_millis(Timestamp::now().millis() - 60_000);
+    assert_eq!(
+        s.purge_audit(long_ago).await.unwrap(),
+        0,
+        "deleted too recently"
+    );
+    assert_eq!(s.audit_entries(lib.id, 0, 100).await.unwrap().len(), 7);
+    let later = Timestamp::from_millis(Timestamp::now().millis() + 1);
+    assert!(s.purge_audit(later).await.unwrap() >= 7);
+    assert!(s.audit_entries(lib.id, 0, 100).await.unwrap().is_empty());
+    assert!(!s.audited_libraries().await.unwrap().contains(&lib.id));
+    assert_eq!(
+        s.audit_entries(live.id, 0, 100).await.unwrap().len(),
+        1,
+        "a live library's log stays"
+    );
 }

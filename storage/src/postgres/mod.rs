@@ -1157,6 +1157,17 @@ impl Store for PostgresStore {
         let c = self.client().await?;
         sharing::audited_libraries(&c).await
     }
+
+    async fn purge_audit(&self, deleted_before: Timestamp) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        Ok(exec(
+            &c,
+            "DELETE FROM audit_log WHERE library_id IN (SELECT id FROM libraries
+                 WHERE deleted_at IS NOT NULL AND deleted_at < $1)",
+            &[&deleted_before.millis()],
+        )
+        .await?)
+    }
 }
 
 async fn head(c: &impl GenericClient, user: UserId) -> Result<u64, StoreError> {

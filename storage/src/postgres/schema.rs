@@ -290,7 +290,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 6: sharing: a library's pending owner and deletion, invitations (codes hashed) and the
     // audit log, a hash chain per library with no foreign keys (it outlives members and the
-    // library) that refuses updates and deletes.
+    // library) that refuses updates, and deletes except of a deleted library's whole log
+    // (`audit.retention_days`).
     r#"
     ALTER TABLE libraries ADD COLUMN pending_owner TEXT COLLATE "C";
     ALTER TABLE libraries ADD COLUMN deleted_at BIGINT;
@@ -326,6 +327,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE FUNCTION dogear_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
+        IF TG_OP = 'DELETE' AND (SELECT deleted_at FROM libraries WHERE id = OLD.library_id)
+            IS NOT NULL THEN
+            RETURN OLD;
+        END IF;
         RAISE EXCEPTION 'the audit log is append-only';
     END $$;
     CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log

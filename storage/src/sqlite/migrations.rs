@@ -366,7 +366,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 10: sharing: a library's pending owner and deletion, invitations (codes hashed) and the
     // audit log, a hash chain per library with no foreign keys (it outlives members and the
-    // library) that refuses updates and deletes.
+    // library) that refuses updates, and deletes except of a deleted library's whole log
+    // (`audit.retention_days`).
     r#"
     ALTER TABLE libraries ADD COLUMN pending_owner TEXT;
     ALTER TABLE libraries ADD COLUMN deleted_at INTEGER;
@@ -403,7 +404,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN
         SELECT RAISE(ABORT, 'the audit log is append-only');
     END;
-    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    WHEN (SELECT deleted_at FROM libraries WHERE id = old.library_id) IS NULL BEGIN
         SELECT RAISE(ABORT, 'the audit log is append-only');
     END;
     "#,

@@ -1160,6 +1160,17 @@ impl Store for SqliteStore {
     async fn audited_libraries(&self) -> Result<Vec<LibraryId>, StoreError> {
         self.read(sharing::audited_libraries).await
     }
+
+    async fn purge_audit(&self, deleted_before: Timestamp) -> Result<u64, StoreError> {
+        self.write(move |c| {
+            Ok(c.execute(
+                "DELETE FROM audit_log WHERE library_id IN (SELECT id FROM libraries
+                     WHERE deleted_at IS NOT NULL AND deleted_at < ?1)",
+                [deleted_before.millis()],
+            )? as u64)
+        })
+        .await
+    }
 }
 
 fn head(c: &Connection, user: UserId) -> Result<u64, StoreError> {
