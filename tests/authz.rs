@@ -296,6 +296,11 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            label: "GET /v1/libraries/{id}/changes",
+            expect: row([200, 200, 200]),
+            call: |w, _| Json("GET", format!("/v1/libraries/{}/changes", w.lib), None),
+        },
+        Case {
             label: "GET /v1/libraries/{id}/audit",
             expect: row([403, 403, 200]),
             call: |w, _| Json("GET", format!("/v1/libraries/{}/audit", w.lib), None),

@@ -421,6 +421,60 @@ async fn members_follow_the_library_live_and_on_their_kobo() {
         .await;
     assert_eq!(frame_of(&mut ws, "library_changed").await["name"], "Live 2");
 
+    // A device that was away reads the same from the library's changes feed, then only
+    // what is newer from its cursor.
+    let feed = friend
+        .api
+        .get(&format!("/v1/libraries/{lib}/changes"))
+        .await;
+    assert_eq!(feed.status, 200, "{}", feed.body);
+    let items = feed.body["items"].as_array().unwrap();
+    assert!(
+        items
+            .iter()
+            .any(|i| i["type"] == "book" && i["book"]["id"] == book.as_str())
+    );
+    let kinds: Vec<&str> = items
+        .iter()
+        .filter(|i| i["type"] != "book")
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "library_created",
+            "member_joined",
+            "member_joined",
+            "role_changed",
+            "library_changed"
+        ]
+    );
+    assert!(
+        !feed.body.to_string().contains("127.0.0.1"),
+        "no addresses for members"
+    );
+    let cursor = feed.body["next_cursor"].as_str().unwrap().to_string();
+    let quiet = friend
+        .api
+        .get(&format!("/v1/libraries/{lib}/changes?cursor={cursor}"))
+        .await;
+    assert_eq!(quiet.body["items"], json!([]));
+    assert_eq!(quiet.body["next_cursor"], cursor.as_str());
+    let later = owner
+        .api
+        .post(
+            "/v1/books",
+            json!({"title": "Later", "authors": ["x"], "library_id": lib}),
+        )
+        .await;
+    let newer = friend
+        .api
+        .get(&format!("/v1/libraries/{lib}/changes?cursor={cursor}"))
+        .await;
+    let newer = newer.body["items"].as_array().unwrap().clone();
+    assert_eq!(newer.len(), 1, "{newer:?}");
+    assert_eq!(newer[0]["book"]["id"], later.body["id"]);
+
     let removed = owner
         .api
         .delete(&format!("/v1/libraries/{lib}/members/{}", friend.user_id))

@@ -26,12 +26,14 @@ pub enum AppError {
     IdempotencyMismatch,
     #[error("{0}")]
     Conflict(Cow<'static, str>),
-    #[error("this invite code is not valid: it may be mistyped, expired, used up or revoked")]
-    InvalidInvite,
     #[error("too many attempts; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("service unavailable")]
     Unavailable(String),
+    // New variants go last: errors cross between nodes by position, and a node of the
+    // previous build must read what it knows the same way.
+    #[error("this invite code is not valid: it may be mistyped, expired, used up or revoked")]
+    InvalidInvite,
 }
 
 impl AppError {

@@ -357,15 +357,16 @@ pub enum SharingAction {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum LibraryReply {
     Role(Option<Role>),
+    Book(#[serde(with = "crate::cluster::wire::as_json")] Box<Book>),
+    Registered(RegisterOutcome),
+    Many(Vec<Result<RegisterOutcome, AppError>>),
+    Done,
+    // Sharing; new variants go last (replies cross between nodes by position).
     Library(Box<Library>, Role),
     Members(Vec<Membership>),
     Invite(Box<Invite>),
     Invites(Vec<Invite>),
     Audit(Vec<AuditEntry>),
-    Book(#[serde(with = "crate::cluster::wire::as_json")] Box<Book>),
-    Registered(RegisterOutcome),
-    Many(Vec<Result<RegisterOutcome, AppError>>),
-    Done,
 }
 
 // An op is moved into the mailbox once and out again: its size costs one copy, not worth a

@@ -251,7 +251,72 @@ impl Dogear {
     }
 }
 
+/// One page of a library's changes feed: its books changed after a change number, and the
+/// membership events of its audit log after an entry number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LibraryChanges {
+    /// Books written after the cursor (tombstones included), with their change numbers.
+    pub books: Vec<(u64, dogear_storage::Book)>,
+    /// Audit entries after the cursor that members may see (who joined, left, was removed
+    /// or changed role; renames and ownership), with no device or address.
+    pub events: Vec<AuditEntry>,
+    /// Where the next page starts: the last book change and the last audit entry read.
+    pub next: (u64, u64),
+    /// Either part filled its page: there may be more.
+    pub more: bool,
+}
+
+/// Audit actions every member may see in the changes feed.
+fn visible_to_members(a: dogear_storage::AuditAction) -> bool {
+    use dogear_storage::AuditAction as A;
+    matches!(
+        a,
+        A::LibraryCreated
+            | A::LibraryRenamed
+            | A::InviteRedeemed
+            | A::RoleChanged
+            | A::MemberRemoved
+            | A::MemberLeft
+            | A::OwnershipOffered
+            | A::OwnershipTransferred
+    )
+}
+
 impl Dogear {
+    /// A page of the library's changes for a member, after `(books, audit)` (both 0: from
+    /// the start), at most `limit` of each.
+    pub async fn library_changes(
+        &self,
+        caller: &Caller,
+        id: LibraryId,
+        after: (u64, u64),
+        limit: usize,
+    ) -> Result<LibraryChanges, AppError> {
+        self.library(caller, id).await?;
+        let books = self.store.books_changed(id, after.0, limit).await?;
+        let entries = self.store.audit_entries(id, after.1, limit).await?;
+        let more = books.len() == limit || entries.len() == limit;
+        let next = (
+            books.last().map_or(after.0, |(n, _)| *n),
+            entries.last().map_or(after.1, |e| e.seq),
+        );
+        let events = entries
+            .into_iter()
+            .filter(|e| visible_to_members(e.draft.action))
+            .map(|mut e| {
+                e.draft.device_id = None;
+                e.draft.addr = None;
+                e
+            })
+            .collect();
+        Ok(LibraryChanges {
+            books,
+            events,
+            next,
+            more,
+        })
+    }
+
     /// Removes the audit logs of libraries deleted more than `retention` ago; how many
     /// entries went.
     pub async fn purge_audit(&self, retention: std::time::Duration) -> Result<u64, AppError> {

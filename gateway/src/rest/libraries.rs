@@ -311,3 +311,67 @@ pub async fn audit(ctx: &Ctx, user: UserId, id: LibraryId, req: Req) -> Result<R
         &json!({"items": items, "next_cursor": next}),
     ))
 }
+
+/// A members' feed cursor: the last book change and the last audit entry read (`b12.a4`).
+fn parse_feed_cursor(s: &str) -> Option<(u64, u64)> {
+    let (b, a) = s.split_once('.')?;
+    Some((
+        b.strip_prefix('b')?.parse().ok()?,
+        a.strip_prefix('a')?.parse().ok()?,
+    ))
+}
+
+/// A membership event of the audit log as the changes feed shows it to members.
+fn event_json(e: &AuditEntry) -> Value {
+    use dogear_storage::AuditAction as A;
+    let d = &e.draft;
+    let (kind, user) = match d.action {
+        A::LibraryCreated => ("library_created", Some(d.actor)),
+        A::LibraryRenamed => ("library_changed", None),
+        A::OwnershipOffered => ("library_changed", d.target_user),
+        A::InviteRedeemed => ("member_joined", d.target_user),
+        A::RoleChanged => ("role_changed", d.target_user),
+        A::MemberRemoved => ("member_removed", d.target_user),
+        A::MemberLeft => ("member_left", d.target_user),
+        A::OwnershipTransferred => ("owner_changed", Some(d.actor)),
+        _ => ("library_changed", None),
+    };
+    json!({
+        "type": kind,
+        "seq": e.seq,
+        "at": d.at,
+        "user_id": user,
+        "role": d.role,
+        "name": d.name,
+    })
+}
+
+pub async fn changes(
+    ctx: &Ctx,
+    user: UserId,
+    id: LibraryId,
+    req: Req,
+) -> Result<Response, ApiError> {
+    let limit = req.limit()?;
+    let after = match req.q("cursor") {
+        None | Some("") => (0, 0),
+        Some(s) => parse_feed_cursor(s)
+            .ok_or_else(|| ApiError::field("cursor", "must be a cursor from a previous page"))?,
+    };
+    let c = caller(ctx, user, &req).await?;
+    let page = ctx.app.library_changes(&c, id, after, limit).await?;
+    let mut items: Vec<Value> = page
+        .books
+        .iter()
+        .map(|(n, b)| match b.deleted_at {
+            Some(_) => json!({"type": "book_removed", "change": n, "book_id": b.id}),
+            None => json!({"type": "book", "change": n, "book": wire::book(b)}),
+        })
+        .collect();
+    items.extend(page.events.iter().map(event_json));
+    let cursor = format!("b{}.a{}", page.next.0, page.next.1);
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": cursor, "more": page.more}),
+    ))
+}

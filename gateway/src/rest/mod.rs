@@ -148,6 +148,10 @@ pub static ROUTES: &[Route] = &[
         let user = auth(ctx, &req)?;
         libraries::accept(ctx, user, p.id(0, "library")?, req).await
     }),
+    route!(GET "/v1/libraries/{id}/changes", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        libraries::changes(ctx, user, p.id(0, "library")?, req).await
+    }),
     route!(GET "/v1/libraries/{id}/audit", |ctx, p, req| {
         let user = auth(ctx, &req)?;
         libraries::audit(ctx, user, p.id(0, "library")?, req).await
