@@ -56,6 +56,8 @@ struct World {
     doomed: HashMap<Who, String>,
     /// Each person's own shelf.
     shelves: HashMap<Who, String>,
+    /// A shelf of the library.
+    lib_shelf: String,
     epub: Vec<u8>,
 }
 
@@ -153,7 +155,16 @@ async fn setup() -> World {
         .await;
     let kobo_token = kobo.body["token"].as_str().unwrap().to_string();
     let invite = readers["id"].as_str().unwrap().to_string();
+    let lib_shelf = owner
+        .post(
+            "/v1/shelves",
+            json!({"name": "Library picks", "book_ids": [book], "library_id": lib}),
+        )
+        .await;
+    assert_eq!(lib_shelf.status, 201, "{}", lib_shelf.body);
+    let lib_shelf = lib_shelf.body["id"].as_str().unwrap().to_string();
     World {
+        lib_shelf,
         server,
         people,
         kobo_token,
@@ -403,6 +414,33 @@ fn cases() -> Vec<Case> {
             label: "GET /opds/v1.2/all (200: the book is listed, 404: it is not)",
             expect: [401, 401, 404, 404, 200, 200, 200],
             call: |_, _| Basic("/opds/v1.2/all?limit=200".into()),
+        },
+        Case {
+            label: "GET /v1/shelves/{library's shelf}",
+            expect: row([200, 200, 200]),
+            call: |w, _| Json("GET", format!("/v1/shelves/{}", w.lib_shelf), None),
+        },
+        Case {
+            label: "PATCH /v1/shelves/{library's shelf}",
+            expect: row([403, 200, 200]),
+            call: |w, _| {
+                Json(
+                    "PATCH",
+                    format!("/v1/shelves/{}", w.lib_shelf),
+                    Some(json!({"name": "Library picks"})),
+                )
+            },
+        },
+        Case {
+            label: "POST /v1/shelves (library_id)",
+            expect: row([403, 201, 201]),
+            call: |w, _| {
+                Json(
+                    "POST",
+                    "/v1/shelves".into(),
+                    Some(json!({"name": "More", "library_id": w.lib})),
+                )
+            },
         },
         Case {
             label: "DELETE /v1/libraries/{id}",

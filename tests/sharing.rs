@@ -867,3 +867,120 @@ async fn deleted_libraries_logs_go_after_the_retention() {
     );
     assert!(!out.contains(&gone), "{out}");
 }
+
+/// A library's shelves: its owner and editors make and change them, every member sees them
+/// (a member's Kobo as a collection, from the library's books), nobody else does; a member
+/// who leaves loses them, on the Kobo too.
+#[tokio::test]
+async fn library_shelves_follow_roles_and_membership() {
+    let server = Server::start();
+    let owner = Reader::new(&server, "ls_owner").await;
+    let editor = Reader::new(&server, "ls_editor").await;
+    let reader = Reader::new(&server, "ls_reader").await;
+    let outsider = Reader::new(&server, "ls_outsider").await;
+    let lib = shared(&owner.api, "Shelved").await;
+    for (p, role) in [(&editor, "editor"), (&reader, "reader")] {
+        let inv = invite(&owner.api, &lib, json!({"role": role})).await;
+        assert_eq!(
+            join(&p.api, inv["code"].as_str().unwrap()).await.status,
+            200
+        );
+    }
+    let hamlet = upload_to(&owner.api, &lib, "hamlet.epub").await;
+    let macbeth = upload_to(&owner.api, &lib, "macbeth.epub").await;
+    let made = owner
+        .api
+        .post(
+            "/v1/shelves",
+            json!({"name": "Tragedies", "book_ids": [hamlet], "library_id": lib}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(made.body["library_id"], lib.as_str());
+    let shelf = made.body["id"].as_str().unwrap().to_string();
+    // A book from outside the library is refused, naming the field.
+    let personal = owner
+        .api
+        .post(
+            "/v1/shelves",
+            json!({"name": "Mixed", "book_ids": [owner.book], "library_id": lib}),
+        )
+        .await;
+    assert!(
+        personal
+            .assert_error(400, "bad_request")
+            .contains("book_ids")
+    );
+    reader
+        .api
+        .post("/v1/shelves", json!({"name": "No", "library_id": lib}))
+        .await
+        .assert_error(403, "forbidden");
+    outsider
+        .api
+        .post("/v1/shelves", json!({"name": "No", "library_id": lib}))
+        .await
+        .assert_error(404, "not_found");
+    // The editor adds a book; the reader sees the shelf but cannot change it.
+    let added = editor
+        .api
+        .send("PUT", &format!("/v1/shelves/{shelf}/books/{macbeth}"), None)
+        .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert_eq!(added.body["book_ids"], json!([hamlet, macbeth]));
+    let listed = reader.api.get("/v1/shelves").await;
+    assert!(
+        listed.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == shelf.as_str())
+    );
+    reader
+        .api
+        .patch(&format!("/v1/shelves/{shelf}"), json!({"name": "Mine"}))
+        .await
+        .assert_error(403, "forbidden");
+    assert_eq!(
+        outsider
+            .api
+            .get(&format!("/v1/shelves/{shelf}"))
+            .await
+            .status,
+        404
+    );
+
+    // A Kobo of the reader gets it as a collection; after leaving, it is taken back.
+    let tok = reader
+        .api
+        .post("/v1/kobo/tokens", json!({"device_name": "Sage"}))
+        .await;
+    let mut kobo = Kobo::new(tok.body["api_endpoint"].as_str().unwrap());
+    let got: Vec<Value> = kobo.sync_all().await.into_iter().flatten().collect();
+    let tag = got
+        .iter()
+        .find(|i| i["NewTag"]["Tag"]["Id"] == shelf.as_str())
+        .unwrap_or_else(|| panic!("the library's shelf as a collection: {got:?}"));
+    assert_eq!(tag["NewTag"]["Tag"]["Name"], "Tragedies");
+    assert_eq!(
+        tag["NewTag"]["Tag"]["Items"].as_array().unwrap().len(),
+        2,
+        "{tag}"
+    );
+    let left = reader
+        .api
+        .delete(&format!("/v1/libraries/{lib}/members/{}", reader.user_id))
+        .await;
+    assert_eq!(left.status, 204);
+    let after: Vec<Value> = kobo.sync_all().await.into_iter().flatten().collect();
+    assert!(
+        after
+            .iter()
+            .any(|i| i["DeletedTag"]["Tag"]["Id"] == shelf.as_str()),
+        "the collection is taken back: {after:?}"
+    );
+    assert_eq!(
+        reader.api.get(&format!("/v1/shelves/{shelf}")).await.status,
+        404
+    );
+}

@@ -333,6 +333,15 @@ impl Dogear {
     }
 
     /// The caller's role in the library, as its actor knows it; `None`: not a member.
+    pub(crate) async fn library_role(
+        &self,
+        user: UserId,
+        library: LibraryId,
+    ) -> Result<Option<Role>, AppError> {
+        self.role(user, library).await
+    }
+
+    /// The caller's role in the library, as its actor knows it; `None`: not a member.
     async fn role(&self, user: UserId, library: LibraryId) -> Result<Option<Role>, AppError> {
         reply!(
             self.placement

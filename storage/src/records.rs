@@ -594,6 +594,10 @@ pub struct Shelf {
     pub deleted_at: Option<Timestamp>,
     /// Position in the change sequence shared with books (set by the store on every write).
     pub change_seq: u64,
+    /// A library's shelf (every member sees it; its owner and editors change it), made by
+    /// `user_id`; `None`: the user's own.
+    #[serde(default)]
+    pub library_id: Option<LibraryId>,
 }
 
 /// What one Kobo was given of one book: the fingerprint of the entitlement it received,

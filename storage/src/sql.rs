@@ -14,7 +14,7 @@ pub(crate) const SOURCE_COLS: &str = "source, path, library_id, hash, size, mtim
 pub(crate) const EVENT_COLS: &str =
     "seq, event_id, book_id, device_id, body, applied, reason, state, received_at";
 pub(crate) const SHELF_COLS: &str =
-    "id, user_id, name, books, created_at, updated_at, deleted_at, change_seq";
+    "id, user_id, name, books, created_at, updated_at, deleted_at, change_seq, library_id";
 
 /// A value for a placeholder, which each backend binds its own way.
 pub(crate) enum Bound {

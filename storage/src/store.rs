@@ -240,12 +240,16 @@ pub trait Store: Send + Sync + 'static {
     async fn put_shelf(&self, shelf: &Shelf) -> Result<Shelf, StoreError>;
     /// Also returns tombstones.
     async fn shelf(&self, id: ShelfId) -> Result<Option<Shelf>, StoreError>;
-    /// The user's live shelves, oldest first.
+    /// The user's own live shelves (not libraries'), oldest first.
     async fn shelves(&self, user: UserId) -> Result<Vec<Shelf>, StoreError>;
-    /// The user's shelves written after change `after` (tombstones included), in order.
+    /// The live shelves of these libraries, oldest first.
+    async fn library_shelves(&self, libraries: &[LibraryId]) -> Result<Vec<Shelf>, StoreError>;
+    /// The user's own shelves and those of `libraries` written after change `after`
+    /// (tombstones included), in order.
     async fn shelves_changed(
         &self,
         user: UserId,
+        libraries: &[LibraryId],
         after: u64,
         limit: usize,
     ) -> Result<Vec<Shelf>, StoreError>;

@@ -303,7 +303,7 @@ impl Builder<'_> {
         Ok(false)
     }
 
-    async fn shelves(&mut self, st: &mut SyncState) -> Result<(), AppError> {
+    async fn shelves(&mut self, st: &mut SyncState, libs: &[LibraryId]) -> Result<(), AppError> {
         let mut held: HashSet<ShelfId> = if self.write.reset {
             HashSet::new()
         } else {
@@ -317,7 +317,7 @@ impl Builder<'_> {
             let want = self.room;
             let shelves = self
                 .store
-                .shelves_changed(self.user, st.shelves, want)
+                .shelves_changed(self.user, libs, st.shelves, want)
                 .await?;
             let exhausted = shelves.len() < want;
             for mut shelf in shelves {
@@ -342,6 +342,42 @@ impl Builder<'_> {
             if exhausted {
                 break;
             }
+        }
+        if self.room == 0 {
+            return Ok(());
+        }
+        // The feed above misses two things the held set shows: shelves of a library joined
+        // since (written before the cursor) and shelves of a library left (no tombstone).
+        let mut visible = self.store.shelves(self.user).await?;
+        visible.extend(self.store.library_shelves(libs).await?);
+        let ids: HashSet<ShelfId> = visible.iter().map(|s| s.id).collect();
+        for mut shelf in visible {
+            if self.room == 0 {
+                return Ok(());
+            }
+            if held.contains(&shelf.id) {
+                continue;
+            }
+            let ledger = self.ledger_of(&shelf.books).await?;
+            shelf
+                .books
+                .retain(|b| ledger.get(b).is_some_and(|e| !e.removed));
+            held.insert(shelf.id);
+            self.write.tags.push((shelf.id, true));
+            self.push(KoboItem::Tag { shelf, new: true });
+        }
+        let gone: Vec<ShelfId> = held
+            .iter()
+            .filter(|id| !ids.contains(id))
+            .copied()
+            .collect();
+        let now = Timestamp::now();
+        for id in gone {
+            if self.room == 0 {
+                break;
+            }
+            self.write.tags.push((id, false));
+            self.push(KoboItem::DeletedTag { id, at: now });
         }
         Ok(())
     }
@@ -391,7 +427,7 @@ pub async fn next_page(
         done = b.reading_states(&mut next).await?;
     }
     if done {
-        b.shelves(&mut next).await?;
+        b.shelves(&mut next, &libs).await?;
     }
     let more = b.room == 0;
     b.write.state =

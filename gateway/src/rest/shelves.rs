@@ -4,7 +4,7 @@ use crate::Ctx;
 use crate::error::ApiError;
 use crate::http::{self, Req};
 use dogear_actors::shelves::ShelfOp;
-use dogear_storage::{BookId, Shelf, ShelfId, UserId};
+use dogear_storage::{BookId, LibraryId, Shelf, ShelfId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use warp::http::StatusCode;
@@ -15,6 +15,7 @@ pub fn shelf_json(s: &Shelf) -> Value {
         "id": s.id,
         "name": s.name,
         "book_ids": s.books,
+        "library_id": s.library_id,
         "created_at": s.created_at,
         "updated_at": s.updated_at,
     })
@@ -26,6 +27,9 @@ struct NewShelf {
     name: String,
     #[serde(default)]
     book_ids: Vec<BookId>,
+    /// A shelf of this library (owner or editor) instead of the caller's own.
+    #[serde(default)]
+    library_id: Option<LibraryId>,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +54,13 @@ pub async fn list(ctx: &Ctx, user: UserId) -> Result<Response, ApiError> {
 
 pub async fn create(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiError> {
     let b: NewShelf = req.json()?;
+    if let Some(library) = b.library_id {
+        let s = ctx
+            .app
+            .create_library_shelf(user, library, &b.name, &b.book_ids)
+            .await?;
+        return Ok(http::json(StatusCode::CREATED, &shelf_json(&s)));
+    }
     let books = ctx
         .app
         .readable_books(user, &b.book_ids, Some("book_ids"))

@@ -317,14 +317,19 @@ impl<S: Store> Store for Faulty<S> {
         self.fault("shelves")?;
         self.inner.shelves(u).await
     }
+    async fn library_shelves(&self, l: &[LibraryId]) -> Result<Vec<Shelf>, StoreError> {
+        self.fault("library_shelves")?;
+        self.inner.library_shelves(l).await
+    }
     async fn shelves_changed(
         &self,
         u: UserId,
+        l: &[LibraryId],
         after: u64,
         limit: usize,
     ) -> Result<Vec<Shelf>, StoreError> {
         self.fault("shelves_changed")?;
-        self.inner.shelves_changed(u, after, limit).await
+        self.inner.shelves_changed(u, l, after, limit).await
     }
     async fn create_kobo_device(&self, d: &Device, t: &KoboToken) -> Result<(), StoreError> {
         self.fault("create_kobo_device")?;

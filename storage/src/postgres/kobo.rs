@@ -16,8 +16,9 @@ pub(super) async fn put_shelf(c: &impl GenericClient, s: &Shelf) -> Result<Shelf
     let seq = bump_changes(c).await?;
     let n = exec(
         c,
-        "INSERT INTO shelves (id, user_id, name, books, created_at, updated_at, deleted_at, change_seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        "INSERT INTO shelves (id, user_id, name, books, created_at, updated_at, deleted_at, change_seq,
+             library_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10)
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, books = excluded.books,
              updated_at = excluded.updated_at, deleted_at = excluded.deleted_at,
              change_seq = excluded.change_seq
@@ -32,6 +33,7 @@ pub(super) async fn put_shelf(c: &impl GenericClient, s: &Shelf) -> Result<Shelf
             &s.deleted_at.map(|t| t.millis()),
             &seq,
             &(s.change_seq as i64),
+            &s.library_id.map(|l| l.to_string()),
         ],
     )
     .await?;
@@ -69,7 +71,8 @@ pub(super) async fn shelves(
     query(
         c,
         &format!(
-            "SELECT {SHELF_COLS} FROM shelves WHERE user_id = $1 AND deleted_at IS NULL
+            "SELECT {SHELF_COLS} FROM shelves
+             WHERE user_id = $1 AND library_id IS NULL AND deleted_at IS NULL
              ORDER BY created_at, id"
         ),
         &[&user.to_string()],
@@ -80,19 +83,46 @@ pub(super) async fn shelves(
     .collect()
 }
 
+pub(super) async fn library_shelves(
+    c: &impl GenericClient,
+    libraries: &[LibraryId],
+) -> Result<Vec<Shelf>, StoreError> {
+    query(
+        c,
+        &format!(
+            "SELECT {SHELF_COLS} FROM shelves
+             WHERE library_id = ANY($1) AND deleted_at IS NULL
+             ORDER BY created_at, id"
+        ),
+        &[&ids(libraries)],
+    )
+    .await?
+    .iter()
+    .map(shelf_row)
+    .collect()
+}
+
 pub(super) async fn shelves_changed(
     c: &impl GenericClient,
     user: UserId,
+    libraries: &[LibraryId],
     after: u64,
     limit: usize,
 ) -> Result<Vec<Shelf>, StoreError> {
     query(
         c,
         &format!(
-            "SELECT {SHELF_COLS} FROM shelves WHERE user_id = $1 AND change_seq > $2
+            "SELECT {SHELF_COLS} FROM shelves
+             WHERE ((user_id = $1 AND library_id IS NULL) OR library_id = ANY($4))
+               AND change_seq > $2
              ORDER BY change_seq LIMIT $3"
         ),
-        &[&user.to_string(), &(after as i64), &(limit as i64)],
+        &[
+            &user.to_string(),
+            &(after as i64),
+            &(limit as i64),
+            &ids(libraries),
+        ],
     )
     .await?
     .iter()

@@ -901,14 +901,20 @@ impl Store for PostgresStore {
         kobo::shelves(&c, user).await
     }
 
+    async fn library_shelves(&self, libraries: &[LibraryId]) -> Result<Vec<Shelf>, StoreError> {
+        let c = self.client().await?;
+        kobo::library_shelves(&c, libraries).await
+    }
+
     async fn shelves_changed(
         &self,
         user: UserId,
+        libraries: &[LibraryId],
         after: u64,
         limit: usize,
     ) -> Result<Vec<Shelf>, StoreError> {
         let c = self.client().await?;
-        kobo::shelves_changed(&c, user, after, limit).await
+        kobo::shelves_changed(&c, user, libraries, after, limit).await
     }
 
     async fn create_kobo_device(

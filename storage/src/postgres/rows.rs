@@ -162,6 +162,7 @@ pub(super) fn shelf_row(r: &Row) -> Result<Shelf, StoreError> {
         updated_at: time_col(r, 5)?,
         deleted_at: col::<Option<i64>>(r, 6)?.map(Timestamp::from_millis),
         change_seq: col::<i64>(r, 7)? as u64,
+        library_id: opt_id_col(r, 8)?,
     })
 }
 

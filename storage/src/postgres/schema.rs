@@ -295,6 +295,9 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE libraries ADD COLUMN pending_owner TEXT COLLATE "C";
     ALTER TABLE libraries ADD COLUMN deleted_at BIGINT;
+    ALTER TABLE shelves ADD COLUMN library_id TEXT COLLATE "C";
+    CREATE INDEX shelves_of_libraries ON shelves(library_id, change_seq)
+        WHERE library_id IS NOT NULL;
     CREATE TABLE invites (
         id TEXT COLLATE "C" PRIMARY KEY,
         library_id TEXT COLLATE "C" NOT NULL REFERENCES libraries(id),

@@ -15,6 +15,7 @@ fn shelf_row(r: &Row<'_>) -> RowResult<Shelf> {
         (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
     let (created, updated, deleted, seq): (i64, i64, Option<i64>, i64) =
         (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?);
+    let library: Option<String> = r.get(8)?;
     Ok((|| {
         Ok(Shelf {
             id: parse_id(&id)?,
@@ -25,6 +26,7 @@ fn shelf_row(r: &Row<'_>) -> RowResult<Shelf> {
             updated_at: Timestamp::from_millis(updated),
             deleted_at: deleted.map(Timestamp::from_millis),
             change_seq: seq as u64,
+            library_id: library.as_deref().map(parse_id).transpose()?,
         })
     })())
 }
@@ -34,8 +36,9 @@ pub(super) fn put_shelf(c: &Connection, s: &Shelf) -> Result<Shelf, StoreError> 
     let books = serde_json::to_string(&s.books).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let n = c
         .prepare_cached(
-            "INSERT INTO shelves (id, user_id, name, books, created_at, updated_at, deleted_at, change_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO shelves (id, user_id, name, books, created_at, updated_at, deleted_at, change_seq,
+                 library_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10)
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, books = excluded.books,
                  updated_at = excluded.updated_at, deleted_at = excluded.deleted_at,
                  change_seq = excluded.change_seq
@@ -50,7 +53,8 @@ pub(super) fn put_shelf(c: &Connection, s: &Shelf) -> Result<Shelf, StoreError> 
         s.updated_at.millis(),
         s.deleted_at.map(|t| t.millis()),
         seq as i64,
-        s.change_seq as i64
+        s.change_seq as i64,
+        s.library_id.map(|l| l.to_string())
     ])?;
     if n != 1 {
         return Err(StoreError::VersionConflict {
@@ -73,25 +77,45 @@ pub(super) fn shelf(c: &Connection, id: ShelfId) -> Result<Option<Shelf>, StoreE
 
 pub(super) fn shelves(c: &Connection, user: UserId) -> Result<Vec<Shelf>, StoreError> {
     let mut st = c.prepare_cached(&format!(
-        "SELECT {SHELF_COLS} FROM shelves WHERE user_id = ?1 AND deleted_at IS NULL
+        "SELECT {SHELF_COLS} FROM shelves
+         WHERE user_id = ?1 AND library_id IS NULL AND deleted_at IS NULL
          ORDER BY created_at, id"
     ))?;
     let rows = st.query_map([user.to_string()], shelf_row)?;
     rows.map(|r| r?).collect()
 }
 
+pub(super) fn library_shelves(
+    c: &Connection,
+    libraries: &[String],
+) -> Result<Vec<Shelf>, StoreError> {
+    let libs = serde_json::Value::from(libraries.to_vec()).to_string();
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {SHELF_COLS} FROM shelves
+         WHERE library_id IN (SELECT value FROM json_each(?1)) AND deleted_at IS NULL
+         ORDER BY created_at, id"
+    ))?;
+    let rows = st.query_map([libs], shelf_row)?;
+    rows.map(|r| r?).collect()
+}
+
 pub(super) fn shelves_changed(
     c: &Connection,
     user: UserId,
+    libraries: &[String],
     after: u64,
     limit: usize,
 ) -> Result<Vec<Shelf>, StoreError> {
+    let libs = serde_json::Value::from(libraries.to_vec()).to_string();
     let mut st = c.prepare_cached(&format!(
-        "SELECT {SHELF_COLS} FROM shelves WHERE user_id = ?1 AND change_seq > ?2
+        "SELECT {SHELF_COLS} FROM shelves
+         WHERE ((user_id = ?1 AND library_id IS NULL)
+                OR library_id IN (SELECT value FROM json_each(?4)))
+           AND change_seq > ?2
          ORDER BY change_seq LIMIT ?3"
     ))?;
     let rows = st.query_map(
-        params![user.to_string(), after as i64, limit as i64],
+        params![user.to_string(), after as i64, limit as i64, libs],
         shelf_row,
     )?;
     rows.map(|r| r?).collect()

@@ -371,6 +371,9 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE libraries ADD COLUMN pending_owner TEXT;
     ALTER TABLE libraries ADD COLUMN deleted_at INTEGER;
+    ALTER TABLE shelves ADD COLUMN library_id TEXT;
+    CREATE INDEX shelves_of_libraries ON shelves(library_id, change_seq)
+        WHERE library_id IS NOT NULL;
     CREATE TABLE invites (
         id TEXT PRIMARY KEY,
         library_id TEXT NOT NULL REFERENCES libraries(id),

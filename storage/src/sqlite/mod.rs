@@ -924,13 +924,20 @@ impl Store for SqliteStore {
         self.read(move |c| kobo::shelves(c, user)).await
     }
 
+    async fn library_shelves(&self, libraries: &[LibraryId]) -> Result<Vec<Shelf>, StoreError> {
+        let libs: Vec<String> = libraries.iter().map(ToString::to_string).collect();
+        self.read(move |c| kobo::library_shelves(c, &libs)).await
+    }
+
     async fn shelves_changed(
         &self,
         user: UserId,
+        libraries: &[LibraryId],
         after: u64,
         limit: usize,
     ) -> Result<Vec<Shelf>, StoreError> {
-        self.read(move |c| kobo::shelves_changed(c, user, after, limit))
+        let libs: Vec<String> = libraries.iter().map(ToString::to_string).collect();
+        self.read(move |c| kobo::shelves_changed(c, user, &libs, after, limit))
             .await
     }
 
