@@ -58,6 +58,8 @@ struct World {
     shelves: HashMap<Who, String>,
     /// A shelf of the library.
     lib_shelf: String,
+    /// The import job of the owner's upload into the library.
+    job: String,
     epub: Vec<u8>,
 }
 
@@ -130,7 +132,8 @@ async fn setup() -> World {
     let epub = std::fs::read(fixtures().join("books/good/hamlet.epub")).unwrap();
     let up = owner.upload(epub.clone(), "hamlet.epub", Some(&lib)).await;
     assert_eq!(up.status, 202, "{}", up.body);
-    let job = owner.wait_job(up.body["job_id"].as_str().unwrap()).await;
+    let job_id = up.body["job_id"].as_str().unwrap().to_string();
+    let job = owner.wait_job(&job_id).await;
     let book = job["book_id"].as_str().unwrap().to_string();
     let mut doomed = HashMap::new();
     let mut shelves = HashMap::new();
@@ -164,6 +167,7 @@ async fn setup() -> World {
     assert_eq!(lib_shelf.status, 201, "{}", lib_shelf.body);
     let lib_shelf = lib_shelf.body["id"].as_str().unwrap().to_string();
     World {
+        job: job_id,
         lib_shelf,
         server,
         people,
@@ -336,6 +340,16 @@ fn cases() -> Vec<Case> {
             label: "POST /v1/books/upload?library_id={id}",
             expect: row([403, 202, 202]),
             call: |w, _| Upload(format!("/v1/books/upload?library_id={}", w.lib)),
+        },
+        Case {
+            label: "GET /v1/imports?library_id={id}",
+            expect: row([200, 200, 200]),
+            call: |w, _| Json("GET", format!("/v1/imports?library_id={}", w.lib), None),
+        },
+        Case {
+            label: "GET /v1/imports/{the owner's upload}",
+            expect: row([200, 200, 200]),
+            call: |w, _| Json("GET", format!("/v1/imports/{}", w.job), None),
         },
         Case {
             label: "GET /v1/books/{id}",
