@@ -984,3 +984,53 @@ async fn library_shelves_follow_roles_and_membership() {
         404
     );
 }
+
+/// Deleting a library with more books than a page of its actor's deletion: every one is
+/// gone for every member, and a member's open socket hears of it.
+#[tokio::test]
+async fn deleting_a_library_tombstones_every_book() {
+    let server = Server::start();
+    let owner = Reader::new(&server, "del_owner").await;
+    let friend = Reader::new(&server, "del_friend").await;
+    let lib = shared(&owner.api, "Big").await;
+    let inv = invite(&owner.api, &lib, json!({"role": "reader"})).await;
+    assert_eq!(
+        join(&friend.api, inv["code"].as_str().unwrap())
+            .await
+            .status,
+        200
+    );
+    let mut ids = Vec::new();
+    for chunk in 0..22 {
+        let made = futures_util::future::join_all((0..50).map(|i| {
+            owner.api.post(
+                "/v1/books",
+                json!({"title": format!("Book {chunk}-{i}"), "authors": ["x"], "library_id": lib}),
+            )
+        }))
+        .await;
+        for r in made {
+            assert_eq!(r.status, 201, "{}", r.body);
+            ids.push(r.body["id"].as_str().unwrap().to_string());
+        }
+    }
+    let (mut ws, _) = Socket::connect(&server, friend.token(), &friend.device).await;
+    let deleted = owner.api.delete(&format!("/v1/libraries/{lib}")).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    assert_eq!(
+        frame_of(&mut ws, "library_deleted").await["library_id"],
+        lib.as_str()
+    );
+    for who in [&owner, &friend] {
+        let left = who.api.all_books("").await;
+        assert!(
+            !left
+                .iter()
+                .any(|b| ids.contains(&b["id"].as_str().unwrap().to_string())),
+            "no book of the deleted library is listed"
+        );
+    }
+    for id in [&ids[0], &ids[600], &ids[1099]] {
+        assert_eq!(owner.api.get(&format!("/v1/books/{id}")).await.status, 404);
+    }
+}

@@ -462,8 +462,11 @@ impl LibraryState {
         }
     }
 
-    /// Tombstones every live book of the library (before it is deleted), telling members.
+    /// Tombstones every live book of the library (before it is deleted), a page at a time,
+    /// each page's writes sharing the store's commits. Members hear once per page (and the
+    /// deletion itself makes their actors forget what they could read).
     async fn tombstone_all(&mut self) -> Result<(), AppError> {
+        let store = self.placement.store().clone();
         loop {
             let q = BookQuery {
                 libraries: vec![self.library],
@@ -471,17 +474,33 @@ impl LibraryState {
                 limit: 500,
                 ..Default::default()
             };
-            let page: Vec<Book> = self.placement.store().list_books(&q).await?;
+            let page: Vec<Book> = store.list_books(&q).await?;
             if page.is_empty() {
                 return Ok(());
             }
-            for b in page {
-                match self.tombstone(b).await {
-                    Ok(()) => {}
-                    Err(AppError::Conflict(_)) => {} // written meanwhile: the next page has it
-                    Err(e) => return Err(e),
+            let now = Timestamp::now();
+            let tombs: Vec<Book> = page
+                .into_iter()
+                .map(|b| Book {
+                    deleted_at: Some(now),
+                    updated_at: now,
+                    version: b.version + 1,
+                    ..b
+                })
+                .collect();
+            let written =
+                futures_util::future::join_all(tombs.iter().map(|t| store.update_book(t))).await;
+            for r in written {
+                match r {
+                    // Written meanwhile: the next page has it again.
+                    Ok(()) | Err(dogear_storage::StoreError::VersionConflict { .. }) => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
+            self.announce(
+                LibraryNotice::new(NoticeKind::BooksChanged, self.library),
+                None,
+            );
         }
     }
 
