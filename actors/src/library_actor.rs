@@ -270,8 +270,10 @@ impl LibraryState {
     async fn delete(&mut self, user: UserId, id: BookId) -> Result<(), AppError> {
         self.require_editor(user, "book")?;
         let current = self.live_book(id).await?;
-        self.tombstone(current).await?;
-        self.audit_book_deleted(user, id).await
+        if self.is_shared() {
+            return self.delete_audited(user, current).await;
+        }
+        self.tombstone(current).await
     }
 
     /// Tells every member's sockets that a book of the library changed.
@@ -310,17 +312,28 @@ impl LibraryState {
 
     pub(crate) async fn tombstone(&mut self, current: Book) -> Result<(), AppError> {
         let id = current.id;
-        let now = Timestamp::now();
-        let mut tomb = current.clone();
-        tomb.deleted_at = Some(now);
-        tomb.updated_at = now;
-        tomb.version = current.version + 1;
-        self.store.update_book(&tomb).await?;
+        self.store.update_book(&tombstone_of(current)).await?;
+        self.book_removed(id);
+        Ok(())
+    }
+
+    /// Tells members' actors and sockets that a book is gone.
+    pub(crate) fn book_removed(&self, id: BookId) {
         for member in self.members.keys() {
             self.placement
                 .tell_user(*member, crate::user_actor::UserOp::BookRemoved(id));
         }
         self.book_notice(NoticeKind::BookRemoved, id);
-        Ok(())
+    }
+}
+
+/// The deleted version of a book, as of now.
+pub(crate) fn tombstone_of(current: Book) -> Book {
+    let now = Timestamp::now();
+    Book {
+        deleted_at: Some(now),
+        updated_at: now,
+        version: current.version + 1,
+        ..current
     }
 }

@@ -212,4 +212,7 @@ pub enum SharingOp {
     /// Takes one use of an invitation if it is still usable at that time; otherwise the whole
     /// transaction fails with `StoreError::Conflict("invite")`.
     Redeem(InviteId, Timestamp),
+    /// Writes a book as `Store::update_book` does (a person deleting a book of a shared
+    /// library: the tombstone and its entry together).
+    UpdateBook(Box<crate::records::Book>),
 }

@@ -504,23 +504,29 @@ impl LibraryState {
         }
     }
 
-    /// Records a person's deletion of a book of a shared library in its audit log.
-    pub(crate) async fn audit_book_deleted(
-        &self,
-        user: UserId,
-        book: dogear_storage::BookId,
-    ) -> Result<(), AppError> {
-        if self
-            .lib
+    /// Whether this is a shared library (its deletions of books are audited).
+    pub(crate) fn is_shared(&self) -> bool {
+        self.lib
             .as_ref()
             .is_some_and(|l| l.kind == LibraryKind::Shared)
-        {
-            let draft = AuditDraft {
-                book_id: Some(book),
-                ..AuditDraft::new(self.library, user, AuditAction::BookDeleted)
-            };
-            self.write(&[], draft).await?;
-        }
+    }
+
+    /// A person deletes a book of a shared library: the tombstone and its audit entry in one
+    /// transaction.
+    pub(crate) async fn delete_audited(
+        &mut self,
+        user: UserId,
+        current: Book,
+    ) -> Result<(), AppError> {
+        let id = current.id;
+        let tomb = crate::library_actor::tombstone_of(current);
+        let draft = AuditDraft {
+            book_id: Some(id),
+            ..AuditDraft::new(self.library, user, AuditAction::BookDeleted)
+        };
+        self.write(&[SharingOp::UpdateBook(Box::new(tomb))], draft)
+            .await?;
+        self.book_removed(id);
         Ok(())
     }
 }

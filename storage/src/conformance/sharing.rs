@@ -173,6 +173,37 @@ pub async fn sharing(s: &dyn Store) {
     .unwrap();
     assert_eq!(s.libraries_of(friend.id).await.unwrap()[1].1, Role::Editor);
 
+    // A book deleted with its entry, together; a stale write leaves neither.
+    let b = super::books::book(lib.id, "Shared tale", "Anon");
+    s.create_book(&b).await.unwrap();
+    let tomb = Book {
+        deleted_at: Some(Timestamp::now()),
+        version: b.version + 1,
+        ..b.clone()
+    };
+    s.sharing_write(
+        &[SharingOp::UpdateBook(Box::new(tomb.clone()))],
+        &AuditDraft {
+            book_id: Some(b.id),
+            ..draft(AuditAction::BookDeleted)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(s.book(b.id).await.unwrap().unwrap().deleted_at.is_some());
+    let stale = Book {
+        title: "Again".into(),
+        ..tomb.clone()
+    };
+    assert!(matches!(
+        s.sharing_write(
+            &[SharingOp::UpdateBook(Box::new(stale))],
+            &draft(AuditAction::BookDeleted),
+        )
+        .await,
+        Err(StoreError::VersionConflict { .. })
+    ));
+
     // Deleted: gone for every member, its invitations revoked, its log kept.
     s.sharing_write(
         &[SharingOp::DeleteLibrary(lib.id, Timestamp::now())],
@@ -201,6 +232,7 @@ pub async fn sharing(s: &dyn Store) {
             AuditAction::InviteCreated,
             AuditAction::LibraryRenamed,
             AuditAction::RoleChanged,
+            AuditAction::BookDeleted,
             AuditAction::LibraryDeleted,
         ],
         "refused actions leave no entry"
@@ -209,7 +241,7 @@ pub async fn sharing(s: &dyn Store) {
     assert_eq!(log[2].draft.actor, friend.id);
     let (mut seq, mut prev) = (1, String::new());
     check_chain(&log, &mut seq, &mut prev).expect("the chain as stored verifies");
-    assert_eq!(seq, 8);
+    assert_eq!(seq, 9);
     let (mut seq2, mut prev2) = (1, String::new());
     check_chain(&log[..3], &mut seq2, &mut prev2).unwrap();
     check_chain(
@@ -247,9 +279,9 @@ pub async fn sharing(s: &dyn Store) {
         0,
         "deleted too recently"
     );
-    assert_eq!(s.audit_entries(lib.id, 0, 100).await.unwrap().len(), 7);
+    assert_eq!(s.audit_entries(lib.id, 0, 100).await.unwrap().len(), 8);
     let later = Timestamp::from_millis(Timestamp::now().millis() + 1);
-    assert!(s.purge_audit(later).await.unwrap() >= 7);
+    assert!(s.purge_audit(later).await.unwrap() >= 8);
     assert!(s.audit_entries(lib.id, 0, 100).await.unwrap().is_empty());
     assert!(!s.audited_libraries().await.unwrap().contains(&lib.id));
     assert_eq!(

@@ -146,6 +146,7 @@ async fn apply(c: &impl GenericClient, op: &SharingOp) -> Result<(), StoreError>
             .await
             .map_err(|e| unique(e, "invite"))?;
         }
+        SharingOp::UpdateBook(b) => super::books::BookRow::new(b)?.update(c).await?,
         SharingOp::Redeem(id, now) => {
             let n = exec(
                 c,

@@ -118,6 +118,7 @@ fn apply(c: &Connection, op: &SharingOp) -> Result<(), StoreError> {
             ])
             .map_err(|e| super::map_unique(e, "invite"))?;
         }
+        SharingOp::UpdateBook(b) => super::books::BookRow::new(b)?.update(c)?,
         SharingOp::Redeem(id, now) => {
             let n = c
                 .prepare_cached(
