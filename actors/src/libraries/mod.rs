@@ -39,6 +39,13 @@ impl Dogear {
         caller: &Caller,
         action: SharingAction,
     ) -> Result<LibraryReply, AppError> {
+        // An id that names no library starts no actor (a client guessing ids would otherwise
+        // leave one per guess until they idle out).
+        if !matches!(action, SharingAction::Create { .. })
+            && self.store.library(library).await?.is_none()
+        {
+            return Err(AppError::NotFound(std::borrow::Cow::Borrowed("library")));
+        }
         self.placement
             .ask_library(library, LibraryOp::Sharing(caller.clone(), action))
             .await
