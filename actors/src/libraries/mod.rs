@@ -211,6 +211,11 @@ impl Dogear {
             Some(invite) if invite.usable(Timestamp::now()) => {
                 self.library_reply(invite.library_id, caller, SharingAction::Redeem(invite.id))
                     .await
+                    // The library deleted meanwhile: the code is as unusable as any other.
+                    .map_err(|e| match e {
+                        AppError::NotFound(_) => AppError::InvalidInvite,
+                        e => e,
+                    })
             }
             _ => Err(AppError::InvalidInvite),
         };
