@@ -656,46 +656,43 @@ impl UserState {
         }
     }
 
-    /// Passes a library's notice to every subscribed device, as [`Self::broadcast`] does
-    /// changes.
+    /// Passes a library's notice to every subscribed device.
     fn notify(&mut self, notice: crate::messages::LibraryNotice) {
-        let notice = std::sync::Arc::new(notice);
-        let mut remote: std::collections::BTreeMap<String, Vec<DeviceId>> = Default::default();
-        self.subscribers.retain(|id, sub| match sub {
-            Subscriber::Local(dev) => dev.cast(DeviceMsg::Notice(notice.clone())).is_ok(),
-            Subscriber::Remote(node) => {
-                remote.entry(node.clone()).or_default().push(*id);
-                true
-            }
-        });
-        for (node, devices) in remote {
-            if !self
-                .placement
-                .notice_remote(&node, self.user, &devices, &notice)
-            {
-                self.subscribers
-                    .retain(|_, s| !matches!(s, Subscriber::Remote(n) if *n == node));
-            }
-        }
+        let notice = Arc::new(notice);
+        self.fan_out(
+            || DeviceMsg::Notice(notice.clone()),
+            |p, node, user, devices| p.notice_remote(node, user, devices, &notice),
+        );
     }
 
+    /// Passes an applied change to every subscribed device.
     fn broadcast(&mut self, change: Change) {
         let change = Arc::new(change);
-        let mut remote: std::collections::BTreeMap<String, Vec<DeviceId>> = Default::default();
+        self.fan_out(
+            || DeviceMsg::Push(change.clone()),
+            |p, node, user, devices| p.push_remote(node, user, devices, &change),
+        );
+    }
+
+    /// Hands one message to every subscribed device: to this node's device actors directly,
+    /// and one message per other node whatever its number of devices (`remote`); a node that
+    /// cannot be reached loses its subscriptions (its devices subscribe again when it is
+    /// back).
+    fn fan_out(
+        &mut self,
+        local: impl Fn() -> DeviceMsg,
+        remote: impl Fn(&crate::placement::Placement, &str, UserId, &[DeviceId]) -> bool,
+    ) {
+        let mut nodes: std::collections::BTreeMap<String, Vec<DeviceId>> = Default::default();
         self.subscribers.retain(|id, sub| match sub {
-            Subscriber::Local(dev) => dev.cast(DeviceMsg::Push(change.clone())).is_ok(),
+            Subscriber::Local(dev) => dev.cast(local()).is_ok(),
             Subscriber::Remote(node) => {
-                remote.entry(node.clone()).or_default().push(*id);
+                nodes.entry(node.clone()).or_default().push(*id);
                 true
             }
         });
-        // One message per node, whatever its number of devices; a node that cannot be
-        // reached loses its subscriptions (its devices subscribe again when it is back).
-        for (node, devices) in remote {
-            if !self
-                .placement
-                .push_remote(&node, self.user, &devices, &change)
-            {
+        for (node, devices) in nodes {
+            if !remote(&self.placement, &node, self.user, &devices) {
                 self.subscribers
                     .retain(|_, s| !matches!(s, Subscriber::Remote(n) if *n == node));
             }
