@@ -11,6 +11,7 @@ pub mod error;
 pub mod ids;
 pub mod objects;
 pub mod postgres;
+pub mod reading;
 pub mod records;
 pub mod shared;
 pub mod sharing;
@@ -23,6 +24,7 @@ pub use digest::md5_hex;
 pub use error::StoreError;
 pub use ids::{BookId, DeviceId, EventId, FamilyId, InviteId, JobId, LibraryId, ShelfId, UserId};
 pub use objects::{ObjectError, ObjectRead, Objects};
+pub use reading::{BookStatus, IdempotentAnswer, MineFilter, Rating, StatusSource, UserBook};
 pub use records::*;
 pub use sharing::{
     AuditAction, AuditDraft, AuditEntry, ChainBreak, Invite, SharingOp, check_chain,

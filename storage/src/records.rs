@@ -123,6 +123,16 @@ pub struct User {
     pub password_hash: String,
     pub is_admin: bool,
     pub created_at: Timestamp,
+    /// The name shown to others; the user name when absent.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Grows when every access token issued before must stop working (a password change,
+    /// the account disabled): tokens carry the epoch they were issued in.
+    #[serde(default)]
+    pub token_epoch: u64,
+    /// Set by an administrator: the account cannot sign in, its tokens are refused.
+    #[serde(default)]
+    pub disabled_at: Option<Timestamp>,
 }
 
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
@@ -261,6 +271,9 @@ pub struct BookQuery {
     /// Only books with at least one file (a catalog lists what can be downloaded).
     #[serde(default)]
     pub with_files: bool,
+    /// Only books whose record for `mine.user` matches (status, favourite, rated).
+    #[serde(default)]
+    pub mine: Option<crate::reading::MineFilter>,
     /// Return books that sort after this.
     pub after: Option<BookAfter>,
     pub limit: usize,
@@ -335,6 +348,26 @@ pub struct Cover {
     /// Changes whenever the image does; the HTTP `ETag`.
     pub etag: String,
     pub content_type: String,
+}
+
+impl BookMeta {
+    /// Adds the object-store keys of the files and cover this record names to `out`.
+    pub fn object_keys(&self, out: &mut std::collections::BTreeSet<String>) {
+        let mut add = |l: &FileLocation| {
+            if let FileLocation::Object { key } = l {
+                out.insert(key.clone());
+            }
+        };
+        for f in &self.formats {
+            add(&f.location);
+        }
+        if let Some(c) = &self.cover {
+            add(&c.full);
+            if let Some(t) = &c.thumb {
+                add(t);
+            }
+        }
+    }
 }
 
 /// Everything about a book beyond the core fields, stored together.

@@ -4,7 +4,7 @@
 use crate::error::StoreError;
 use crate::records::{Book, BookQuery, BookSort};
 
-pub(crate) const USER_COLS: &str = "id, username, email, password_hash, is_admin, created_at";
+pub(crate) const USER_COLS: &str = "id, username, email, password_hash, is_admin, created_at, display_name, token_epoch, disabled_at";
 pub(crate) const LIBRARY_COLS: &str = "id, name, kind, owner_id, created_at, pending_owner";
 pub(crate) const LIBRARY_COLS_L: &str =
     "l.id, l.name, l.kind, l.owner_id, l.created_at, l.pending_owner";

@@ -3,6 +3,7 @@
 
 use crate::error::StoreError;
 use crate::ids::*;
+use crate::reading::{IdempotentAnswer, UserBook};
 use crate::records::*;
 use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::time::Timestamp;
@@ -363,4 +364,58 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the whole audit log of every library deleted before `deleted_before`; the
     /// number of entries removed. Live libraries' logs are never removed.
     async fn purge_audit(&self, deleted_before: Timestamp) -> Result<u64, StoreError>;
+
+    // Readers' own records of books (see `crate::reading`).
+
+    async fn user_book(&self, user: UserId, book: BookId) -> Result<Option<UserBook>, StoreError>;
+    /// The user's records ordered by book id, those after `after`, at most `limit`.
+    async fn user_books(
+        &self,
+        user: UserId,
+        after: Option<BookId>,
+        limit: usize,
+    ) -> Result<Vec<UserBook>, StoreError>;
+    /// Stores these records of `user` (each creates the record when its version is 1, else
+    /// replaces the stored one at `version - 1`, else `VersionConflict`) and, when given,
+    /// the answer of the request that made them, in one transaction. An answer whose key is
+    /// held by an unexpired answer is `Conflict("idempotency key")` and nothing is written.
+    async fn put_user_books(
+        &self,
+        user: UserId,
+        books: &[UserBook],
+        answer: Option<&IdempotentAnswer>,
+    ) -> Result<(), StoreError>;
+    /// The unexpired answer stored under this key of the user.
+    async fn idempotent_answer(
+        &self,
+        user: UserId,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<IdempotentAnswer>, StoreError>;
+    /// Removes answers that expired before `before`; how many.
+    async fn purge_idempotent_answers(&self, before: Timestamp) -> Result<u64, StoreError>;
+
+    // Account management.
+
+    /// Every account, by user name.
+    async fn users(&self) -> Result<Vec<User>, StoreError>;
+    /// Replaces the user's name, email, display name, password hash, token epoch and
+    /// disabled time; a name taken by another is `Conflict("username")`. `false`: no such
+    /// user.
+    async fn update_user(&self, user: &User) -> Result<bool, StoreError>;
+    /// Revokes every refresh token of the user.
+    async fn revoke_user_sessions(&self, user: UserId) -> Result<(), StoreError>;
+    /// Users whose tokens were cut off since `since` (token epoch raised, disabled or
+    /// deleted) with the epoch from which tokens count; deleted users have `u64::MAX`.
+    async fn token_cutoffs(&self, since: Timestamp) -> Result<Vec<(UserId, u64)>, StoreError>;
+    /// Deletes the user and everything that is theirs alone in one transaction: devices and
+    /// their tokens, sessions, progress, records, shelves, memberships, their personal
+    /// library and its books. Refuses (`Conflict("libraries")`) while they own a shared
+    /// library that is not deleted. Returns the object-store files no remaining book uses,
+    /// for the caller to remove. `None`: no such user.
+    async fn delete_user(
+        &self,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<Option<Vec<FileLocation>>, StoreError>;
 }

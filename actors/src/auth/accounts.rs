@@ -201,6 +201,9 @@ impl Accounts {
             password_hash: passwords::hash(password.to_string()).await?,
             is_admin,
             created_at: now,
+            display_name: None,
+            token_epoch: 0,
+            disabled_at: None,
         };
         let library = Library {
             id: LibraryId::generate(),

@@ -10,6 +10,7 @@
 
 use crate::error::StoreError;
 use crate::ids::*;
+use crate::reading::{IdempotentAnswer, UserBook};
 use crate::records::*;
 use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::store::{RotateOutcome, Store};
@@ -497,5 +498,64 @@ impl<S: Store> Store for Faulty<S> {
     async fn purge_audit(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.fault("purge_audit")?;
         self.inner.purge_audit(before).await
+    }
+    async fn user_book(&self, u: UserId, b: BookId) -> Result<Option<UserBook>, StoreError> {
+        self.fault("user_book")?;
+        self.inner.user_book(u, b).await
+    }
+    async fn user_books(
+        &self,
+        u: UserId,
+        after: Option<BookId>,
+        limit: usize,
+    ) -> Result<Vec<UserBook>, StoreError> {
+        self.fault("user_books")?;
+        self.inner.user_books(u, after, limit).await
+    }
+    async fn put_user_books(
+        &self,
+        u: UserId,
+        books: &[UserBook],
+        answer: Option<&IdempotentAnswer>,
+    ) -> Result<(), StoreError> {
+        self.fault("put_user_books")?;
+        self.inner.put_user_books(u, books, answer).await
+    }
+    async fn idempotent_answer(
+        &self,
+        u: UserId,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<IdempotentAnswer>, StoreError> {
+        self.fault("idempotent_answer")?;
+        self.inner.idempotent_answer(u, key, now).await
+    }
+    async fn purge_idempotent_answers(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.fault("purge_idempotent_answers")?;
+        self.inner.purge_idempotent_answers(before).await
+    }
+    async fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.fault("users")?;
+        self.inner.users().await
+    }
+    async fn update_user(&self, u: &User) -> Result<bool, StoreError> {
+        self.fault("update_user")?;
+        self.inner.update_user(u).await
+    }
+    async fn revoke_user_sessions(&self, u: UserId) -> Result<(), StoreError> {
+        self.fault("revoke_user_sessions")?;
+        self.inner.revoke_user_sessions(u).await
+    }
+    async fn token_cutoffs(&self, since: Timestamp) -> Result<Vec<(UserId, u64)>, StoreError> {
+        self.fault("token_cutoffs")?;
+        self.inner.token_cutoffs(since).await
+    }
+    async fn delete_user(
+        &self,
+        u: UserId,
+        now: Timestamp,
+    ) -> Result<Option<Vec<FileLocation>>, StoreError> {
+        self.fault("delete_user")?;
+        self.inner.delete_user(u, now).await
     }
 }

@@ -15,6 +15,7 @@ pub mod kobo;
 pub mod koreader;
 pub mod lifecycle;
 pub mod progress;
+pub mod reading;
 pub mod sharing;
 pub mod shelves;
 
@@ -45,6 +46,9 @@ pub async fn run_all(store: &dyn Store) {
     koreader::koreader(store).await;
     koreader::opds_tokens(store).await;
     sharing::sharing(store).await;
+    reading::user_books(store).await;
+    reading::idempotent_answers(store).await;
+    reading::account_management(store).await;
     lifecycle::closing(store).await;
 }
 
@@ -58,6 +62,9 @@ pub fn new_user(name: &str) -> (User, Library) {
         password_hash: "$argon2id$fake".into(),
         is_admin: false,
         created_at: now,
+        display_name: None,
+        token_epoch: 0,
+        disabled_at: None,
     };
     let lib = Library {
         id: LibraryId::generate(),

@@ -7,6 +7,7 @@ mod books;
 mod kobo;
 mod koreader;
 mod opds;
+mod reading;
 mod rows;
 mod schema;
 mod sharing;
@@ -15,6 +16,7 @@ pub use schema::LATEST as SCHEMA_VERSION;
 
 use crate::error::StoreError;
 use crate::ids::*;
+use crate::reading::{IdempotentAnswer, UserBook};
 use crate::records::*;
 use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::store::{BatchOutcome, RotateOutcome, Store};
@@ -223,7 +225,10 @@ impl Store for PostgresStore {
         let c = self.client().await?;
         query_opt(
             &c,
-            &format!("SELECT {USER_COLS} FROM users WHERE id = $1"),
+            &format!(
+                "SELECT {USER_COLS} FROM users WHERE id = $1 AND {}",
+                reading::LIVE_USER
+            ),
             &[&id.to_string()],
         )
         .await?
@@ -236,7 +241,10 @@ impl Store for PostgresStore {
         let c = self.client().await?;
         query_opt(
             &c,
-            &format!("SELECT {USER_COLS} FROM users WHERE username = $1"),
+            &format!(
+                "SELECT {USER_COLS} FROM users WHERE username = $1 AND {}",
+                reading::LIVE_USER
+            ),
             &[&username],
         )
         .await?
@@ -1173,6 +1181,86 @@ impl Store for PostgresStore {
             &[&deleted_before.millis()],
         )
         .await?)
+    }
+
+    async fn user_book(&self, user: UserId, book: BookId) -> Result<Option<UserBook>, StoreError> {
+        reading::user_book(&self.client().await?, user, book).await
+    }
+
+    async fn user_books(
+        &self,
+        user: UserId,
+        after: Option<BookId>,
+        limit: usize,
+    ) -> Result<Vec<UserBook>, StoreError> {
+        reading::user_books(&self.client().await?, user, after, limit).await
+    }
+
+    async fn put_user_books(
+        &self,
+        user: UserId,
+        books: &[UserBook],
+        answer: Option<&IdempotentAnswer>,
+    ) -> Result<(), StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        reading::put_user_books(&tx, user, books, answer).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn idempotent_answer(
+        &self,
+        user: UserId,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<IdempotentAnswer>, StoreError> {
+        reading::idempotent_answer(&self.client().await?, user, key, now).await
+    }
+
+    async fn purge_idempotent_answers(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        Ok(exec(
+            &c,
+            "DELETE FROM idempotent_answers WHERE expires_at <= $1",
+            &[&before.millis()],
+        )
+        .await?)
+    }
+
+    async fn users(&self) -> Result<Vec<User>, StoreError> {
+        reading::users(&self.client().await?).await
+    }
+
+    async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
+        reading::update_user(&self.client().await?, user, Timestamp::now()).await
+    }
+
+    async fn revoke_user_sessions(&self, user: UserId) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        exec(
+            &c,
+            "UPDATE refresh_tokens SET revoked = true WHERE user_id = $1",
+            &[&user.to_string()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn token_cutoffs(&self, since: Timestamp) -> Result<Vec<(UserId, u64)>, StoreError> {
+        reading::token_cutoffs(&self.client().await?, since).await
+    }
+
+    async fn delete_user(
+        &self,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<Option<Vec<FileLocation>>, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let out = reading::delete_user(&tx, user, now).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 }
 

@@ -24,7 +24,7 @@ pub(super) fn parse_id<T: FromStr>(s: &str) -> Result<T, StoreError> {
     T::from_str(s).map_err(|_| StoreError::Corrupt(format!("bad id {s:?}")))
 }
 
-fn id_col<T: FromStr>(r: &Row, i: usize) -> Result<T, StoreError> {
+pub(super) fn id_col<T: FromStr>(r: &Row, i: usize) -> Result<T, StoreError> {
     parse_id(col::<&str>(r, i)?)
 }
 
@@ -53,6 +53,9 @@ pub(super) fn user_row(r: &Row) -> Result<User, StoreError> {
         password_hash: col(r, 3)?,
         is_admin: col(r, 4)?,
         created_at: time_col(r, 5)?,
+        display_name: col(r, 6)?,
+        token_epoch: col::<i64>(r, 7)?.max(0) as u64,
+        disabled_at: col::<Option<i64>>(r, 8)?.map(Timestamp::from_millis),
     })
 }
 

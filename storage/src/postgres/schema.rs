@@ -339,6 +339,44 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
         FOR EACH ROW EXECUTE FUNCTION dogear_audit_append_only();
     "#,
+    // 7: readers' own records of books, stored answers of idempotent requests, and account
+    // management (display names, token epochs, disabling, deleted accounts' ids), as
+    // SQLite's migration 11.
+    r#"
+    ALTER TABLE users ADD COLUMN display_name TEXT;
+    ALTER TABLE users ADD COLUMN token_epoch BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN disabled_at BIGINT;
+    ALTER TABLE users ADD COLUMN tokens_changed_at BIGINT;
+    CREATE INDEX users_by_tokens_changed ON users(tokens_changed_at)
+        WHERE tokens_changed_at IS NOT NULL;
+    CREATE TABLE deleted_users (
+        user_id TEXT COLLATE "C" PRIMARY KEY,
+        deleted_at BIGINT NOT NULL
+    );
+    CREATE INDEX deleted_users_by_time ON deleted_users(deleted_at);
+    CREATE TABLE user_books (
+        user_id TEXT COLLATE "C" NOT NULL,
+        book_id TEXT COLLATE "C" NOT NULL,
+        status TEXT,
+        favourite BOOLEAN NOT NULL,
+        rating INTEGER,
+        version BIGINT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (user_id, book_id)
+    );
+    CREATE INDEX user_books_by_book ON user_books(book_id);
+    CREATE TABLE idempotent_answers (
+        user_id TEXT COLLATE "C" NOT NULL,
+        key TEXT COLLATE "C" NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (user_id, key)
+    );
+    CREATE INDEX idempotent_answers_by_expiry ON idempotent_answers(expires_at);
+    "#,
 ];
 
 /// The schema version this build writes.

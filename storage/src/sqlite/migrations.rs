@@ -412,6 +412,45 @@ const MIGRATIONS: &[&str] = &[
         SELECT RAISE(ABORT, 'the audit log is append-only');
     END;
     "#,
+    // 11: readers' own records of books (status, rating, review, favourite, loans), stored
+    // answers of idempotent requests, and account management: display names, the token
+    // epoch and disabling (tokens issued before stop working), and the ids of deleted
+    // accounts (whose tokens every node refuses).
+    r#"
+    ALTER TABLE users ADD COLUMN display_name TEXT;
+    ALTER TABLE users ADD COLUMN token_epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN disabled_at INTEGER;
+    ALTER TABLE users ADD COLUMN tokens_changed_at INTEGER;
+    CREATE INDEX users_by_tokens_changed ON users(tokens_changed_at)
+        WHERE tokens_changed_at IS NOT NULL;
+    CREATE TABLE deleted_users (
+        user_id TEXT PRIMARY KEY,
+        deleted_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX deleted_users_by_time ON deleted_users(deleted_at);
+    CREATE TABLE user_books (
+        user_id TEXT NOT NULL,
+        book_id TEXT NOT NULL,
+        status TEXT,
+        favourite INTEGER NOT NULL,
+        rating INTEGER,
+        version INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (user_id, book_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX user_books_by_book ON user_books(book_id);
+    CREATE TABLE idempotent_answers (
+        user_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (user_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotent_answers_by_expiry ON idempotent_answers(expires_at);
+    "#,
 ];
 
 /// Registers the SQL functions the schema's triggers call, on a connection that writes.

@@ -7,6 +7,7 @@ mod kobo;
 mod koreader;
 mod migrations;
 mod opds;
+mod reading;
 mod rows;
 mod sharing;
 mod writer;
@@ -24,6 +25,7 @@ pub fn migrate_to(conn: &mut rusqlite::Connection, target: usize) -> Result<usiz
 
 use crate::error::StoreError;
 use crate::ids::*;
+use crate::reading::{IdempotentAnswer, UserBook};
 use crate::records::*;
 use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::store::{BatchOutcome, RotateOutcome, Store};
@@ -309,10 +311,13 @@ impl Store for SqliteStore {
 
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
         self.read(move |c| {
-            c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"))?
-                .query_row([id.to_string()], user_row)
-                .optional()?
-                .transpose()
+            c.prepare_cached(&format!(
+                "SELECT {USER_COLS} FROM users WHERE id = ?1 AND {}",
+                reading::LIVE_USER
+            ))?
+            .query_row([id.to_string()], user_row)
+            .optional()?
+            .transpose()
         })
         .await
     }
@@ -321,7 +326,8 @@ impl Store for SqliteStore {
         let username = username.to_string();
         self.read(move |c| {
             c.prepare_cached(&format!(
-                "SELECT {USER_COLS} FROM users WHERE username = ?1"
+                "SELECT {USER_COLS} FROM users WHERE username = ?1 AND {}",
+                reading::LIVE_USER
             ))?
             .query_row([username], user_row)
             .optional()?
@@ -1177,6 +1183,78 @@ impl Store for SqliteStore {
             )? as u64)
         })
         .await
+    }
+
+    async fn user_book(&self, user: UserId, book: BookId) -> Result<Option<UserBook>, StoreError> {
+        self.read(move |c| reading::user_book(c, user, book)).await
+    }
+
+    async fn user_books(
+        &self,
+        user: UserId,
+        after: Option<BookId>,
+        limit: usize,
+    ) -> Result<Vec<UserBook>, StoreError> {
+        self.read(move |c| reading::user_books(c, user, after, limit))
+            .await
+    }
+
+    async fn put_user_books(
+        &self,
+        user: UserId,
+        books: &[UserBook],
+        answer: Option<&IdempotentAnswer>,
+    ) -> Result<(), StoreError> {
+        let (books, answer) = (books.to_vec(), answer.cloned());
+        self.write(move |c| reading::put_user_books(c, user, &books, answer.as_ref()))
+            .await
+    }
+
+    async fn idempotent_answer(
+        &self,
+        user: UserId,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<IdempotentAnswer>, StoreError> {
+        let key = key.to_string();
+        self.read(move |c| reading::idempotent_answer(c, user, &key, now))
+            .await
+    }
+
+    async fn purge_idempotent_answers(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.write(move |c| reading::purge_idempotent_answers(c, before))
+            .await
+    }
+
+    async fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.read(reading::users).await
+    }
+
+    async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
+        let user = user.clone();
+        let now = Timestamp::now();
+        self.write(move |c| reading::update_user(c, &user, now))
+            .await
+    }
+
+    async fn revoke_user_sessions(&self, user: UserId) -> Result<(), StoreError> {
+        self.write(move |c| reading::revoke_user_sessions(c, user))
+            .await
+    }
+
+    async fn token_cutoffs(&self, since: Timestamp) -> Result<Vec<(UserId, u64)>, StoreError> {
+        self.read(move |c| reading::token_cutoffs(c, since)).await
+    }
+
+    async fn delete_user(
+        &self,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<Option<Vec<FileLocation>>, StoreError> {
+        // Progress writes logged but not applied yet are applied first, so none lands after.
+        self.settle().await?;
+        self.write(move |c| reading::delete_user(c, user, now))
+            .await
     }
 }
 

@@ -27,6 +27,8 @@ pub(super) fn user_row(r: &Row<'_>) -> RowResult<User> {
     let id: String = r.get(0)?;
     let created: i64 = r.get(5)?;
     let (username, email, password_hash, is_admin) = (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+    let (display_name, epoch, disabled): (Option<String>, i64, Option<i64>) =
+        (r.get(6)?, r.get(7)?, r.get(8)?);
     Ok((|| {
         Ok(User {
             id: parse_id(&id)?,
@@ -35,6 +37,9 @@ pub(super) fn user_row(r: &Row<'_>) -> RowResult<User> {
             password_hash,
             is_admin,
             created_at: Timestamp::from_millis(created),
+            display_name,
+            token_epoch: epoch.max(0) as u64,
+            disabled_at: disabled.map(Timestamp::from_millis),
         })
     })())
 }
