@@ -75,7 +75,7 @@ pub struct Sharing {
 }
 
 /// The Redis channel revocations are announced on.
-const REVOCATIONS: &str = "revocations";
+pub(crate) const REVOCATIONS: &str = "revocations";
 
 impl Dogear {
     pub async fn start(
@@ -98,6 +98,9 @@ impl Dogear {
         let opds_tokens_cache = Arc::new(crate::catalog::OpdsTokenCache::new(
             crate::kobo::service::TOKEN_CACHE_SECS,
         ));
+        let accounts = Accounts::new(store.clone(), keys, auth).with_shared(sharing.redis.clone());
+        let cutoffs = accounts.cutoffs_handle();
+        accounts.start_cutoff_poll().await?;
         if let Some(redis) = &sharing.redis {
             // A device deleted (or a Kobo token revoked) on any node is forgotten here at
             // once, not when this node's cached look-up expires.
@@ -105,6 +108,7 @@ impl Dogear {
             let cache = Arc::downgrade(&kobo_tokens_cache);
             let logins = Arc::downgrade(&koreader_logins_cache);
             let opds = Arc::downgrade(&opds_tokens_cache);
+            let cutoffs = Arc::downgrade(&cutoffs);
             tokio::spawn(async move {
                 while let Some(n) = notices.recv().await {
                     let (Some(cache), Some(logins), Some(opds)) =
@@ -117,11 +121,19 @@ impl Dogear {
                         logins.forget_device(id);
                         opds.forget_device(id);
                     }
+                    if let Some((user, epoch)) = n
+                        .strip_prefix("user:")
+                        .and_then(|r| r.split_once(':'))
+                        .and_then(|(u, e)| Some((u.parse().ok()?, e.parse().ok()?)))
+                        && let Some(c) = cutoffs.upgrade()
+                    {
+                        crate::auth::set_cutoff(&c, user, epoch);
+                    }
                 }
             });
         }
         Ok(Dogear {
-            accounts: Accounts::new(store.clone(), keys, auth).with_shared(sharing.redis.clone()),
+            accounts,
             store,
             placement,
             importer,
@@ -250,7 +262,16 @@ impl Dogear {
         self.placement
             .ask_user(user, UserOp::DeleteDevice(id))
             .await?;
-        // A Kobo's token and a KOReader's login go with their device, on every node.
+        self.forget_device_everywhere(id).await;
+        Ok(())
+    }
+
+    pub(crate) fn redis(&self) -> Option<&Arc<dogear_storage::shared::Shared>> {
+        self.redis.as_ref()
+    }
+
+    /// A Kobo's token and a KOReader's login go with their device, on every node.
+    pub(crate) async fn forget_device_everywhere(&self, id: DeviceId) {
         self.kobo_tokens_cache.forget_device(id);
         self.koreader_logins_cache.forget_device(id);
         self.opds_tokens_cache.forget_device(id);
@@ -260,7 +281,6 @@ impl Dogear {
             metrics::counter!("dogear_redis_fallbacks_total", "what" => "revocations").increment(1);
             tracing::warn!(error = %e, "redis unavailable: other nodes forget the device within their cache time");
         }
-        Ok(())
     }
 
     // Libraries and books.
@@ -361,6 +381,10 @@ impl Dogear {
     ) -> Result<(Vec<Book>, Option<BookAfter>), AppError> {
         let libraries = self.scope(user, library).await?;
         query.libraries = libraries;
+        // Filters on records are always on the caller's own.
+        if let Some(m) = &mut query.mine {
+            m.user = Some(user);
+        }
         // What a person types is folded to compatibility forms (full-width `ｈａｍｌｅｔ` and
         // ligatures like `ﬁ` are plain letters), as the stored metadata is written.
         let fold = |s: Option<String>| {

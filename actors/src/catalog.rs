@@ -74,10 +74,12 @@ impl Dogear {
     /// The token a catalog URL carries; looked up on every request, so answers are kept for
     /// a few seconds (a revocation drops them at once, on every node through Redis).
     pub async fn opds_device(&self, secret: &str) -> Result<Option<OpdsToken>, AppError> {
-        crate::device_secrets::by_token(&self.opds_tokens_cache, secret, |hash| async move {
-            self.store.opds_token(&hash).await
-        })
-        .await
+        let found =
+            crate::device_secrets::by_token(&self.opds_tokens_cache, secret, |hash| async move {
+                self.store.opds_token(&hash).await
+            })
+            .await?;
+        Ok(found.filter(|t| !self.accounts().is_cut_off(t.user_id)))
     }
 
     /// The reader an OPDS app's HTTP Basic credentials stand for; `None` when wrong. Checked
@@ -94,7 +96,8 @@ impl Dogear {
             && let Some((user, at)) = map.get(&key)
             && at.elapsed().as_secs() < BASIC_CACHE_SECS
         {
-            return Ok(Some(*user));
+            // A disabled or deleted account is refused at once.
+            return Ok(Some(*user).filter(|u| !self.accounts().is_cut_off(*u)));
         }
         let user = self
             .accounts()

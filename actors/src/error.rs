@@ -34,6 +34,8 @@ pub enum AppError {
     // previous build must read what it knows the same way.
     #[error("this invite code is not valid: it may be mistyped, expired, used up or revoked")]
     InvalidInvite,
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
 }
 
 impl AppError {

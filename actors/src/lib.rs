@@ -1,6 +1,7 @@
 //! Dogear's actors and the domain rules they enforce. The gateway talks to [`Dogear`]; each
 //! use case reaches the actor owning its state through [`placement::Placement`].
 
+pub mod account;
 pub mod app;
 pub mod auth;
 pub mod books;
@@ -18,6 +19,7 @@ pub mod kosync;
 pub mod libraries;
 pub mod library_actor;
 pub mod messages;
+pub mod mine;
 pub mod placement;
 pub mod progress;
 pub mod shelves;

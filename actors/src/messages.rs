@@ -107,6 +107,25 @@ pub enum UserOp {
     /// Something changed in one of the user's libraries (or in their membership of it):
     /// passed on live to the user's sockets.
     Notice(LibraryNotice),
+    // New variants go last: ops cross between nodes by position.
+    /// The user's own record of a book (`crate::mine`).
+    Mine(MineOp),
+    /// Deletes the account and what is the user's alone (`crate::account`); the actor
+    /// stops after answering.
+    Erase,
+}
+
+/// What may be done to a user's records of books.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum MineOp {
+    Get(BookId),
+    Patch(BookId, crate::mine::MinePatch),
+    /// Many changes at once, each applied whole or not at all; with a key, the answer is
+    /// stored with the writes and given again to a retry with the same items.
+    Batch {
+        key: Option<String>,
+        items: Vec<crate::mine::BatchItem>,
+    },
 }
 
 /// A change in a library, pushed live to every member's sockets as
@@ -196,6 +215,14 @@ pub enum UserReply {
     Devices(Vec<Device>),
     Done,
     Shelf(Option<Shelf>),
+    // New variants go last: replies cross between nodes by position.
+    Mine(Box<dogear_storage::UserBook>),
+    Batch(crate::mine::BatchAnswer),
+    /// The devices the deleted account had, and the object-store files no book uses now.
+    Erased {
+        devices: Vec<DeviceId>,
+        keys: Vec<String>,
+    },
 }
 
 #[derive(ractor_cluster::RactorMessage)]

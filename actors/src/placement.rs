@@ -49,6 +49,8 @@ pub struct ActorSettings {
     /// A client clock more than this far ahead of the server's is taken as the server's time,
     /// on every protocol: otherwise a device in year 9999 makes every later write stale.
     pub max_clock_skew: Duration,
+    /// How long the answer to a request with an `Idempotency-Key` is kept for its retries.
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for ActorSettings {
@@ -57,6 +59,7 @@ impl Default for ActorSettings {
             idle_timeout: Duration::from_secs(600),
             socket_queue: 256,
             max_clock_skew: Duration::from_secs(300),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }

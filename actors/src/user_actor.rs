@@ -18,8 +18,8 @@ use crate::placement::{Placement, device_key};
 use crate::progress::ProgressWrite;
 use crate::progress::batch::{self, Pending, Plan, Recent, Verdict};
 use dogear_storage::{
-    BatchOutcome, BookId, Device, DeviceId, DeviceKind, LibraryId, ProgressState, Store,
-    StoreError, Timestamp, UserId,
+    BatchOutcome, BookId, Device, DeviceId, DeviceKind, IdempotentAnswer, LibraryId, ProgressState,
+    Store, StoreError, Timestamp, UserBook, UserId,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::borrow::Cow;
@@ -103,6 +103,8 @@ pub struct UserState {
     inflight: Option<Inflight>,
     batches: u64,
     recent: Recent,
+    /// The user's records of books read so far (`crate::mine`); absent: not read yet.
+    mine: HashMap<BookId, UserBook>,
 }
 
 pub struct UserActor;
@@ -164,6 +166,7 @@ impl Actor for UserActor {
             inflight: None,
             batches: 0,
             recent: Recent::new(RECENT_IDS),
+            mine: HashMap::new(),
         })
     }
 
@@ -199,6 +202,15 @@ impl Actor for UserActor {
                     }
                 }
             }
+            UserMsg::Op(UserOp::Erase, reply) => {
+                st.drain().await;
+                let r = st.erase().await;
+                let erased = r.is_ok();
+                let _ = reply.send(r);
+                if erased {
+                    myself.stop(Some("account deleted".into()));
+                }
+            }
             UserMsg::Op(op, reply) => {
                 st.drain().await;
                 let r = st.op(op).await;
@@ -209,6 +221,7 @@ impl Actor for UserActor {
                 st.head = None;
                 st.states.clear();
                 st.readable.clear();
+                st.mine.clear();
                 st.devices = st
                     .store
                     .devices(st.user)
@@ -302,6 +315,9 @@ impl UserState {
                 self.readable.remove(&book);
                 UserReply::Done
             }
+            UserOp::Mine(op) => self.mine_op(op).await?,
+            // Taken by `handle` (the actor stops after it): never here.
+            UserOp::Erase => return Err(AppError::Unavailable("erase reached the op path".into())),
             UserOp::Notice(n) => {
                 use crate::messages::NoticeKind;
                 let lost = match n.kind {
@@ -320,6 +336,32 @@ impl UserState {
                 UserReply::Done
             }
         })
+    }
+
+    /// Deletes the account in the store; the devices' sockets are closed.
+    async fn erase(&mut self) -> Result<UserReply, AppError> {
+        let Some(gone) = self.store.delete_user(self.user, Timestamp::now()).await? else {
+            return Err(AppError::NotFound(Cow::Borrowed("user")));
+        };
+        let devices: Vec<DeviceId> = self.devices.keys().copied().collect();
+        for (id, sub) in self.subscribers.drain() {
+            match sub {
+                Subscriber::Local(dev) => dev.stop(Some("account deleted".into())),
+                Subscriber::Remote(node) => self.placement.stop_remote_device(&node, id),
+            }
+        }
+        self.devices.clear();
+        self.states.clear();
+        self.readable.clear();
+        self.mine.clear();
+        let keys = gone
+            .into_iter()
+            .filter_map(|l| match l {
+                dogear_storage::FileLocation::Object { key } => Some(key),
+                dogear_storage::FileLocation::External { .. } => None,
+            })
+            .collect();
+        Ok(UserReply::Erased { devices, keys })
     }
 
     async fn create_device(
@@ -505,8 +547,9 @@ impl UserState {
                 }
             };
             if plan.records.is_empty() {
-                // Only repeats of durable events: nothing to store.
-                self.answer(plan, entries);
+                // Only repeats of durable events: nothing to store (but a status an earlier
+                // try did not record is recorded now).
+                self.answer_after_statuses(plan, entries).await;
                 continue;
             }
             metrics::histogram!("dogear_progress_batch_size").record(plan.records.len() as f64);
@@ -561,7 +604,7 @@ impl UserState {
             Ok(BatchOutcome::Recorded) => {
                 self.head = Some(f.plan.head);
                 f.plan.settle(&mut self.states, &mut self.recent);
-                self.answer(f.plan, f.entries);
+                self.answer_after_statuses(f.plan, f.entries).await;
             }
             Ok(BatchOutcome::Duplicates(first)) => {
                 // Logged before, by this owner before a restart or by another: decided
@@ -611,6 +654,201 @@ impl UserState {
                 self.queue.push_front(q);
             }
         }
+    }
+
+    /// Records the statuses a durable plan's applied writes move (`mine::from_progress`),
+    /// then answers. If they cannot be recorded, the writers get an error although their
+    /// progress is durable: each retries, its write is then a repeat, and the status is
+    /// recorded on that try.
+    async fn answer_after_statuses(&mut self, plan: Plan, entries: Vec<Queued>) {
+        if let Err(e) = self.follow_progress(&plan).await {
+            self.mine.clear();
+            for q in entries {
+                q.answer(Err(e.clone()));
+            }
+            return;
+        }
+        self.answer(plan, entries);
+    }
+
+    async fn follow_progress(&mut self, plan: &Plan) -> Result<(), AppError> {
+        let now = Timestamp::now();
+        // Several writes to one book in a batch: each decided on the last, stored once.
+        let mut changed: Vec<UserBook> = Vec::new();
+        for v in &plan.verdicts {
+            let (Verdict::Logged(o) | Verdict::Repeat(o)) = v else {
+                continue;
+            };
+            if !o.applied {
+                continue;
+            }
+            let book = o.state.book_id;
+            let current = match changed.iter().position(|r| r.book_id == book) {
+                Some(i) => changed[i].clone(),
+                None => self.my_record(book).await?,
+            };
+            if let Some(mut next) = crate::mine::from_progress(&current, &o.state, now) {
+                match changed.iter_mut().find(|r| r.book_id == book) {
+                    Some(r) => {
+                        next.version = r.version;
+                        *r = next;
+                    }
+                    None => changed.push(next),
+                }
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        self.store.put_user_books(self.user, &changed, None).await?;
+        for r in changed {
+            self.mine.insert(r.book_id, r);
+        }
+        Ok(())
+    }
+
+    /// The user's record of a book (an empty one if they never said anything of it).
+    async fn my_record(&mut self, book: BookId) -> Result<UserBook, AppError> {
+        if let Some(r) = self.mine.get(&book) {
+            return Ok(r.clone());
+        }
+        let r = self
+            .store
+            .user_book(self.user, book)
+            .await?
+            .unwrap_or_else(|| UserBook::empty(self.user, book));
+        self.mine.insert(book, r.clone());
+        Ok(r)
+    }
+
+    async fn mine_op(&mut self, op: crate::messages::MineOp) -> Result<UserReply, AppError> {
+        use crate::messages::MineOp;
+        match op {
+            MineOp::Get(book) => {
+                self.check_book(book).await?;
+                Ok(UserReply::Mine(Box::new(self.my_record(book).await?)))
+            }
+            MineOp::Patch(book, patch) => {
+                self.check_book(book).await?;
+                let item = crate::mine::BatchItem {
+                    book_id: book,
+                    patch,
+                };
+                let mut answer = self.batch(None, vec![item]).await?;
+                match answer.results.pop() {
+                    Some(crate::mine::ItemResult::Done(r)) => Ok(UserReply::Mine(r)),
+                    Some(crate::mine::ItemResult::Refused(e)) => Err(e),
+                    None => Err(AppError::Unavailable("a patch without its result".into())),
+                }
+            }
+            MineOp::Batch { key, items } => Ok(UserReply::Batch(self.batch(key, items).await?)),
+        }
+    }
+
+    /// Applies each item whole or not at all, and stores the changed records with the
+    /// answer (under `key`) in one write. A key answered before gives that answer again
+    /// for the same items, and is refused for others.
+    async fn batch(
+        &mut self,
+        key: Option<String>,
+        items: Vec<crate::mine::BatchItem>,
+    ) -> Result<crate::mine::BatchAnswer, AppError> {
+        use crate::mine::{BatchAnswer, ItemResult};
+        let fingerprint = crate::mine::fingerprint(&items);
+        let now = Timestamp::now();
+        if let Some(key) = &key
+            && let Some(stored) = self.store.idempotent_answer(self.user, key, now).await?
+        {
+            return replayed(stored, &fingerprint);
+        }
+        for attempt in 0..2 {
+            let now = Timestamp::now();
+            let latest = now.plus_secs(self.max_skew_secs());
+            let mut results = Vec::with_capacity(items.len());
+            let mut changed: Vec<UserBook> = Vec::new();
+            for item in &items {
+                let book = item.book_id;
+                if let Err(e) = self.check_book(book).await {
+                    results.push(ItemResult::Refused(e));
+                    continue;
+                }
+                let current = match changed.iter().find(|r| r.book_id == book) {
+                    Some(r) => r.clone(),
+                    None => self.my_record(book).await?,
+                };
+                match crate::mine::apply(&current, &item.patch, now, latest) {
+                    Ok(mut next) => {
+                        if next.version != current.version {
+                            match changed.iter_mut().find(|r| r.book_id == book) {
+                                Some(r) => {
+                                    next.version = r.version;
+                                    *r = next.clone();
+                                }
+                                None => changed.push(next.clone()),
+                            }
+                        }
+                        results.push(ItemResult::Done(Box::new(next)));
+                    }
+                    Err(e) => results.push(ItemResult::Refused(e)),
+                }
+            }
+            let answer = BatchAnswer {
+                results,
+                replayed: false,
+            };
+            let stored = match &key {
+                Some(k) => Some(IdempotentAnswer {
+                    user_id: self.user,
+                    key: k.clone(),
+                    fingerprint: fingerprint.clone(),
+                    status: 200,
+                    body: serde_json::to_string(&answer.results)
+                        .map_err(|e| AppError::Unavailable(format!("batch answer: {e}")))?,
+                    created_at: now,
+                    expires_at: now.plus_secs(
+                        i64::try_from(self.placement.settings().idempotency_ttl.as_secs())
+                            .unwrap_or(i64::MAX / 4000),
+                    ),
+                }),
+                None => None,
+            };
+            if changed.is_empty() && stored.is_none() {
+                return Ok(answer);
+            }
+            match self
+                .store
+                .put_user_books(self.user, &changed, stored.as_ref())
+                .await
+            {
+                Ok(()) => {
+                    for r in changed {
+                        self.mine.insert(r.book_id, r);
+                    }
+                    return Ok(answer);
+                }
+                Err(StoreError::VersionConflict { .. }) if attempt == 0 => {
+                    // Written elsewhere (a previous owner): decide again on what is stored.
+                    self.mine.clear();
+                }
+                Err(StoreError::Conflict(_)) => {
+                    // The key was answered meanwhile (by a previous owner of this user).
+                    if let Some(key) = &key
+                        && let Some(stored) =
+                            self.store.idempotent_answer(self.user, key, now).await?
+                    {
+                        return replayed(stored, &fingerprint);
+                    }
+                    return Err(AppError::Conflict(
+                        "the records changed meanwhile; retry".into(),
+                    ));
+                }
+                Err(e) => {
+                    self.mine.clear();
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(AppError::Unavailable("the records kept changing".into()))
     }
 
     /// Stores nothing more: answers each writer of a durable plan and pushes its changes.
@@ -698,4 +936,20 @@ impl UserState {
             }
         }
     }
+}
+
+/// A stored batch answer given again, if it answered the same items.
+fn replayed(
+    stored: IdempotentAnswer,
+    fingerprint: &str,
+) -> Result<crate::mine::BatchAnswer, AppError> {
+    if stored.fingerprint != fingerprint {
+        return Err(AppError::IdempotencyKeyReused);
+    }
+    let results = serde_json::from_str(&stored.body)
+        .map_err(|e| AppError::Unavailable(format!("stored batch answer: {e}")))?;
+    Ok(crate::mine::BatchAnswer {
+        results,
+        replayed: true,
+    })
 }

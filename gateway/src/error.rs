@@ -49,7 +49,7 @@ codes! {
     UsernameTaken = "username_taken", CONFLICT,
         "registration with a username someone already has";
     IdempotencyMismatch = "idempotency_mismatch", CONFLICT,
-        "an `event_id` seen before, sent again with a different body";
+        "an `event_id` or `Idempotency-Key` seen before, sent again with a different body";
     Conflict = "conflict", CONFLICT,
         "the request contradicts the current state (a name already in use, a book in another library)";
     PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE,
@@ -112,7 +112,9 @@ impl From<AppError> for ApiError {
             AppError::RegistrationClosed => Code::RegistrationClosed,
             AppError::NotFound(_) => Code::NotFound,
             AppError::UsernameTaken => Code::UsernameTaken,
-            AppError::IdempotencyMismatch => Code::IdempotencyMismatch,
+            AppError::IdempotencyMismatch | AppError::IdempotencyKeyReused => {
+                Code::IdempotencyMismatch
+            }
             AppError::Conflict(_) => Code::Conflict,
             AppError::InvalidInvite => Code::InvalidInvite,
             AppError::RateLimited { .. } => Code::RateLimited,

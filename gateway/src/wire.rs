@@ -16,7 +16,48 @@ pub fn user_brief(u_id: &dogear_storage::UserId, username: &str) -> Value {
 }
 
 pub fn me(u: &User) -> Value {
-    json!({"id": u.id, "username": u.username, "email": u.email, "created_at": u.created_at})
+    json!({
+        "id": u.id,
+        "username": u.username,
+        "email": u.email,
+        "display_name": u.display_name,
+        "is_admin": u.is_admin,
+        "created_at": u.created_at,
+    })
+}
+
+/// An account as administrators see it.
+pub fn account(u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "username": u.username,
+        "email": u.email,
+        "display_name": u.display_name,
+        "is_admin": u.is_admin,
+        "disabled": u.disabled_at.is_some(),
+        "disabled_at": u.disabled_at,
+        "created_at": u.created_at,
+    })
+}
+
+/// A reader's record of a book (`/v1/books/{id}/mine`).
+pub fn user_book(b: &dogear_storage::UserBook) -> Value {
+    json!({
+        "book_id": b.book_id,
+        "status": b.status,
+        "status_source": b.status_source,
+        "status_at": b.status_at,
+        "started_at": b.started_at,
+        "finished_at": b.finished_at,
+        "rating": b.rating,
+        "review": b.review,
+        "favourite": b.favourite,
+        "loaned_to": b.loaned_to,
+        "loaned_at": b.loaned_at,
+        "returned_at": b.returned_at,
+        "updated_at": (b.version > 0).then_some(b.updated_at),
+        "version": b.version,
+    })
 }
 
 pub fn device(d: &Device) -> Value {

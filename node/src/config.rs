@@ -337,6 +337,8 @@ pub struct Actors {
     pub socket_queue: usize,
     /// A client clock more than this far ahead of the server's is replaced by the server's.
     pub max_clock_skew_secs: u64,
+    /// How long the answer to a request with an `Idempotency-Key` is kept for its retries.
+    pub idempotency_ttl_secs: u64,
 }
 
 impl Default for Actors {
@@ -345,6 +347,7 @@ impl Default for Actors {
             idle_timeout_secs: 600,
             socket_queue: 256,
             max_clock_skew_secs: 300,
+            idempotency_ttl_secs: 86_400,
         }
     }
 }
@@ -422,7 +425,12 @@ pub fn load(
 }
 
 fn validate(cfg: &Config) -> Result<(), String> {
-    let checks: [(bool, &str, &str); 17] = [
+    let checks: [(bool, &str, &str); 18] = [
+        (
+            (60..=31_536_000).contains(&cfg.actors.idempotency_ttl_secs),
+            "actors.idempotency_ttl_secs",
+            "must be from 60 seconds to 365 days",
+        ),
         (
             cfg.audit.retention_days.is_finite()
                 && cfg.audit.retention_days >= 0.0

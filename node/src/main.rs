@@ -5,6 +5,7 @@ mod audit_cmd;
 mod config;
 mod import_cmd;
 mod serve;
+mod user_cmd;
 
 use clap::{Parser, Subcommand};
 use std::io::BufRead;
@@ -81,6 +82,35 @@ enum UserAction {
         /// Email address.
         #[arg(long)]
         email: Option<String>,
+    },
+    /// List every account.
+    List,
+    /// Disable an account: it cannot sign in, and every token it holds is refused.
+    Disable {
+        /// User name or id.
+        user: String,
+    },
+    /// Enable a disabled account again (tokens from before stay refused).
+    Enable {
+        /// User name or id.
+        user: String,
+    },
+    /// Set a new password (read from the first line of standard input); sessions end.
+    ResetPassword {
+        /// User name or id.
+        user: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Delete an account and everything that is theirs alone (their shared libraries must
+    /// be transferred or deleted first).
+    Delete {
+        /// User name or id.
+        user: String,
+        /// Confirms the deletion (it cannot be undone).
+        #[arg(long, required = true)]
+        yes: bool,
     },
 }
 
@@ -179,6 +209,33 @@ fn main() -> ExitCode {
                 let password = line.trim_end_matches(['\n', '\r']);
                 serve::add_user(cfg, &name, password, email.as_deref(), admin).await
             }
+            Command::User {
+                action: UserAction::List,
+            } => user_cmd::list(cfg).await,
+            Command::User {
+                action: UserAction::Disable { user },
+            } => user_cmd::set_disabled(cfg, &user, true).await,
+            Command::User {
+                action: UserAction::Enable { user },
+            } => user_cmd::set_disabled(cfg, &user, false).await,
+            Command::User {
+                action:
+                    UserAction::ResetPassword {
+                        user,
+                        password_stdin: _,
+                    },
+            } => {
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .map_err(|e| format!("reading the password from stdin: {e}"))?;
+                let password = line.trim_end_matches(['\n', '\r']);
+                user_cmd::reset_password(cfg, &user, password).await
+            }
+            Command::User {
+                action: UserAction::Delete { user, yes: _ },
+            } => user_cmd::delete(cfg, &user).await,
         }
     });
     match result {

@@ -334,6 +334,21 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         });
     }
     {
+        // Answers of idempotent requests past their time, every few minutes on every node.
+        let app = app.clone();
+        let period = Duration::from_secs(cfg.actors.idempotency_ttl_secs / 4)
+            .clamp(Duration::from_secs(15), Duration::from_secs(600));
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(period);
+            loop {
+                every.tick().await;
+                if let Err(e) = app.purge_idempotent_answers().await {
+                    tracing::warn!(error = %e, "expired idempotency keys not removed");
+                }
+            }
+        });
+    }
+    {
         // Books stored by an older Dogear get the digests KOReader knows them by.
         let app = app.clone();
         tokio::spawn(async move {
@@ -409,6 +424,7 @@ pub async fn start_app(
         idle_timeout: Duration::from_secs(cfg.actors.idle_timeout_secs),
         socket_queue: cfg.actors.socket_queue,
         max_clock_skew: Duration::from_secs(cfg.actors.max_clock_skew_secs),
+        idempotency_ttl: Duration::from_secs(cfg.actors.idempotency_ttl_secs),
     };
     let objects = if cfg.storage.objects.trim().is_empty() {
         Objects::local(&cfg.storage.data_dir.join("objects"))

@@ -82,7 +82,25 @@ pub struct Accounts {
     shared: Option<Arc<dogear_storage::shared::Shared>>,
     /// Verified against when the username is unknown, so both failures cost the same time.
     dummy_hash: tokio::sync::OnceCell<String>,
+    /// Per user, the token epoch from which access tokens count (`u64::MAX`: none does, the
+    /// account is disabled or deleted). Filled from the store at start and kept current by
+    /// [`Accounts::poll_cutoffs`] and by this node's own changes.
+    cutoffs: Cutoffs,
 }
+
+/// Per user, the token epoch from which access tokens count.
+pub type Cutoffs = Arc<std::sync::RwLock<std::collections::HashMap<UserId, u64>>>;
+
+/// Sets the user's cut-off to exactly `epoch` (what the store or another node says now).
+pub fn set_cutoff(c: &Cutoffs, user: UserId, epoch: u64) {
+    if let Ok(mut m) = c.write() {
+        m.insert(user, epoch);
+    }
+}
+
+/// What a refused access token of a cut-off session is told.
+const SESSION_ENDED: &str =
+    "this session has ended (password changed, account disabled or deleted); sign in again";
 
 pub fn validate_username(name: &str) -> Result<(), AppError> {
     let ok_chars = name
@@ -97,6 +115,26 @@ pub fn validate_username(name: &str) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Takes the cut-offs the store recorded since `since` (by any node or command); returns
+/// when to ask from next time (with some overlap: the clocks of nodes differ).
+async fn poll_cutoffs(
+    store: &dyn Store,
+    cutoffs: &Cutoffs,
+    since: Timestamp,
+) -> Result<Timestamp, AppError> {
+    let now = Timestamp::now();
+    for (user, epoch) in store.token_cutoffs(since).await? {
+        set_cutoff(cutoffs, user, epoch);
+    }
+    Ok(now.plus_secs(-10))
+}
+
+fn disabled() -> AppError {
+    AppError::Forbidden(Cow::Borrowed(
+        "this account is disabled; ask an administrator",
+    ))
+}
+
 pub fn validate_password(pw: &str) -> Result<(), AppError> {
     let n = pw.chars().count();
     if !(8..=1024).contains(&n) {
@@ -105,7 +143,7 @@ pub fn validate_password(pw: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-fn validate_email(email: &str) -> Result<(), AppError> {
+pub fn validate_email(email: &str) -> Result<(), AppError> {
     let valid = email.len() <= 254
         && email
             .split_once('@')
@@ -149,6 +187,7 @@ impl Accounts {
             rotations: Default::default(),
             shared: None,
             dummy_hash: tokio::sync::OnceCell::new(),
+            cutoffs: Default::default(),
         }
     }
 
@@ -229,8 +268,7 @@ impl Accounts {
         let user = self
             .create_user(username, password, email, false, false)
             .await?;
-        self.new_session(user.id, user.username, FamilyId::generate())
-            .await
+        self.new_session(&user, FamilyId::generate()).await
     }
 
     pub async fn login(
@@ -243,10 +281,8 @@ impl Accounts {
         let phc = user.as_ref().map(|u| u.password_hash.clone());
         let ok = self.guarded("u", username, password, phc, addr).await?;
         match (ok, user) {
-            (true, Some(u)) => {
-                self.new_session(u.id, u.username, FamilyId::generate())
-                    .await
-            }
+            (true, Some(u)) if u.disabled_at.is_some() => Err(disabled()),
+            (true, Some(u)) => self.new_session(&u, FamilyId::generate()).await,
             _ => Err(AppError::InvalidCredentials),
         }
     }
@@ -262,7 +298,10 @@ impl Accounts {
         let user = self.store.user_by_name(username).await?;
         let phc = user.as_ref().map(|u| u.password_hash.clone());
         let ok = self.guarded("u", username, password, phc, addr).await?;
-        Ok(user.filter(|_| ok).map(|u| u.id))
+        match user.filter(|_| ok) {
+            Some(u) if u.disabled_at.is_some() => Err(disabled()),
+            other => Ok(other.map(|u| u.id)),
+        }
     }
 
     /// A sign-in by another protocol (KOReader's user name and key): the same budgets as
@@ -534,15 +573,17 @@ impl Accounts {
                     .store
                     .user(user_id)
                     .await?
-                    .ok_or(AppError::Unauthorized(Cow::Borrowed(
-                        "invalid refresh token",
-                    )))?;
+                    .filter(|u| u.disabled_at.is_none())
+                    .ok_or(AppError::Unauthorized(Cow::Borrowed(SESSION_ENDED)))?;
                 Ok(Session {
                     user_id,
                     username: user.username,
-                    access_token: self
-                        .keys
-                        .issue(user_id, now, self.settings.access_ttl_secs)?,
+                    access_token: self.keys.issue(
+                        user_id,
+                        user.token_epoch,
+                        now,
+                        self.settings.access_ttl_secs,
+                    )?,
                     refresh_token: new_token,
                     expires_in: self.settings.access_ttl_secs,
                 })
@@ -564,15 +605,107 @@ impl Accounts {
     }
 
     pub fn authenticate(&self, access_token: &str) -> Result<UserId, AppError> {
-        self.keys.verify(access_token)
+        let (user, epoch) = self.keys.verify(access_token)?;
+        if epoch < self.cutoff(user) {
+            return Err(AppError::Unauthorized(Cow::Borrowed(SESSION_ENDED)));
+        }
+        Ok(user)
     }
 
-    async fn new_session(
+    /// The epoch from which the user's access tokens count (0 when none was cut off).
+    fn cutoff(&self, user: UserId) -> u64 {
+        self.cutoffs
+            .read()
+            .ok()
+            .and_then(|m| m.get(&user).copied())
+            .unwrap_or(0)
+    }
+
+    /// True when nothing of the user may sign in any more (disabled or deleted): device
+    /// tokens (Kobo, KOReader, OPDS) check this too.
+    pub fn is_cut_off(&self, user: UserId) -> bool {
+        self.cutoff(user) == u64::MAX
+    }
+
+    /// From now on, refuses the user's access tokens of epochs before `epoch` (`u64::MAX`:
+    /// all of them).
+    pub fn cut_off(&self, user: UserId, epoch: u64) {
+        if let Ok(mut m) = self.cutoffs.write() {
+            let e = m.entry(user).or_insert(0);
+            *e = (*e).max(epoch);
+        }
+    }
+
+    /// Sets the user's cut-off to exactly `epoch` (an account enabled again: lowered from
+    /// the `MAX` of its disabled time).
+    pub fn uncut(&self, user: UserId, epoch: u64) {
+        set_cutoff(&self.cutoffs, user, epoch);
+    }
+
+    pub fn cutoffs_handle(&self) -> Cutoffs {
+        self.cutoffs.clone()
+    }
+
+    /// Loads the cut-offs that may still matter (those younger than an access token), then
+    /// looks for new ones in the store every 2 s (made by another node or a `dogear user`
+    /// command) for as long as this `Accounts` lives.
+    pub async fn start_cutoff_poll(&self) -> Result<(), AppError> {
+        let store = self.store.clone();
+        let since = Timestamp::now().plus_secs(-(self.settings.access_ttl_secs + 60));
+        let mut next = poll_cutoffs(&*store, &self.cutoffs, since).await?;
+        let cutoffs = Arc::downgrade(&self.cutoffs);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                every.tick().await;
+                let Some(c) = cutoffs.upgrade() else { return };
+                match poll_cutoffs(&*store, &c, next).await {
+                    Ok(n) => next = n,
+                    Err(e) => tracing::debug!(error = %e, "token cut-offs not read"),
+                }
+            }
+        });
+        Ok(())
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    /// Checks the user's password within the login budgets (a wrong one counts as a failed
+    /// login): for changes that need the password again.
+    pub async fn confirm_password(
         &self,
-        user_id: UserId,
-        username: String,
-        family: FamilyId,
-    ) -> Result<Session, AppError> {
+        user: &User,
+        password: &str,
+        field: &str,
+        addr: Option<&str>,
+    ) -> Result<(), AppError> {
+        let ok = self
+            .guarded(
+                "u",
+                &user.username,
+                password,
+                Some(user.password_hash.clone()),
+                addr,
+            )
+            .await?;
+        if ok {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(Cow::Owned(format!(
+                "{field}: the password is wrong"
+            ))))
+        }
+    }
+
+    /// A new session for a user (after a password change, for the client that made it).
+    pub async fn session_for(&self, user: &User) -> Result<Session, AppError> {
+        self.new_session(user, FamilyId::generate()).await
+    }
+
+    async fn new_session(&self, user: &User, family: FamilyId) -> Result<Session, AppError> {
+        let (user_id, username, epoch) = (user.id, user.username.clone(), user.token_epoch);
         let now = Timestamp::now();
         let refresh = random_token()?;
         self.store
@@ -589,7 +722,7 @@ impl Accounts {
             username,
             access_token: self
                 .keys
-                .issue(user_id, now, self.settings.access_ttl_secs)?,
+                .issue(user_id, epoch, now, self.settings.access_ttl_secs)?,
             refresh_token: refresh,
             expires_in: self.settings.access_ttl_secs,
         })

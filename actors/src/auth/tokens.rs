@@ -14,6 +14,11 @@ struct Claims {
     iat: i64,
     exp: i64,
     typ: String,
+    /// The user's token epoch when issued: a password change or a disabled account raises
+    /// the epoch, and tokens of an earlier one are refused. Tokens issued before Dogear
+    /// had epochs are epoch 0.
+    #[serde(default)]
+    ep: u64,
 }
 
 /// The signing secret, held once. `Debug` never shows it.
@@ -42,20 +47,28 @@ impl JwtKeys {
         }
     }
 
-    pub fn issue(&self, user: UserId, now: Timestamp, ttl_secs: i64) -> Result<String, AppError> {
+    pub fn issue(
+        &self,
+        user: UserId,
+        epoch: u64,
+        now: Timestamp,
+        ttl_secs: i64,
+    ) -> Result<String, AppError> {
         let iat = now.millis() / 1000;
         let claims = Claims {
             sub: user.to_string(),
             iat,
             exp: iat + ttl_secs,
             typ: "access".into(),
+            ep: epoch,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc)
             .map_err(|e| AppError::Unavailable(format!("jwt encode: {e}")))
     }
 
-    /// The user a valid, unexpired access token speaks for.
-    pub fn verify(&self, token: &str) -> Result<UserId, AppError> {
+    /// The user a valid, unexpired access token speaks for, and the token epoch it was
+    /// issued in.
+    pub fn verify(&self, token: &str) -> Result<(UserId, u64), AppError> {
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.dec, &self.validation).map_err(|_| {
                 AppError::Unauthorized(Cow::Borrowed("invalid or expired access token"))
@@ -65,10 +78,10 @@ impl JwtKeys {
                 "invalid or expired access token",
             )));
         }
-        data.claims
-            .sub
-            .parse()
-            .map_err(|_| AppError::Unauthorized(Cow::Borrowed("invalid or expired access token")))
+        let user = data.claims.sub.parse().map_err(|_| {
+            AppError::Unauthorized(Cow::Borrowed("invalid or expired access token"))
+        })?;
+        Ok((user, data.claims.ep))
     }
 }
 
@@ -98,9 +111,11 @@ mod tests {
     fn tokens_verify_and_expire() {
         let keys = JwtKeys::from_secret(b"0123456789abcdef0123456789abcdef");
         let u = UserId::generate();
-        let t = keys.issue(u, Timestamp::now(), 60).unwrap();
-        assert_eq!(keys.verify(&t).unwrap(), u);
-        let old = keys.issue(u, Timestamp::now().plus_secs(-120), 60).unwrap();
+        let t = keys.issue(u, 7, Timestamp::now(), 60).unwrap();
+        assert_eq!(keys.verify(&t).unwrap(), (u, 7));
+        let old = keys
+            .issue(u, 0, Timestamp::now().plus_secs(-120), 60)
+            .unwrap();
         assert!(keys.verify(&old).is_err(), "expired");
         let other = JwtKeys::from_secret(b"another secret, another server!!");
         assert!(other.verify(&t).is_err(), "forged");

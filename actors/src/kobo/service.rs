@@ -63,10 +63,13 @@ impl Dogear {
     /// are kept for a few seconds; a revocation drops them at once on this node, and on the
     /// other nodes of a cluster through Redis (without Redis, within [`TOKEN_CACHE_SECS`]).
     pub async fn kobo_device(&self, secret: &str) -> Result<Option<KoboToken>, AppError> {
-        crate::device_secrets::by_token(&self.kobo_tokens_cache, secret, |hash| async move {
-            self.store.kobo_token(&hash).await
-        })
-        .await
+        let found =
+            crate::device_secrets::by_token(&self.kobo_tokens_cache, secret, |hash| async move {
+                self.store.kobo_token(&hash).await
+            })
+            .await?;
+        // A disabled or deleted account's devices are refused at once.
+        Ok(found.filter(|t| !self.accounts().is_cut_off(t.user_id)))
     }
 
     /// The next page of the device's library sync, built by its actor (one at a time).

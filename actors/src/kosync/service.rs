@@ -189,7 +189,8 @@ impl Dogear {
         let key = normal_key(key);
         let cache_key = crate::auth::sha256_hex(&format!("{username}\0{key}"));
         if let Some(l) = self.koreader_logins_cache.get(&cache_key) {
-            return Ok(Some(l));
+            // A disabled or deleted account's logins are refused at once.
+            return Ok(Some(l).filter(|l| !self.accounts().is_cut_off(l.user_id)));
         }
         let plausible = !username.is_empty() && username.len() <= 64 && key.len() <= 256;
         let login = if plausible {
@@ -203,7 +204,7 @@ impl Dogear {
             .check_secret(username, &key, phc, addr)
             .await?;
         match login {
-            Some(l) if ok => {
+            Some(l) if ok && !self.accounts().is_cut_off(l.user_id) => {
                 self.koreader_logins_cache.put(cache_key, l.clone());
                 Ok(Some(l))
             }

@@ -1,4 +1,5 @@
-//! `/v1/auth/*` and `/v1/users/me`.
+//! `/v1/auth/*`, `/v1/users/me` (the account people manage themselves) and
+//! `/v1/admin/users` (administrators).
 
 use crate::error::ApiError;
 use crate::http::{self, Req};
@@ -78,4 +79,132 @@ pub async fn logout(ctx: &Ctx, req: Req) -> Result<Response, ApiError> {
 pub async fn me(ctx: &Ctx, user: UserId) -> Result<Response, ApiError> {
     let u = ctx.app.me(user).await?;
     Ok(http::json(StatusCode::OK, &wire::me(&u)))
+}
+
+/// Distinguishes a field left out (`None`) from one set to null (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileBody {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    display_name: Option<Option<String>>,
+}
+
+pub async fn update_me(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiError> {
+    let b: ProfileBody = req.json()?;
+    let patch = dogear_actors::account::ProfilePatch {
+        username: b.username,
+        email: b.email,
+        display_name: b.display_name,
+    };
+    let u = ctx.app.update_profile(user, patch).await?;
+    Ok(http::json(StatusCode::OK, &wire::me(&u)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the password; every session ends, and the caller gets a new one.
+pub async fn change_password(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiError> {
+    let b: PasswordBody = req.json()?;
+    let addr = req.remote.map(|a| a.ip().to_string());
+    let s = ctx
+        .app
+        .change_password(user, &b.current_password, &b.new_password, addr.as_deref())
+        .await?;
+    Ok(session(StatusCode::OK, &s))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteBody {
+    password: String,
+}
+
+pub async fn delete_me(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiError> {
+    let b: DeleteBody = req.json()?;
+    let addr = req.remote.map(|a| a.ip().to_string());
+    ctx.app
+        .delete_account(user, Some(&b.password), addr.as_deref())
+        .await?;
+    Ok(http::empty(StatusCode::NO_CONTENT))
+}
+
+pub async fn export(ctx: &Ctx, user: UserId) -> Result<Response, ApiError> {
+    use warp::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, HeaderValue};
+    let u = ctx.app.me(user).await?;
+    let bytes = ctx.app.export_account(user).await?;
+    let mut r = http::empty(StatusCode::OK);
+    *r.body_mut() = bytes.into();
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    // The user name is [a-z0-9_.-] only: nothing to escape.
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"dogear-{}-export.zip\"",
+        u.username
+    )) {
+        r.headers_mut().insert(CONTENT_DISPOSITION, v);
+    }
+    Ok(r)
+}
+
+pub async fn admin_list(ctx: &Ctx, user: UserId) -> Result<Response, ApiError> {
+    let users = ctx.app.admin_users(Some(user)).await?;
+    let items: Vec<_> = users.iter().map(wire::account).collect();
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": null}),
+    ))
+}
+
+pub async fn admin_disable(
+    ctx: &Ctx,
+    user: UserId,
+    target: UserId,
+    disabled: bool,
+) -> Result<Response, ApiError> {
+    let u = ctx
+        .app
+        .admin_set_disabled(Some(user), target, disabled)
+        .await?;
+    Ok(http::json(StatusCode::OK, &wire::account(&u)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetBody {
+    new_password: String,
+}
+
+pub async fn admin_reset_password(
+    ctx: &Ctx,
+    user: UserId,
+    target: UserId,
+    req: Req,
+) -> Result<Response, ApiError> {
+    let b: ResetBody = req.json()?;
+    ctx.app
+        .admin_reset_password(Some(user), target, &b.new_password)
+        .await?;
+    Ok(http::empty(StatusCode::NO_CONTENT))
+}
+
+pub async fn admin_delete(ctx: &Ctx, user: UserId, target: UserId) -> Result<Response, ApiError> {
+    ctx.app.admin_delete(Some(user), target).await?;
+    Ok(http::empty(StatusCode::NO_CONTENT))
 }

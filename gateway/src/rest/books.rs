@@ -116,7 +116,31 @@ pub async fn list(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiErro
             v => Ok(v.map(str::to_string)),
         }
     };
+    let flag = |k: &str| -> Result<Option<bool>, ApiError> {
+        match req.q(k) {
+            None | Some("") => Ok(None),
+            Some("true") | Some("1") => Ok(Some(true)),
+            Some("false") | Some("0") => Ok(Some(false)),
+            Some(_) => Err(ApiError::field(k, "must be true or false")),
+        }
+    };
+    let status = match req.q("status").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(dogear_storage::BookStatus::parse(s).ok_or_else(|| {
+            ApiError::field(
+                "status",
+                "must be one of want_to_read, reading, finished, abandoned",
+            )
+        })?),
+    };
+    let mine = dogear_storage::MineFilter {
+        user: Some(user),
+        status,
+        favourite: flag("favourite")?,
+        rated: flag("rated")?,
+    };
     let query = BookQuery {
+        mine: (!mine.is_empty()).then_some(mine),
         q: text("q")?,
         author: text("author")?,
         series: text("series")?,

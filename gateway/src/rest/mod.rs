@@ -12,6 +12,7 @@ pub mod files;
 mod kobo_tokens;
 mod koreader;
 mod libraries;
+mod mine;
 mod opds_tokens;
 mod progress;
 mod shelves;
@@ -88,6 +89,37 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/v1/auth/refresh", |ctx, p, req| accounts::refresh(ctx, req).await),
     route!(POST "/v1/auth/logout", |ctx, p, req| accounts::logout(ctx, req).await),
     route!(GET "/v1/users/me", |ctx, p, req| accounts::me(ctx, auth(ctx, &req)?).await),
+    route!(PATCH "/v1/users/me", |ctx, p, req| {
+        accounts::update_me(ctx, auth(ctx, &req)?, req).await
+    }),
+    route!(DELETE "/v1/users/me", |ctx, p, req| {
+        accounts::delete_me(ctx, auth(ctx, &req)?, req).await
+    }),
+    route!(POST "/v1/users/me/password", |ctx, p, req| {
+        accounts::change_password(ctx, auth(ctx, &req)?, req).await
+    }),
+    route!(GET "/v1/users/me/export", |ctx, p, req| {
+        accounts::export(ctx, auth(ctx, &req)?).await
+    }),
+    route!(GET "/v1/admin/users", |ctx, p, req| {
+        accounts::admin_list(ctx, auth(ctx, &req)?).await
+    }),
+    route!(POST "/v1/admin/users/{id}/disable", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        accounts::admin_disable(ctx, user, p.id(0, "user")?, true).await
+    }),
+    route!(POST "/v1/admin/users/{id}/enable", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        accounts::admin_disable(ctx, user, p.id(0, "user")?, false).await
+    }),
+    route!(POST "/v1/admin/users/{id}/password", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        accounts::admin_reset_password(ctx, user, p.id(0, "user")?, req).await
+    }),
+    route!(DELETE "/v1/admin/users/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        accounts::admin_delete(ctx, user, p.id(0, "user")?).await
+    }),
     route!(POST "/v1/devices", |ctx, p, req| devices::create(ctx, auth(ctx, &req)?, req).await),
     route!(GET "/v1/devices", |ctx, p, req| devices::list(ctx, auth(ctx, &req)?).await),
     route!(DELETE "/v1/devices/{id}", |ctx, p, req| {
@@ -183,6 +215,21 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/v1/imports/{id}", |ctx, p, req| {
         let user = auth(ctx, &req)?;
         files::job(ctx, user, p.id(0, "import")?).await
+    }),
+    route!(GET "/v1/books/{id}/mine", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        mine::get(ctx, user, p.id(0, "book")?).await
+    }),
+    route!(PUT "/v1/books/{id}/mine", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        mine::write(ctx, user, p.id(0, "book")?, req, true).await
+    }),
+    route!(PATCH "/v1/books/{id}/mine", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        mine::write(ctx, user, p.id(0, "book")?, req, false).await
+    }),
+    route!(POST "/v1/books/mine/batch", |ctx, p, req| {
+        mine::batch(ctx, auth(ctx, &req)?, req).await
     }),
     route!(GET "/v1/books/{id}/progress", |ctx, p, req| {
         let user = auth(ctx, &req)?;
