@@ -399,6 +399,43 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            label: "GET /v1/books/{id}/mine",
+            expect: row([200, 200, 200]),
+            call: |w, _| Json("GET", format!("/v1/books/{}/mine", w.book), None),
+        },
+        Case {
+            label: "PATCH /v1/books/{id}/mine",
+            expect: row([200, 200, 200]),
+            call: |w, _| {
+                Json(
+                    "PATCH",
+                    format!("/v1/books/{}/mine", w.book),
+                    Some(json!({"status": "reading", "rating": 4})),
+                )
+            },
+        },
+        Case {
+            label: "GET /v1/books?status=reading (200: the book is listed, 404: it is not)",
+            expect: [401, 401, 404, 404, 200, 200, 200],
+            call: |_, _| Lists("/v1/books?status=reading".into()),
+        },
+        Case {
+            label: "PUT /v1/books/{id}/mine",
+            expect: row([200, 200, 200]),
+            call: |w, _| {
+                Json(
+                    "PUT",
+                    format!("/v1/books/{}/mine", w.book),
+                    Some(json!({"favourite": true})),
+                )
+            },
+        },
+        Case {
+            label: "GET /v1/admin/users (readers are not administrators)",
+            expect: [401, 401, 403, 403, 403, 403, 403],
+            call: |_, _| Json("GET", "/v1/admin/users".into(), None),
+        },
+        Case {
             label: "PUT /v1/shelves/{own}/books/{id}",
             expect: row([200, 200, 200]),
             call: |w, who| {

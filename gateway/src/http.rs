@@ -11,6 +11,16 @@ use warp::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::reply::Response;
 
+/// For `#[serde(deserialize_with = "present")]`: tells a field left out (`None`, with
+/// `#[serde(default)]`) from one set to null (`Some(None)`).
+pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 pub struct Req {
     pub method: Method,
     pub path: String,

@@ -2,6 +2,7 @@
 //! `/v1/admin/users` (administrators).
 
 use crate::error::ApiError;
+use crate::http::present;
 use crate::http::{self, Req};
 use crate::{Ctx, wire};
 use dogear_actors::auth::Session;
@@ -79,15 +80,6 @@ pub async fn logout(ctx: &Ctx, req: Req) -> Result<Response, ApiError> {
 pub async fn me(ctx: &Ctx, user: UserId) -> Result<Response, ApiError> {
     let u = ctx.app.me(user).await?;
     Ok(http::json(StatusCode::OK, &wire::me(&u)))
-}
-
-/// Distinguishes a field left out (`None`) from one set to null (`Some(None)`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]

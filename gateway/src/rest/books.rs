@@ -1,11 +1,12 @@
 //! `/v1/libraries` and `/v1/books` (the metadata-only core; files arrive with imports).
 
 use crate::error::ApiError;
+use crate::http::present;
 use crate::http::{self, Req};
 use crate::{Ctx, wire};
 use dogear_actors::books::{BookPatch, NewBook};
 use dogear_storage::{BookId, BookQuery, BookSort, LibraryId, UserId};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 use warp::http::StatusCode;
@@ -22,15 +23,6 @@ struct CreateBody {
     identifiers: BTreeMap<String, String>,
     #[serde(default)]
     library_id: Option<LibraryId>,
-}
-
-/// Distinguishes a field left out (`None`) from one set to null (`Some(None)`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]

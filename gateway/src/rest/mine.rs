@@ -1,24 +1,16 @@
 //! `/v1/books/{id}/mine` and `/v1/books/mine/batch`: a reader's own record of each book.
 
 use crate::error::ApiError;
+use crate::http::present;
 use crate::http::{self, Req};
 use crate::{Ctx, wire};
 use dogear_actors::mine::{BatchItem, ItemResult, MinePatch};
 use dogear_storage::{BookId, BookStatus, Rating, Timestamp, UserId};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::http::header::HeaderValue;
 use warp::reply::Response;
-
-/// Distinguishes a field left out (`None`) from one set to null (`Some(None)`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
 
 macro_rules! mine_body {
     ($name:ident { $($field:ident: $ty:ty),* }) => {
