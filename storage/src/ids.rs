@@ -76,3 +76,8 @@ id_type!(
     /// An invitation to a shared library.
     InviteId
 );
+id_type!(
+    /// A reader's note, todo or annotation; chosen by the client that made it (an app that
+    /// works offline makes its ids itself) or by Dogear.
+    DocId
+);

@@ -22,9 +22,14 @@ pub mod time;
 
 pub use digest::md5_hex;
 pub use error::StoreError;
-pub use ids::{BookId, DeviceId, EventId, FamilyId, InviteId, JobId, LibraryId, ShelfId, UserId};
+pub use ids::{
+    BookId, DeviceId, DocId, EventId, FamilyId, InviteId, JobId, LibraryId, ShelfId, UserId,
+};
 pub use objects::{ObjectError, ObjectRead, Objects};
-pub use reading::{BookStatus, IdempotentAnswer, MineFilter, Rating, StatusSource, UserBook};
+pub use reading::{
+    BookStatus, DocKind, DocQuery, IdempotentAnswer, MineFilter, Rating, StatusSource, UserBook,
+    UserDoc,
+};
 pub use records::*;
 pub use sharing::{
     AuditAction, AuditDraft, AuditEntry, ChainBreak, Invite, SharingOp, check_chain,

@@ -157,6 +157,45 @@ pub struct IdempotentAnswer {
     pub expires_at: Timestamp,
 }
 
+wire_enum!(
+    /// What a [`UserDoc`] is.
+    DocKind { Note = "note", Todo = "todo", Annotation = "annotation" }
+);
+
+/// A reader's note, todo or annotation: a small document that apps may also keep offline and
+/// sync (pull everything changed after a checkpoint, push changes on the version they were
+/// made on). `body` is the JSON of the kind's fields, checked by the actors before it is
+/// stored. Deletions stay as tombstones (`deleted_at`), so a device that was away learns of
+/// them.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct UserDoc {
+    pub user_id: UserId,
+    pub kind: DocKind,
+    pub id: DocId,
+    pub book_id: Option<BookId>,
+    /// 1 when made, one more with every change.
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub deleted_at: Option<Timestamp>,
+    /// The user's change number of its last write (set by the store): a checkpoint.
+    pub change_seq: u64,
+    pub body: String,
+}
+
+/// Which of a user's documents to read, in change order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DocQuery {
+    pub user: UserId,
+    pub kind: DocKind,
+    pub book: Option<BookId>,
+    /// Those written after this change number.
+    pub after: u64,
+    /// With tombstones (a sync's pull) or without (a list).
+    pub deleted: bool,
+    pub limit: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

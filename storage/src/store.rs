@@ -3,7 +3,7 @@
 
 use crate::error::StoreError;
 use crate::ids::*;
-use crate::reading::{IdempotentAnswer, UserBook};
+use crate::reading::{DocQuery, IdempotentAnswer, UserBook, UserDoc};
 use crate::records::*;
 use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::time::Timestamp;
@@ -403,6 +403,17 @@ pub trait Store: Send + Sync + 'static {
     /// disabled time; a name taken by another is `Conflict("username")`. `false`: no such
     /// user.
     async fn update_user(&self, user: &User) -> Result<bool, StoreError>;
+    // Notes, todos and annotations (see `crate::reading::UserDoc`).
+
+    /// Creates the document (`version` 1) or replaces it if its stored version is
+    /// `version - 1` (else `VersionConflict`; an id the user has for another kind is
+    /// `Conflict("document id")`), giving it the user's next change number; returns it as
+    /// stored.
+    async fn put_doc(&self, doc: &UserDoc) -> Result<UserDoc, StoreError>;
+    /// Tombstones included.
+    async fn doc(&self, user: UserId, id: DocId) -> Result<Option<UserDoc>, StoreError>;
+    async fn docs(&self, q: &DocQuery) -> Result<Vec<UserDoc>, StoreError>;
+
     /// Revokes every refresh token of the user.
     async fn revoke_user_sessions(&self, user: UserId) -> Result<(), StoreError>;
     /// Users whose tokens were cut off since `since` (token epoch raised, disabled or

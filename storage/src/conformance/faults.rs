@@ -10,7 +10,7 @@
 
 use crate::error::StoreError;
 use crate::ids::*;
-use crate::reading::{IdempotentAnswer, UserBook};
+use crate::reading::{DocQuery, IdempotentAnswer, UserBook, UserDoc};
 use crate::records::*;
 use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::store::{RotateOutcome, Store};
@@ -557,5 +557,18 @@ impl<S: Store> Store for Faulty<S> {
     ) -> Result<Option<Vec<FileLocation>>, StoreError> {
         self.fault("delete_user")?;
         self.inner.delete_user(u, now).await
+    }
+
+    async fn put_doc(&self, doc: &UserDoc) -> Result<UserDoc, StoreError> {
+        self.fault("put_doc")?;
+        self.inner.put_doc(doc).await
+    }
+    async fn doc(&self, u: UserId, id: DocId) -> Result<Option<UserDoc>, StoreError> {
+        self.fault("doc")?;
+        self.inner.doc(u, id).await
+    }
+    async fn docs(&self, q: &DocQuery) -> Result<Vec<UserDoc>, StoreError> {
+        self.fault("docs")?;
+        self.inner.docs(q).await
     }
 }

@@ -48,6 +48,7 @@ pub async fn run_all(store: &dyn Store) {
     sharing::sharing(store).await;
     reading::user_books(store).await;
     reading::idempotent_answers(store).await;
+    reading::docs(store).await;
     reading::account_management(store).await;
     lifecycle::closing(store).await;
 }

@@ -330,6 +330,21 @@ pub async fn account_management(s: &dyn Store) {
     let mut r = record(u.id, mine.id, 1);
     r.favourite = true;
     s.put_user_books(u.id, &[r], None).await.unwrap();
+    let note = s
+        .put_doc(&UserDoc {
+            user_id: u.id,
+            kind: DocKind::Note,
+            id: DocId::generate(),
+            book_id: None,
+            version: 1,
+            created_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+            deleted_at: None,
+            change_seq: 0,
+            body: "{}".into(),
+        })
+        .await
+        .unwrap();
     let gone = s
         .delete_user(u.id, Timestamp::now())
         .await
@@ -355,6 +370,7 @@ pub async fn account_management(s: &dyn Store) {
     assert_eq!(s.book(mine.id).await.unwrap(), None);
     assert!(s.book(shared_file.id).await.unwrap().is_some());
     assert!(s.user_books(u.id, None, 10).await.unwrap().is_empty());
+    assert_eq!(s.doc(u.id, note.id).await.unwrap(), None);
     assert!(
         s.token_cutoffs(before)
             .await
@@ -370,4 +386,118 @@ pub async fn account_management(s: &dyn Store) {
     // The name is free again.
     let (again, again_lib) = new_user("acct-a2");
     s.create_user(&again, &again_lib).await.unwrap();
+}
+
+pub async fn docs(s: &dyn Store) {
+    let (u, lib) = new_user("docs-reader");
+    s.create_user(&u, &lib).await.unwrap();
+    let b = book(lib.id, "Annotated", "A. Author");
+    s.create_book(&b).await.unwrap();
+    let now = Timestamp::now();
+    let doc = |kind, book_id, body: &str| UserDoc {
+        user_id: u.id,
+        kind,
+        id: DocId::generate(),
+        book_id,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+        change_seq: 0,
+        body: body.into(),
+    };
+    let note = s
+        .put_doc(&doc(DocKind::Note, None, r#"{"title":"n"}"#))
+        .await
+        .unwrap();
+    let hl = s
+        .put_doc(&doc(DocKind::Annotation, Some(b.id), r#"{"text":"a"}"#))
+        .await
+        .unwrap();
+    let todo = s
+        .put_doc(&doc(DocKind::Todo, Some(b.id), r#"{"title":"t"}"#))
+        .await
+        .unwrap();
+    assert!(note.change_seq < hl.change_seq && hl.change_seq < todo.change_seq);
+    assert_eq!(s.doc(u.id, note.id).await.unwrap(), Some(note.clone()));
+
+    // Versions: a stale or skipped version and an id of another kind are refused.
+    let mut stale = note.clone();
+    stale.body = r#"{"title":"stale"}"#.into();
+    assert!(matches!(
+        s.put_doc(&stale).await,
+        Err(StoreError::VersionConflict { found: 1, .. })
+    ));
+    let mut again = note.clone();
+    again.version = 2;
+    again.kind = DocKind::Todo;
+    assert!(matches!(
+        s.put_doc(&again).await,
+        Err(StoreError::Conflict("document id"))
+    ));
+    let mut edited = note.clone();
+    edited.version = 2;
+    edited.body = r#"{"title":"n2"}"#.into();
+    let edited = s.put_doc(&edited).await.unwrap();
+    assert!(
+        edited.change_seq > todo.change_seq,
+        "a write takes the next number"
+    );
+
+    // Tombstones: out of lists, in pulls.
+    let mut gone = hl.clone();
+    gone.version = 2;
+    gone.deleted_at = Some(Timestamp::now());
+    let gone = s.put_doc(&gone).await.unwrap();
+    let q = |kind, after, deleted, book| DocQuery {
+        user: u.id,
+        kind,
+        book,
+        after,
+        deleted,
+        limit: 10,
+    };
+    assert!(
+        s.docs(&q(DocKind::Annotation, 0, false, None))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.docs(&q(DocKind::Annotation, 0, true, None))
+            .await
+            .unwrap(),
+        vec![gone.clone()]
+    );
+    assert!(
+        s.docs(&q(DocKind::Annotation, gone.change_seq, true, None))
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing after the checkpoint"
+    );
+    assert_eq!(
+        s.docs(&q(DocKind::Todo, 0, false, Some(b.id)))
+            .await
+            .unwrap(),
+        vec![todo.clone()]
+    );
+    assert!(
+        s.docs(&q(DocKind::Todo, 0, false, Some(BookId::generate())))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let notes = s.docs(&q(DocKind::Note, 0, true, None)).await.unwrap();
+    assert_eq!(notes, vec![edited.clone()]);
+    // Another user's documents are theirs; ids are per user.
+    let (v, vlib) = new_user("docs-other");
+    s.create_user(&v, &vlib).await.unwrap();
+    assert_eq!(s.doc(v.id, note.id).await.unwrap(), None);
+    let mut same_id = edited.clone();
+    same_id.user_id = v.id;
+    same_id.version = 1;
+    let theirs = s.put_doc(&same_id).await.unwrap();
+    assert_eq!(theirs.change_seq, 1, "their own numbers");
+    assert_eq!(s.doc(u.id, note.id).await.unwrap(), Some(edited));
 }

@@ -16,7 +16,7 @@ pub use schema::LATEST as SCHEMA_VERSION;
 
 use crate::error::StoreError;
 use crate::ids::*;
-use crate::reading::{IdempotentAnswer, UserBook};
+use crate::reading::{DocQuery, IdempotentAnswer, UserBook, UserDoc};
 use crate::records::*;
 use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::store::{BatchOutcome, RotateOutcome, Store};
@@ -1261,6 +1261,22 @@ impl Store for PostgresStore {
         let out = reading::delete_user(&tx, user, now).await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    async fn put_doc(&self, doc: &UserDoc) -> Result<UserDoc, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let stored = reading::put_doc(&tx, doc).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn doc(&self, user: UserId, id: DocId) -> Result<Option<UserDoc>, StoreError> {
+        reading::doc(&self.client().await?, user, id).await
+    }
+
+    async fn docs(&self, q: &DocQuery) -> Result<Vec<UserDoc>, StoreError> {
+        reading::docs(&self.client().await?, q).await
     }
 }
 

@@ -314,6 +314,7 @@ pub(super) async fn delete_user(
         "DELETE FROM shelves WHERE user_id = $1 AND library_id IS NULL",
         "DELETE FROM user_books WHERE user_id = $1",
         "DELETE FROM idempotent_answers WHERE user_id = $1",
+        "DELETE FROM user_docs WHERE user_id = $1",
         "UPDATE import_jobs SET user_id = NULL WHERE user_id = $1",
     ] {
         exec(c, sql, &[&u]).await.map_err(pg)?;
@@ -347,4 +348,128 @@ pub(super) async fn delete_user(
             .map(|key| FileLocation::Object { key })
             .collect(),
     ))
+}
+
+const DOC_COLS: &str =
+    "user_id, id, kind, book_id, version, created_at, updated_at, deleted_at, change_seq, body";
+
+fn doc_row(r: &Row) -> Result<UserDoc, StoreError> {
+    Ok(UserDoc {
+        user_id: id_col(r, 0)?,
+        id: id_col(r, 1)?,
+        kind: DocKind::parse(&col::<String>(r, 2)?)
+            .ok_or_else(|| StoreError::Corrupt("document kind".into()))?,
+        book_id: col::<Option<String>>(r, 3)?
+            .map(|b| parse_id(&b))
+            .transpose()?,
+        version: col::<i64>(r, 4)?.max(0) as u64,
+        created_at: Timestamp::from_millis(col(r, 5)?),
+        updated_at: Timestamp::from_millis(col(r, 6)?),
+        deleted_at: col::<Option<i64>>(r, 7)?.map(Timestamp::from_millis),
+        change_seq: col::<i64>(r, 8)?.max(0) as u64,
+        body: col(r, 9)?,
+    })
+}
+
+pub(super) async fn doc(
+    c: &impl GenericClient,
+    user: UserId,
+    id: DocId,
+) -> Result<Option<UserDoc>, StoreError> {
+    query_opt(
+        c,
+        &format!("SELECT {DOC_COLS} FROM user_docs WHERE user_id = $1 AND id = $2"),
+        &[&user.to_string(), &id.to_string()],
+    )
+    .await?
+    .as_ref()
+    .map(doc_row)
+    .transpose()
+}
+
+/// In a transaction: the user's change numbers are taken under a lock of the user's row, so
+/// two writers of one user (an owner and a stale one) are serialized.
+pub(super) async fn put_doc(c: &impl GenericClient, d: &UserDoc) -> Result<UserDoc, StoreError> {
+    let (user, id) = (d.user_id.to_string(), d.id.to_string());
+    exec(c, "SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&user]).await?;
+    let current = doc(c, d.user_id, d.id).await?;
+    match &current {
+        Some(cur) if cur.kind != d.kind => return Err(StoreError::Conflict("document id")),
+        Some(cur) if cur.version + 1 != d.version => {
+            return Err(StoreError::VersionConflict {
+                expected: d.version.saturating_sub(1),
+                found: cur.version,
+            });
+        }
+        None if d.version != 1 => {
+            return Err(StoreError::VersionConflict {
+                expected: d.version.saturating_sub(1),
+                found: 0,
+            });
+        }
+        _ => {}
+    }
+    let seq: i64 = match query(
+        c,
+        "SELECT coalesce(max(change_seq), 0) + 1 FROM user_docs WHERE user_id = $1",
+        &[&user],
+    )
+    .await?
+    .first()
+    {
+        Some(r) => col(r, 0)?,
+        None => 1,
+    };
+    let stored = UserDoc {
+        change_seq: seq as u64,
+        ..d.clone()
+    };
+    exec(
+        c,
+        &format!(
+            "INSERT INTO user_docs ({DOC_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (user_id, id) DO UPDATE SET book_id = excluded.book_id,
+               version = excluded.version, updated_at = excluded.updated_at,
+               deleted_at = excluded.deleted_at, change_seq = excluded.change_seq,
+               body = excluded.body"
+        ),
+        &[
+            &user,
+            &id,
+            &stored.kind.as_str(),
+            &stored.book_id.map(|b| b.to_string()),
+            &(stored.version as i64),
+            &stored.created_at.millis(),
+            &stored.updated_at.millis(),
+            &stored.deleted_at.map(|t| t.millis()),
+            &seq,
+            &stored.body,
+        ],
+    )
+    .await?;
+    Ok(stored)
+}
+
+pub(super) async fn docs(c: &impl GenericClient, q: &DocQuery) -> Result<Vec<UserDoc>, StoreError> {
+    let book = q.book.map(|b| b.to_string());
+    query(
+        c,
+        &format!(
+            "SELECT {DOC_COLS} FROM user_docs WHERE user_id = $1 AND kind = $2 AND change_seq > $3
+               AND ($4::TEXT IS NULL OR book_id = $4) AND ($5 OR deleted_at IS NULL)
+             ORDER BY change_seq LIMIT $6"
+        ),
+        &[
+            &q.user.to_string(),
+            &q.kind.as_str(),
+            &(q.after.min(i64::MAX as u64) as i64),
+            &book,
+            &q.deleted,
+            &(q.limit.min(i64::MAX as usize) as i64),
+        ],
+    )
+    .await?
+    .iter()
+    .map(doc_row)
+    .collect()
 }

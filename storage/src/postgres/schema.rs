@@ -339,7 +339,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
         FOR EACH ROW EXECUTE FUNCTION dogear_audit_append_only();
     "#,
-    // 7: readers' own records of books, stored answers of idempotent requests, and account
+    // 7: readers' own records of books, notes, todos and annotations, stored answers of
+    // idempotent requests, and account
     // management (display names, token epochs, disabling, deleted accounts' ids), as
     // SQLite's migration 11.
     r#"
@@ -376,6 +377,23 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, key)
     );
     CREATE INDEX idempotent_answers_by_expiry ON idempotent_answers(expires_at);
+    CREATE TABLE user_docs (
+        user_id TEXT COLLATE "C" NOT NULL,
+        id TEXT COLLATE "C" NOT NULL,
+        kind TEXT NOT NULL,
+        book_id TEXT COLLATE "C",
+        version BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        deleted_at BIGINT,
+        change_seq BIGINT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (user_id, id)
+    );
+    CREATE UNIQUE INDEX user_docs_by_change ON user_docs(user_id, change_seq);
+    CREATE INDEX user_docs_by_kind ON user_docs(user_id, kind, change_seq);
+    CREATE INDEX user_docs_by_book ON user_docs(user_id, book_id, change_seq)
+        WHERE book_id IS NOT NULL;
     "#,
 ];
 

@@ -412,8 +412,8 @@ const MIGRATIONS: &[&str] = &[
         SELECT RAISE(ABORT, 'the audit log is append-only');
     END;
     "#,
-    // 11: readers' own records of books (status, rating, review, favourite, loans), stored
-    // answers of idempotent requests, and account management: display names, the token
+    // 11: readers' own records of books (status, rating, review, favourite, loans), notes,
+    // todos and annotations, stored answers of idempotent requests, and account management: display names, the token
     // epoch and disabling (tokens issued before stop working), and the ids of deleted
     // accounts (whose tokens every node refuses).
     r#"
@@ -450,6 +450,23 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, key)
     ) WITHOUT ROWID;
     CREATE INDEX idempotent_answers_by_expiry ON idempotent_answers(expires_at);
+    CREATE TABLE user_docs (
+        user_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        book_id TEXT,
+        version INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        deleted_at INTEGER,
+        change_seq INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (user_id, id)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX user_docs_by_change ON user_docs(user_id, change_seq);
+    CREATE INDEX user_docs_by_kind ON user_docs(user_id, kind, change_seq);
+    CREATE INDEX user_docs_by_book ON user_docs(user_id, book_id, change_seq)
+        WHERE book_id IS NOT NULL;
     "#,
 ];
 

@@ -25,7 +25,7 @@ pub fn migrate_to(conn: &mut rusqlite::Connection, target: usize) -> Result<usiz
 
 use crate::error::StoreError;
 use crate::ids::*;
-use crate::reading::{IdempotentAnswer, UserBook};
+use crate::reading::{DocQuery, IdempotentAnswer, UserBook, UserDoc};
 use crate::records::*;
 use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::store::{BatchOutcome, RotateOutcome, Store};
@@ -1255,6 +1255,20 @@ impl Store for SqliteStore {
         self.settle().await?;
         self.write(move |c| reading::delete_user(c, user, now))
             .await
+    }
+
+    async fn put_doc(&self, doc: &UserDoc) -> Result<UserDoc, StoreError> {
+        let doc = doc.clone();
+        self.write(move |c| reading::put_doc(c, &doc)).await
+    }
+
+    async fn doc(&self, user: UserId, id: DocId) -> Result<Option<UserDoc>, StoreError> {
+        self.read(move |c| reading::doc(c, user, id)).await
+    }
+
+    async fn docs(&self, q: &DocQuery) -> Result<Vec<UserDoc>, StoreError> {
+        let q = q.clone();
+        self.read(move |c| reading::docs(c, &q)).await
     }
 }
 

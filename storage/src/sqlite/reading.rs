@@ -293,6 +293,7 @@ pub(super) fn delete_user(
         "DELETE FROM shelves WHERE user_id = ?1 AND library_id IS NULL",
         "DELETE FROM user_books WHERE user_id = ?1",
         "DELETE FROM idempotent_answers WHERE user_id = ?1",
+        "DELETE FROM user_docs WHERE user_id = ?1",
         "UPDATE import_jobs SET user_id = NULL WHERE user_id = ?1",
     ] {
         c.prepare_cached(sql)?.execute([&u])?;
@@ -321,4 +322,110 @@ pub(super) fn delete_user(
             .map(|key| FileLocation::Object { key })
             .collect(),
     ))
+}
+
+const DOC_COLS: &str =
+    "user_id, id, kind, book_id, version, created_at, updated_at, deleted_at, change_seq, body";
+
+fn doc_row(r: &Row<'_>) -> rusqlite::Result<Result<UserDoc, StoreError>> {
+    let (user, id, kind, book): (String, String, String, Option<String>) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+    let (version, created, updated, deleted, seq, body): (i64, i64, i64, Option<i64>, i64, String) = (
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+    );
+    Ok((|| {
+        Ok(UserDoc {
+            user_id: parse_id(&user)?,
+            id: parse_id(&id)?,
+            kind: parse_enum(&kind, DocKind::parse)?,
+            book_id: book.as_deref().map(parse_id).transpose()?,
+            version: version.max(0) as u64,
+            created_at: Timestamp::from_millis(created),
+            updated_at: Timestamp::from_millis(updated),
+            deleted_at: deleted.map(Timestamp::from_millis),
+            change_seq: seq.max(0) as u64,
+            body,
+        })
+    })())
+}
+
+pub(super) fn doc(c: &Connection, user: UserId, id: DocId) -> Result<Option<UserDoc>, StoreError> {
+    c.prepare_cached(&format!(
+        "SELECT {DOC_COLS} FROM user_docs WHERE user_id = ?1 AND id = ?2"
+    ))?
+    .query_row(params![user.to_string(), id.to_string()], doc_row)
+    .optional()?
+    .transpose()
+}
+
+pub(super) fn put_doc(c: &Connection, d: &UserDoc) -> Result<UserDoc, StoreError> {
+    let (user, id) = (d.user_id.to_string(), d.id.to_string());
+    let current = doc(c, d.user_id, d.id)?;
+    match &current {
+        Some(cur) if cur.kind != d.kind => return Err(StoreError::Conflict("document id")),
+        Some(cur) if cur.version + 1 != d.version => {
+            return Err(StoreError::VersionConflict {
+                expected: d.version.saturating_sub(1),
+                found: cur.version,
+            });
+        }
+        None if d.version != 1 => {
+            return Err(StoreError::VersionConflict {
+                expected: d.version.saturating_sub(1),
+                found: 0,
+            });
+        }
+        _ => {}
+    }
+    let seq: i64 = c
+        .prepare_cached(
+            "SELECT coalesce(max(change_seq), 0) + 1 FROM user_docs WHERE user_id = ?1",
+        )?
+        .query_row([&user], |r| r.get(0))?;
+    let stored = UserDoc {
+        change_seq: seq as u64,
+        ..d.clone()
+    };
+    c.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO user_docs ({DOC_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    ))?
+    .execute(params![
+        user,
+        id,
+        stored.kind.as_str(),
+        stored.book_id.map(|b| b.to_string()),
+        stored.version as i64,
+        stored.created_at.millis(),
+        stored.updated_at.millis(),
+        stored.deleted_at.map(|t| t.millis()),
+        seq,
+        stored.body
+    ])?;
+    Ok(stored)
+}
+
+pub(super) fn docs(c: &Connection, q: &DocQuery) -> Result<Vec<UserDoc>, StoreError> {
+    let book = q.book.map(|b| b.to_string());
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {DOC_COLS} FROM user_docs WHERE user_id = ?1 AND kind = ?2 AND change_seq > ?3
+           AND (?4 IS NULL OR book_id = ?4) AND (?5 OR deleted_at IS NULL)
+         ORDER BY change_seq LIMIT ?6"
+    ))?;
+    let rows = st.query_map(
+        params![
+            q.user.to_string(),
+            q.kind.as_str(),
+            q.after.min(i64::MAX as u64) as i64,
+            book,
+            q.deleted,
+            q.limit.min(i64::MAX as usize) as i64
+        ],
+        doc_row,
+    )?;
+    rows.map(|r| r?).collect()
 }
