@@ -96,6 +96,7 @@ impl Actor for DeviceActor {
                 st.deliver(origin, LiveEvent::Change(change));
             }
             DeviceMsg::Notice(notice) => st.deliver(None, LiveEvent::Notice(notice)),
+            DeviceMsg::Doc(doc) => st.deliver(None, LiveEvent::Doc(doc)),
             DeviceMsg::ResubscribeIfUser(user) if user != st.user => {}
             DeviceMsg::Resubscribe | DeviceMsg::ResubscribeIfUser(_) => {
                 st.sockets.retain(|s| !s.tx.is_closed());

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod device_actor;
 pub mod device_cache;
 pub(crate) mod device_secrets;
+pub mod docs;
 pub mod edits;
 pub mod error;
 pub mod idle;

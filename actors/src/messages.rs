@@ -113,6 +113,8 @@ pub enum UserOp {
     /// Deletes the account and what is the user's alone (`crate::account`); the actor
     /// stops after answering.
     Erase,
+    /// Writes to notes, todos and annotations, each on its own, in order (`crate::docs`).
+    Docs(Vec<crate::docs::DocWrite>),
 }
 
 /// What may be done to a user's records of books.
@@ -223,6 +225,7 @@ pub enum UserReply {
         devices: Vec<DeviceId>,
         keys: Vec<String>,
     },
+    Docs(Vec<Result<crate::docs::DocOutcome, AppError>>),
 }
 
 #[derive(ractor_cluster::RactorMessage)]
@@ -273,6 +276,8 @@ pub enum LiveEvent {
     Change(Arc<Change>),
     /// A change in one of the user's libraries.
     Notice(Arc<LibraryNotice>),
+    /// A note, todo or annotation of the user was written.
+    Doc(Arc<dogear_storage::UserDoc>),
     /// The owner of the user moved (or restarted): changes may have been applied while this
     /// node was not subscribed. The socket reads the log from where it is to catch up.
     CatchUp,
@@ -292,6 +297,7 @@ pub enum DeviceMsg {
     Detach(SocketId),
     Push(Arc<Change>),
     Notice(Arc<LibraryNotice>),
+    Doc(Arc<dogear_storage::UserDoc>),
     /// The owner of this device's user may have changed (membership changed): subscribe to
     /// whichever node owns it now, and have the sockets catch up from the log.
     Resubscribe,

@@ -152,6 +152,14 @@ enum Cast {
         devices: Vec<DeviceId>,
         notice: LibraryNotice,
     },
+    // New variants go last: casts cross between nodes by position.
+    /// A note, todo or annotation of `user` written, for the devices with sockets on the
+    /// receiving node.
+    Doc {
+        user: UserId,
+        devices: Vec<DeviceId>,
+        doc: dogear_storage::UserDoc,
+    },
 }
 
 #[derive(Clone)]
@@ -357,6 +365,26 @@ impl Placement {
             notice: notice.clone(),
         };
         c.cast(node, "notice", wire::encode(&msg)).is_ok()
+    }
+
+    /// Sends a written document of `user` to `devices` with sockets on `node`; `false` when
+    /// the node cannot be reached.
+    pub fn doc_remote(
+        &self,
+        node: &str,
+        user: UserId,
+        devices: &[DeviceId],
+        doc: &dogear_storage::UserDoc,
+    ) -> bool {
+        let Some(c) = &self.0.cluster else {
+            return false;
+        };
+        let msg = Cast::Doc {
+            user,
+            devices: devices.to_vec(),
+            doc: doc.clone(),
+        };
+        c.cast(node, "doc", wire::encode(&msg)).is_ok()
     }
 
     /// Closes the sockets of a deleted device on `node`.
@@ -640,6 +668,15 @@ impl Inbound for Here {
                     if let Some(dev) = ractor::registry::where_is(device_key(d).as_str()) {
                         let dev: ActorRef<DeviceMsg> = dev.into();
                         let _ = dev.cast(DeviceMsg::Notice(notice.clone()));
+                    }
+                }
+            }
+            Ok(Cast::Doc { devices, doc, .. }) => {
+                let doc = Arc::new(doc);
+                for d in devices {
+                    if let Some(dev) = ractor::registry::where_is(device_key(d).as_str()) {
+                        let dev: ActorRef<DeviceMsg> = dev.into();
+                        let _ = dev.cast(DeviceMsg::Doc(doc.clone()));
                     }
                 }
             }

@@ -316,6 +316,13 @@ impl UserState {
                 UserReply::Done
             }
             UserOp::Mine(op) => self.mine_op(op).await?,
+            UserOp::Docs(writes) => {
+                let mut out = Vec::with_capacity(writes.len());
+                for w in writes {
+                    out.push(self.write_doc(w).await);
+                }
+                UserReply::Docs(out)
+            }
             // Taken by `handle` (the actor stops after it): never here.
             UserOp::Erase => return Err(AppError::Unavailable("erase reached the op path".into())),
             UserOp::Notice(n) => {
@@ -890,6 +897,50 @@ impl UserState {
                 self.start().await;
             } else {
                 return;
+            }
+        }
+    }
+
+    /// Decides one write to a note, todo or annotation on what is stored, stores it and
+    /// passes it to the user's sockets.
+    async fn write_doc(
+        &mut self,
+        w: crate::docs::DocWrite,
+    ) -> Result<crate::docs::DocOutcome, AppError> {
+        use crate::docs::DocOutcome;
+        let id = w.id.unwrap_or_else(dogear_storage::DocId::generate);
+        if let Some(Some(book)) = w.book_id {
+            self.check_book(book).await?;
+        }
+        let current = self.store.doc(self.user, id).await?;
+        match crate::docs::decide(self.user, id, current.as_ref(), &w, Timestamp::now())? {
+            Err(newer) => Ok(DocOutcome::Conflict(newer)),
+            Ok(None) => match current {
+                Some(c) => Ok(DocOutcome::Applied(c)),
+                None => Err(AppError::Unavailable(
+                    "an unchanged document that is not".into(),
+                )),
+            },
+            Ok(Some(next)) => {
+                let stored = match self.store.put_doc(&next).await {
+                    Ok(s) => s,
+                    // Written by another owner meanwhile: the writer merges with that.
+                    Err(StoreError::VersionConflict { .. }) => {
+                        return match self.store.doc(self.user, id).await? {
+                            Some(now) => Ok(DocOutcome::Conflict(now)),
+                            None => Err(AppError::Conflict(
+                                "the document changed meanwhile; retry".into(),
+                            )),
+                        };
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let doc = Arc::new(stored.clone());
+                self.fan_out(
+                    || DeviceMsg::Doc(doc.clone()),
+                    |p, node, user, devices| p.doc_remote(node, user, devices, &doc),
+                );
+                Ok(DocOutcome::Applied(stored))
             }
         }
     }

@@ -189,7 +189,7 @@ where
             return kobo::dispatch(&ctx, req).await;
         }
         if req.path.starts_with("/api/") {
-            return kobo::reading_services(&req);
+            return kobo::reading_services(&ctx, &req).await;
         }
         rest::dispatch(&ctx, req).await
     }

@@ -265,6 +265,17 @@ async fn run_session(ctx: Arc<Ctx>, user: UserId, device: DeviceId, ws: WebSocke
                             close = Some((CLOSE_TOO_SLOW, "too slow; resume by cursor"));
                         }
                     }
+                    Some(LiveEvent::Doc(d)) => {
+                        // `note_changed`, `todo_changed`, `annotation_changed`: the document
+                        // as `GET` answers it (a deletion has `deleted: true`).
+                        let frame = json!({
+                            "type": format!("{}_changed", d.kind),
+                            "document": crate::rest::doc_json(&d),
+                        });
+                        if tx.send(Message::text(frame.to_string())).await.is_err() {
+                            close = Some((CLOSE_TOO_SLOW, "too slow; resume by cursor"));
+                        }
+                    }
                     Some(LiveEvent::CatchUp) => {
                         // The user's owner moved: read what this socket may have missed.
                         let from = s.sent;

@@ -2,6 +2,7 @@
 //! Dogear's one progress, and the per-device sync that decides what goes out next. The
 //! gateway's `kobo` module only turns these into Kobo's JSON and back.
 
+pub mod annotations;
 pub mod book;
 pub mod position;
 pub mod state;

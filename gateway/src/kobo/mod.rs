@@ -230,7 +230,7 @@ async fn handle(
     match segs {
         [] => Ok(ok(json!({}))),
         ["v1", "initialization"] => Ok(initialization(ctx, urls)),
-        ["v1", "auth", "device" | "refresh"] => Ok(auth(req)),
+        ["v1", "auth", "device" | "refresh"] => Ok(auth(req, &urls.token)),
         ["oauth", rest @ ..] if ctx.settings.kobo_local_oauth => Ok(oauth(urls, rest, req)),
         ["v1", "library", "sync"] if get => sync(ctx, dev, urls, req).await,
         ["v1", "library", "tags", rest @ ..] => tags(ctx, dev, rest, req).await,
@@ -399,12 +399,14 @@ fn random() -> String {
         .unwrap_or_else(|_| uuid::Uuid::new_v4().simple().to_string())
 }
 
-/// `/v1/auth/device` and `/v1/auth/refresh`: fresh opaque tokens; the device's identity is
-/// the path token, so nothing checks these later.
-fn auth(req: &Req) -> Response {
+/// `/v1/auth/device` and `/v1/auth/refresh`. The device's identity is the path token; the
+/// access token it gets is that same token, because the device sends it (`Authorization`)
+/// to the reading services, which it calls at the server root without the path
+/// ([`reading_services`]). It is no new secret: it is already in every URL the device uses.
+fn auth(req: &Req, token: &str) -> Response {
     let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
     ok(json!({
-        "AccessToken": random(),
+        "AccessToken": token,
         "RefreshToken": random(),
         "TokenType": "Bearer",
         "TrackingId": uuid::Uuid::new_v4().to_string(),
@@ -451,7 +453,8 @@ fn oauth(urls: &wire::Urls, rest: &[&str], req: &Req) -> Response {
                 .cloned()
                 .or(json_scope)
                 .unwrap_or_default();
-            let (access, refresh) = (random(), random());
+            // The access token is the path token, as for `/v1/auth/device` (see `auth`).
+            let (access, refresh) = (urls.token.clone(), random());
             ok(json!({
                 "access_token": access, "refresh_token": refresh, "token_type": "Bearer",
                 "expires_in": 3600, "scope": scope,
@@ -733,20 +736,53 @@ async fn cover(
     crate::rest::files::serve_image(ctx, &req.headers, &loc, &etag).await
 }
 
-/// Reading services (`reading_services_host`), called at the server root without the token:
-/// Dogear keeps no annotations from Kobos yet, so it answers "nothing changed" and "none",
-/// which keeps the device on its own position when a book is opened.
-pub fn reading_services(req: &Req) -> (&'static str, Response) {
+/// Reading services (`reading_services_host`), called at the server root without the token
+/// in the path: the device is known by its `Authorization: Bearer` access token, which
+/// Dogear's `/v1/auth/device` gave it (its Kobo token; see [`auth`]). A device that still
+/// holds an access token from Kobo's own servers is nobody here: it is told "nothing
+/// changed" and "no annotations", which keeps it on its own position when a book is opened.
+pub async fn reading_services(ctx: &Ctx, req: &Req) -> (&'static str, Response) {
     let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
-    let v = match segs.as_slice() {
-        ["api", "v3", "content", "checkforchanges"] => json!([]),
-        ["api", "v3", "content", _, "annotations"] if req.method == Method::GET => {
+    let dev = match req.bearer() {
+        Some(t) if !t.is_empty() && t.len() <= 256 => ctx.app.kobo_device(t).await.ok().flatten(),
+        _ => None,
+    };
+    let book = |id: &str| id.parse::<dogear_storage::BookId>().ok();
+    let v = match (segs.as_slice(), &dev) {
+        (["api", "v3", "content", "checkforchanges"], _) => json!([]),
+        (["api", "v3", "content", id, "annotations"], Some(d)) if req.method == Method::GET => {
+            let found = match book(id) {
+                Some(b) => ctx.app.kobo_annotations(d.user_id, b).await,
+                None => Ok(Vec::new()),
+            };
+            match found {
+                Ok(list) => json!({"annotations": list, "nextPageOffsetToken": null}),
+                // A book the reader cannot see has none.
+                Err(dogear_actors::AppError::NotFound(_)) => {
+                    json!({"annotations": [], "nextPageOffsetToken": null})
+                }
+                Err(e) => return ("/api/*", http::error(&ApiError::from(e))),
+            }
+        }
+        (["api", "v3", "content", _, "annotations"], None) if req.method == Method::GET => {
             json!({"annotations": [], "nextPageOffsetToken": null})
         }
-        ["api", "v3", "content", _, "annotations"] => {
+        (["api", "v3", "content", id, "annotations"], Some(d)) => {
+            let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+            if let Some(b) = book(id) {
+                match ctx.app.kobo_put_annotations(d.user_id, b, &body).await {
+                    Ok(()) | Err(dogear_actors::AppError::NotFound(_)) => {}
+                    Err(e) => return ("/api/*", http::error(&ApiError::from(e))),
+                }
+            }
             return ("/api/*", http::empty(StatusCode::NO_CONTENT));
         }
-        ["api", "UserStorage", "Metadata"] => json!({"continuationToken": null, "metadata": []}),
+        (["api", "v3", "content", _, "annotations"], None) => {
+            return ("/api/*", http::empty(StatusCode::NO_CONTENT));
+        }
+        (["api", "UserStorage", "Metadata"], _) => {
+            json!({"continuationToken": null, "metadata": []})
+        }
         _ => {
             tracing::debug!(path = %req.path, "kobo reading-services call answered {{}}");
             json!({})

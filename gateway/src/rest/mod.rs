@@ -8,6 +8,8 @@
 mod accounts;
 mod books;
 mod devices;
+mod docs;
+pub use docs::doc as doc_json;
 pub mod files;
 mod kobo_tokens;
 mod koreader;
@@ -20,7 +22,7 @@ mod shelves;
 use crate::error::{ApiError, Code};
 use crate::http::{self, Req};
 use crate::{Ctx, ops};
-use dogear_storage::UserId;
+use dogear_storage::{DocKind, UserId};
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
@@ -230,6 +232,80 @@ pub static ROUTES: &[Route] = &[
     }),
     route!(POST "/v1/books/mine/batch", |ctx, p, req| {
         mine::batch(ctx, auth(ctx, &req)?, req).await
+    }),
+    route!(POST "/v1/notes", |ctx, p, req| {
+        docs::create(ctx, auth(ctx, &req)?, DocKind::Note, None, req).await
+    }),
+    route!(GET "/v1/notes", |ctx, p, req| {
+        docs::list(ctx, auth(ctx, &req)?, DocKind::Note, None, req).await
+    }),
+    route!(POST "/v1/notes/push", |ctx, p, req| {
+        docs::push(ctx, auth(ctx, &req)?, DocKind::Note, req).await
+    }),
+    route!(GET "/v1/notes/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        docs::get(ctx, user, DocKind::Note, p.id(0, "note")?).await
+    }),
+    route!(PATCH "/v1/notes/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        docs::patch(ctx, user, DocKind::Note, p.id(0, "note")?, req).await
+    }),
+    route!(DELETE "/v1/notes/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        docs::delete(ctx, user, DocKind::Note, p.id(0, "note")?, req).await
+    }),
+    route!(POST "/v1/todos", |ctx, p, req| {
+        docs::create(ctx, auth(ctx, &req)?, DocKind::Todo, None, req).await
+    }),
+    route!(GET "/v1/todos", |ctx, p, req| {
+        docs::list(ctx, auth(ctx, &req)?, DocKind::Todo, None, req).await
+    }),
+    route!(POST "/v1/todos/push", |ctx, p, req| {
+        docs::push(ctx, auth(ctx, &req)?, DocKind::Todo, req).await
+    }),
+    route!(GET "/v1/todos/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        docs::get(ctx, user, DocKind::Todo, p.id(0, "todo")?).await
+    }),
+    route!(PATCH "/v1/todos/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        docs::patch(ctx, user, DocKind::Todo, p.id(0, "todo")?, req).await
+    }),
+    route!(DELETE "/v1/todos/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        docs::delete(ctx, user, DocKind::Todo, p.id(0, "todo")?, req).await
+    }),
+    route!(POST "/v1/books/{id}/annotations", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        let book = p.id(0, "book")?;
+        docs::create(ctx, user, DocKind::Annotation, Some(book), req).await
+    }),
+    route!(GET "/v1/books/{id}/annotations", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        let book = p.id(0, "book")?;
+        docs::list(ctx, user, DocKind::Annotation, Some(book), req).await
+    }),
+    route!(GET "/v1/books/{id}/annotations/export", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        docs::export(ctx, user, p.id(0, "book")?, req).await
+    }),
+    route!(GET "/v1/annotations", |ctx, p, req| {
+        docs::list(ctx, auth(ctx, &req)?, DocKind::Annotation, None, req).await
+    }),
+    route!(POST "/v1/annotations/push", |ctx, p, req| {
+        docs::push(ctx, auth(ctx, &req)?, DocKind::Annotation, req).await
+    }),
+    route!(GET "/v1/annotations/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        docs::get(ctx, user, DocKind::Annotation, p.id(0, "annotation")?).await
+    }),
+    route!(PATCH "/v1/annotations/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        docs::patch(ctx, user, DocKind::Annotation, p.id(0, "annotation")?, req).await
+    }),
+    route!(DELETE "/v1/annotations/{id}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        docs::delete(ctx, user, DocKind::Annotation, p.id(0, "annotation")?, req).await
     }),
     route!(GET "/v1/books/{id}/progress", |ctx, p, req| {
         let user = auth(ctx, &req)?;
