@@ -197,6 +197,8 @@ enum Call {
     /// An OPDS GET with the person's name and password as HTTP Basic (nothing for
     /// anonymous; the Kobo token as a bearer token for the Kobo).
     Basic(String),
+    /// A profile: `200` when its data is shown, `404` when only the name is.
+    Profile(String),
 }
 
 const NO: [u16; 4] = [401, 401, 404, 404];
@@ -431,6 +433,11 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            label: "GET /v1/users/{owner} (private profile: 200 data shown, 404 name only)",
+            expect: [401, 401, 404, 404, 404, 404, 200],
+            call: |w, _| Profile(format!("/v1/users/{}", w.people[&Who::Owner].username)),
+        },
+        Case {
             label: "GET /v1/admin/users (readers are not administrators)",
             expect: [401, 401, 403, 403, 403, 403, 403],
             call: |_, _| Json("GET", "/v1/admin/users".into(), None),
@@ -529,6 +536,15 @@ async fn run(w: &World, who: Who, call: Call) -> u16 {
                 200
             } else {
                 404
+            }
+        }
+        Call::Profile(path) => {
+            let r = api.get(&path).await;
+            match (r.status, r.body["visible"].as_bool()) {
+                (200, Some(true)) if r.body.get("finished").is_some() => 200,
+                (200, Some(false)) if r.body.get("finished").is_none() => 404,
+                (200, _) => 500,
+                (s, _) => s,
             }
         }
         Call::Basic(path) => {

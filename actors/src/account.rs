@@ -24,6 +24,7 @@ pub struct ProfilePatch {
     pub username: Option<String>,
     pub email: Option<Option<String>>,
     pub display_name: Option<Option<String>>,
+    pub visibility: Option<dogear_storage::Visibility>,
 }
 
 use crate::app::REVOCATIONS;
@@ -99,7 +100,10 @@ impl Dogear {
             };
         }
         self.save_user(&u).await?;
-        Ok(u)
+        match patch.visibility {
+            Some(v) if v != u.visibility => self.set_visibility(user, v).await,
+            _ => Ok(u),
+        }
     }
 
     /// Changes the password after checking the current one (a wrong one counts as a failed

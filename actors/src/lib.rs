@@ -24,6 +24,7 @@ pub mod mine;
 pub mod placement;
 pub mod progress;
 pub mod shelves;
+pub mod social;
 pub mod spawn;
 pub mod supervisor;
 pub mod user_actor;

@@ -245,11 +245,31 @@ pub enum UserMsg {
 /// One change to a user's shelves.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum ShelfOp {
-    Create { name: String, books: Vec<BookId> },
-    Rename { id: ShelfId, name: String },
-    Delete { id: ShelfId },
-    Add { id: ShelfId, books: Vec<BookId> },
-    Remove { id: ShelfId, books: Vec<BookId> },
+    Create {
+        name: String,
+        books: Vec<BookId>,
+    },
+    Rename {
+        id: ShelfId,
+        name: String,
+    },
+    Delete {
+        id: ShelfId,
+    },
+    Add {
+        id: ShelfId,
+        books: Vec<BookId>,
+    },
+    Remove {
+        id: ShelfId,
+        books: Vec<BookId>,
+    },
+    // New variants go last: ops cross between nodes by position.
+    /// Shows the shelf on the owner's profile (or stops showing it).
+    SetPublic {
+        id: ShelfId,
+        public: bool,
+    },
 }
 
 /// Identifies one WebSocket connection, across the cluster: changes carry the id of the

@@ -101,13 +101,15 @@ async fn apply_once(
                 deleted_at: None,
                 change_seq: 0,
                 library_id: library,
+                public: false,
             };
             return Ok(Some(store.put_shelf(&shelf).await?));
         }
         ShelfOp::Rename { id, .. }
         | ShelfOp::Delete { id }
         | ShelfOp::Add { id, .. }
-        | ShelfOp::Remove { id, .. } => match load(*id).await? {
+        | ShelfOp::Remove { id, .. }
+        | ShelfOp::SetPublic { id, .. } => match load(*id).await? {
             Some(s) => s,
             None => return Ok(None),
         },
@@ -125,6 +127,15 @@ async fn apply_once(
             }
         }
         ShelfOp::Remove { books, .. } => shelf.books.retain(|b| !books.contains(b)),
+        ShelfOp::SetPublic { public, .. } => {
+            if library.is_some() && public {
+                return Err(AppError::bad(
+                    "public",
+                    "only your own shelves are shown on your profile",
+                ));
+            }
+            shelf.public = public;
+        }
     }
     if shelf == before {
         // Nothing changed: no new change number, so devices are not told again.
@@ -251,7 +262,8 @@ impl Dogear {
             ShelfOp::Rename { id, .. }
             | ShelfOp::Delete { id }
             | ShelfOp::Add { id, .. }
-            | ShelfOp::Remove { id, .. } => Some(*id),
+            | ShelfOp::Remove { id, .. }
+            | ShelfOp::SetPublic { id, .. } => Some(*id),
         };
         if let Some(id) = target {
             let shelf = self.shelf(user, id).await?;

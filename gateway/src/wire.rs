@@ -22,6 +22,7 @@ pub fn me(u: &User) -> Value {
         "email": u.email,
         "display_name": u.display_name,
         "is_admin": u.is_admin,
+        "visibility": u.visibility,
         "created_at": u.created_at,
     })
 }

@@ -27,8 +27,8 @@ pub use ids::{
 };
 pub use objects::{ObjectError, ObjectRead, Objects};
 pub use reading::{
-    BookStatus, DocKind, DocQuery, IdempotentAnswer, MineFilter, Rating, StatusSource, UserBook,
-    UserDoc,
+    BookStatus, DocKind, DocQuery, IdempotentAnswer, MineFilter, Rating, Related, Relation,
+    RelationKind, RelationOp, StatusSource, UserBook, UserDoc, Visibility,
 };
 pub use records::*;
 pub use sharing::{

@@ -158,6 +158,52 @@ pub struct IdempotentAnswer {
 }
 
 wire_enum!(
+    /// Who sees a reader's profile: everyone signed in, their followers (anyone may follow),
+    /// or followers they approved (following is a request).
+    Visibility { Public = "public", Followers = "followers", Private = "private" }
+);
+
+impl Default for Visibility {
+    /// Nothing is shown to anyone until the reader says so.
+    fn default() -> Self {
+        Visibility::Private
+    }
+}
+
+wire_enum!(
+    /// A relation from one reader to another.
+    RelationKind { Follow = "follow", Request = "request", Block = "block" }
+);
+
+/// `from` follows `to`, asked to, or blocked them.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Relation {
+    pub from: UserId,
+    pub to: UserId,
+    pub kind: RelationKind,
+    pub created_at: Timestamp,
+}
+
+/// One change to the relations between readers (applied with others in one transaction).
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub enum RelationOp {
+    Put(Relation),
+    Delete {
+        from: UserId,
+        to: UserId,
+        kind: RelationKind,
+    },
+}
+
+/// The other end of a relation, as lists show it.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Related {
+    pub relation: Relation,
+    pub username: String,
+    pub display_name: Option<String>,
+}
+
+wire_enum!(
     /// What a [`UserDoc`] is.
     DocKind { Note = "note", Todo = "todo", Annotation = "annotation" }
 );

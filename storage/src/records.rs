@@ -133,6 +133,9 @@ pub struct User {
     /// Set by an administrator: the account cannot sign in, its tokens are refused.
     #[serde(default)]
     pub disabled_at: Option<Timestamp>,
+    /// Who sees the reader's profile (`crate::reading::Visibility`).
+    #[serde(default)]
+    pub visibility: crate::reading::Visibility,
 }
 
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
@@ -631,6 +634,9 @@ pub struct Shelf {
     /// `user_id`; `None`: the user's own.
     #[serde(default)]
     pub library_id: Option<LibraryId>,
+    /// Shown on the owner's profile to those who may see it.
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// What one Kobo was given of one book: the fingerprint of the entitlement it received,

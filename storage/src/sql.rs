@@ -4,7 +4,7 @@
 use crate::error::StoreError;
 use crate::records::{Book, BookQuery, BookSort};
 
-pub(crate) const USER_COLS: &str = "id, username, email, password_hash, is_admin, created_at, display_name, token_epoch, disabled_at";
+pub(crate) const USER_COLS: &str = "id, username, email, password_hash, is_admin, created_at, display_name, token_epoch, disabled_at, visibility";
 pub(crate) const LIBRARY_COLS: &str = "id, name, kind, owner_id, created_at, pending_owner";
 pub(crate) const LIBRARY_COLS_L: &str =
     "l.id, l.name, l.kind, l.owner_id, l.created_at, l.pending_owner";
@@ -14,7 +14,7 @@ pub(crate) const SOURCE_COLS: &str = "source, path, library_id, hash, size, mtim
 pub(crate) const EVENT_COLS: &str =
     "seq, event_id, book_id, device_id, body, applied, reason, state, received_at";
 pub(crate) const SHELF_COLS: &str =
-    "id, user_id, name, books, created_at, updated_at, deleted_at, change_seq, library_id";
+    "id, user_id, name, books, created_at, updated_at, deleted_at, change_seq, library_id, public";
 
 /// A value for a placeholder, which each backend binds its own way.
 pub(crate) enum Bound {

@@ -3,7 +3,9 @@
 
 use crate::error::StoreError;
 use crate::ids::*;
-use crate::reading::{DocQuery, IdempotentAnswer, UserBook, UserDoc};
+use crate::reading::{
+    DocQuery, IdempotentAnswer, Related, Relation, RelationKind, RelationOp, UserBook, UserDoc,
+};
 use crate::records::*;
 use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::time::Timestamp;
@@ -413,6 +415,21 @@ pub trait Store: Send + Sync + 'static {
     /// Tombstones included.
     async fn doc(&self, user: UserId, id: DocId) -> Result<Option<UserDoc>, StoreError>;
     async fn docs(&self, q: &DocQuery) -> Result<Vec<UserDoc>, StoreError>;
+
+    // Follows and blocks.
+
+    /// Applies the changes in one transaction (putting one that exists changes nothing).
+    async fn relate(&self, ops: &[RelationOp]) -> Result<(), StoreError>;
+    /// Every relation between the two, either way.
+    async fn relations_between(&self, a: UserId, b: UserId) -> Result<Vec<Relation>, StoreError>;
+    /// The user's relations of `kind` to others (`incoming`: others' to the user), newest
+    /// first, with the other reader's name; relations with deleted accounts are left out.
+    async fn relations_of(
+        &self,
+        user: UserId,
+        kind: RelationKind,
+        incoming: bool,
+    ) -> Result<Vec<Related>, StoreError>;
 
     /// Revokes every refresh token of the user.
     async fn revoke_user_sessions(&self, user: UserId) -> Result<(), StoreError>;

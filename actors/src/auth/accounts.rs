@@ -243,6 +243,7 @@ impl Accounts {
             display_name: None,
             token_epoch: 0,
             disabled_at: None,
+            visibility: Default::default(),
         };
         let library = Library {
             id: LibraryId::generate(),

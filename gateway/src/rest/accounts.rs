@@ -91,6 +91,8 @@ struct ProfileBody {
     email: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     display_name: Option<Option<String>>,
+    #[serde(default)]
+    visibility: Option<dogear_storage::Visibility>,
 }
 
 pub async fn update_me(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiError> {
@@ -99,6 +101,7 @@ pub async fn update_me(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, Ap
         username: b.username,
         email: b.email,
         display_name: b.display_name,
+        visibility: b.visibility,
     };
     let u = ctx.app.update_profile(user, patch).await?;
     Ok(http::json(StatusCode::OK, &wire::me(&u)))

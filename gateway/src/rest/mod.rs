@@ -18,11 +18,12 @@ mod mine;
 mod opds_tokens;
 mod progress;
 mod shelves;
+mod social;
 
 use crate::error::{ApiError, Code};
 use crate::http::{self, Req};
 use crate::{Ctx, ops};
-use dogear_storage::{DocKind, UserId};
+use dogear_storage::{DocKind, RelationKind, UserId};
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
@@ -47,6 +48,11 @@ pub struct Route {
 pub struct Params(Vec<String>);
 
 impl Params {
+    /// Parameter `i` as text (a user name).
+    fn text(&self, i: usize) -> &str {
+        self.0.get(i).map(String::as_str).unwrap_or_default()
+    }
+
     /// Parameter `i` as an id. A malformed id cannot name anything that exists: `404`.
     fn id<T: FromStr>(&self, i: usize, what: &str) -> Result<T, ApiError> {
         self.0
@@ -102,6 +108,50 @@ pub static ROUTES: &[Route] = &[
     }),
     route!(GET "/v1/users/me/export", |ctx, p, req| {
         accounts::export(ctx, auth(ctx, &req)?).await
+    }),
+    route!(GET "/v1/users/me/following", |ctx, p, req| {
+        social::list(ctx, auth(ctx, &req)?, RelationKind::Follow, false).await
+    }),
+    route!(GET "/v1/users/me/followers", |ctx, p, req| {
+        social::list(ctx, auth(ctx, &req)?, RelationKind::Follow, true).await
+    }),
+    route!(DELETE "/v1/users/me/followers/{username}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        social::remove_follower(ctx, user, p.text(0)).await
+    }),
+    route!(GET "/v1/users/me/follow-requests", |ctx, p, req| {
+        social::list(ctx, auth(ctx, &req)?, RelationKind::Request, true).await
+    }),
+    route!(POST "/v1/users/me/follow-requests/{username}/approve", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        social::answer(ctx, user, p.text(0), true).await
+    }),
+    route!(POST "/v1/users/me/follow-requests/{username}/reject", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        social::answer(ctx, user, p.text(0), false).await
+    }),
+    route!(GET "/v1/users/me/blocks", |ctx, p, req| {
+        social::list(ctx, auth(ctx, &req)?, RelationKind::Block, false).await
+    }),
+    route!(GET "/v1/users/{username}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        social::get(ctx, user, p.text(0)).await
+    }),
+    route!(POST "/v1/users/{username}/follow", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        social::follow(ctx, user, p.text(0)).await
+    }),
+    route!(DELETE "/v1/users/{username}/follow", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        social::unfollow(ctx, user, p.text(0)).await
+    }),
+    route!(POST "/v1/users/{username}/block", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        social::block(ctx, user, p.text(0), true).await
+    }),
+    route!(DELETE "/v1/users/{username}/block", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        social::block(ctx, user, p.text(0), false).await
     }),
     route!(GET "/v1/admin/users", |ctx, p, req| {
         accounts::admin_list(ctx, auth(ctx, &req)?).await

@@ -16,6 +16,7 @@ pub fn shelf_json(s: &Shelf) -> Value {
         "name": s.name,
         "book_ids": s.books,
         "library_id": s.library_id,
+        "public": s.public,
         "created_at": s.created_at,
         "updated_at": s.updated_at,
     })
@@ -35,7 +36,11 @@ struct NewShelf {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ShelfPatch {
-    name: String,
+    #[serde(default)]
+    name: Option<String>,
+    /// Shown on the owner's profile.
+    #[serde(default)]
+    public: Option<bool>,
 }
 
 pub async fn list(ctx: &Ctx, user: UserId) -> Result<Response, ApiError> {
@@ -85,10 +90,22 @@ pub async fn get(ctx: &Ctx, user: UserId, id: ShelfId) -> Result<Response, ApiEr
 
 pub async fn patch(ctx: &Ctx, user: UserId, id: ShelfId, req: Req) -> Result<Response, ApiError> {
     let b: ShelfPatch = req.json()?;
-    let s = ctx
-        .app
-        .change_shelf(user, ShelfOp::Rename { id, name: b.name })
-        .await?;
+    if b.name.is_none() && b.public.is_none() {
+        return Err(ApiError::field("body", "give name or public"));
+    }
+    let mut s = ctx.app.shelf(user, id).await?;
+    if let Some(name) = b.name {
+        s = ctx
+            .app
+            .change_shelf(user, ShelfOp::Rename { id, name })
+            .await?;
+    }
+    if let Some(public) = b.public {
+        s = ctx
+            .app
+            .change_shelf(user, ShelfOp::SetPublic { id, public })
+            .await?;
+    }
     Ok(http::json(StatusCode::OK, &shelf_json(&s)))
 }
 

@@ -10,7 +10,9 @@
 
 use crate::error::StoreError;
 use crate::ids::*;
-use crate::reading::{DocQuery, IdempotentAnswer, UserBook, UserDoc};
+use crate::reading::{
+    DocQuery, IdempotentAnswer, Related, Relation, RelationKind, RelationOp, UserBook, UserDoc,
+};
 use crate::records::*;
 use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::store::{RotateOutcome, Store};
@@ -557,6 +559,24 @@ impl<S: Store> Store for Faulty<S> {
     ) -> Result<Option<Vec<FileLocation>>, StoreError> {
         self.fault("delete_user")?;
         self.inner.delete_user(u, now).await
+    }
+
+    async fn relate(&self, ops: &[RelationOp]) -> Result<(), StoreError> {
+        self.fault("relate")?;
+        self.inner.relate(ops).await
+    }
+    async fn relations_between(&self, a: UserId, b: UserId) -> Result<Vec<Relation>, StoreError> {
+        self.fault("relations_between")?;
+        self.inner.relations_between(a, b).await
+    }
+    async fn relations_of(
+        &self,
+        user: UserId,
+        kind: RelationKind,
+        incoming: bool,
+    ) -> Result<Vec<Related>, StoreError> {
+        self.fault("relations_of")?;
+        self.inner.relations_of(user, kind, incoming).await
     }
 
     async fn put_doc(&self, doc: &UserDoc) -> Result<UserDoc, StoreError> {

@@ -49,6 +49,7 @@ pub async fn run_all(store: &dyn Store) {
     reading::user_books(store).await;
     reading::idempotent_answers(store).await;
     reading::docs(store).await;
+    reading::relations(store).await;
     reading::account_management(store).await;
     lifecycle::closing(store).await;
 }
@@ -66,6 +67,7 @@ pub fn new_user(name: &str) -> (User, Library) {
         display_name: None,
         token_epoch: 0,
         disabled_at: None,
+        visibility: Default::default(),
     };
     let lib = Library {
         id: LibraryId::generate(),

@@ -501,3 +501,79 @@ pub async fn docs(s: &dyn Store) {
     assert_eq!(theirs.change_seq, 1, "their own numbers");
     assert_eq!(s.doc(u.id, note.id).await.unwrap(), Some(edited));
 }
+
+pub async fn relations(s: &dyn Store) {
+    let (a, al) = new_user("rel-a");
+    let (b, bl) = new_user("rel-b");
+    let (c, cl) = new_user("rel-c");
+    for (u, l) in [(&a, &al), (&b, &bl), (&c, &cl)] {
+        s.create_user(u, l).await.unwrap();
+    }
+    let rel = |from: &User, to: &User, kind| Relation {
+        from: from.id,
+        to: to.id,
+        kind,
+        created_at: Timestamp::now(),
+    };
+    s.relate(&[
+        RelationOp::Put(rel(&a, &b, RelationKind::Follow)),
+        RelationOp::Put(rel(&c, &b, RelationKind::Request)),
+        RelationOp::Put(rel(&b, &a, RelationKind::Follow)),
+    ])
+    .await
+    .unwrap();
+    // Putting one that exists changes nothing.
+    s.relate(&[RelationOp::Put(rel(&a, &b, RelationKind::Follow))])
+        .await
+        .unwrap();
+    assert_eq!(s.relations_between(a.id, b.id).await.unwrap().len(), 2);
+    assert_eq!(s.relations_between(b.id, a.id).await.unwrap().len(), 2);
+    let followers = s
+        .relations_of(b.id, RelationKind::Follow, true)
+        .await
+        .unwrap();
+    assert_eq!(followers.len(), 1);
+    assert_eq!(followers[0].username, "rel-a");
+    assert_eq!(followers[0].relation.from, a.id);
+    let asks = s
+        .relations_of(b.id, RelationKind::Request, true)
+        .await
+        .unwrap();
+    assert_eq!(asks[0].username, "rel-c");
+    let following = s
+        .relations_of(a.id, RelationKind::Follow, false)
+        .await
+        .unwrap();
+    assert_eq!(following[0].username, "rel-b");
+    // Deleted in one transaction with a put; a deleted account leaves the lists.
+    s.relate(&[
+        RelationOp::Delete {
+            from: a.id,
+            to: b.id,
+            kind: RelationKind::Follow,
+        },
+        RelationOp::Put(rel(&b, &a, RelationKind::Block)),
+    ])
+    .await
+    .unwrap();
+    let mut left: Vec<(UserId, RelationKind)> = s
+        .relations_between(a.id, b.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.from, r.kind))
+        .collect();
+    left.sort_by_key(|(_, k)| k.as_str());
+    assert_eq!(
+        left,
+        vec![(b.id, RelationKind::Block), (b.id, RelationKind::Follow)],
+        "a's follow gone, b's follow and block there"
+    );
+    s.delete_user(c.id, Timestamp::now()).await.unwrap();
+    assert!(
+        s.relations_of(b.id, RelationKind::Request, true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

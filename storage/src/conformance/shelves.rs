@@ -15,6 +15,7 @@ pub async fn shelves(s: &dyn Store) {
         deleted_at: None,
         change_seq: 0,
         library_id: None,
+        public: false,
     };
     let put = s.put_shelf(&shelf).await.unwrap();
     assert!(put.change_seq > 0, "a change number is assigned");

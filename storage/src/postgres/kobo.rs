@@ -17,11 +17,11 @@ pub(super) async fn put_shelf(c: &impl GenericClient, s: &Shelf) -> Result<Shelf
     let n = exec(
         c,
         "INSERT INTO shelves (id, user_id, name, books, created_at, updated_at, deleted_at, change_seq,
-             library_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10)
+             library_id, public)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $11)
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, books = excluded.books,
              updated_at = excluded.updated_at, deleted_at = excluded.deleted_at,
-             change_seq = excluded.change_seq
+             change_seq = excluded.change_seq, public = excluded.public
          WHERE shelves.change_seq = $9",
         &[
             &s.id.to_string(),
@@ -34,6 +34,7 @@ pub(super) async fn put_shelf(c: &impl GenericClient, s: &Shelf) -> Result<Shelf
             &seq,
             &(s.change_seq as i64),
             &s.library_id.map(|l| l.to_string()),
+            &s.public,
         ],
     )
     .await?;

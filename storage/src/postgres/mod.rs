@@ -16,7 +16,9 @@ pub use schema::LATEST as SCHEMA_VERSION;
 
 use crate::error::StoreError;
 use crate::ids::*;
-use crate::reading::{DocQuery, IdempotentAnswer, UserBook, UserDoc};
+use crate::reading::{
+    DocQuery, IdempotentAnswer, Related, Relation, RelationKind, RelationOp, UserBook, UserDoc,
+};
 use crate::records::*;
 use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::store::{BatchOutcome, RotateOutcome, Store};
@@ -1261,6 +1263,27 @@ impl Store for PostgresStore {
         let out = reading::delete_user(&tx, user, now).await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    async fn relate(&self, ops: &[RelationOp]) -> Result<(), StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        reading::relate(&tx, ops).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn relations_between(&self, a: UserId, b: UserId) -> Result<Vec<Relation>, StoreError> {
+        reading::relations_between(&self.client().await?, a, b).await
+    }
+
+    async fn relations_of(
+        &self,
+        user: UserId,
+        kind: RelationKind,
+        incoming: bool,
+    ) -> Result<Vec<Related>, StoreError> {
+        reading::relations_of(&self.client().await?, user, kind, incoming).await
     }
 
     async fn put_doc(&self, doc: &UserDoc) -> Result<UserDoc, StoreError> {

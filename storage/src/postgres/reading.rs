@@ -194,7 +194,7 @@ pub(super) async fn update_user(
             "UPDATE users SET username = $2, email = $3, display_name = $4, password_hash = $5,
                tokens_changed_at = CASE WHEN token_epoch <> $6
                  OR (disabled_at IS NULL) <> ($7::BIGINT IS NULL) THEN $8 ELSE tokens_changed_at END,
-               token_epoch = $6, disabled_at = $7
+               token_epoch = $6, disabled_at = $7, visibility = $9
              WHERE id = $1 AND {LIVE_USER}"
         ),
         &[
@@ -206,6 +206,7 @@ pub(super) async fn update_user(
             &(u.token_epoch as i64),
             &u.disabled_at.map(|t| t.millis()),
             &now.millis(),
+            &u.visibility.as_str(),
         ],
     )
     .await
@@ -315,6 +316,7 @@ pub(super) async fn delete_user(
         "DELETE FROM user_books WHERE user_id = $1",
         "DELETE FROM idempotent_answers WHERE user_id = $1",
         "DELETE FROM user_docs WHERE user_id = $1",
+        "DELETE FROM relations WHERE from_id = $1 OR to_id = $1",
         "UPDATE import_jobs SET user_id = NULL WHERE user_id = $1",
     ] {
         exec(c, sql, &[&u]).await.map_err(pg)?;
@@ -471,5 +473,96 @@ pub(super) async fn docs(c: &impl GenericClient, q: &DocQuery) -> Result<Vec<Use
     .await?
     .iter()
     .map(doc_row)
+    .collect()
+}
+
+fn relation_row(r: &Row) -> Result<Relation, StoreError> {
+    Ok(Relation {
+        from: id_col(r, 0)?,
+        to: id_col(r, 1)?,
+        kind: RelationKind::parse(&col::<String>(r, 2)?)
+            .ok_or_else(|| StoreError::Corrupt("relation kind".into()))?,
+        created_at: Timestamp::from_millis(col(r, 3)?),
+    })
+}
+
+pub(super) async fn relate(c: &impl GenericClient, ops: &[RelationOp]) -> Result<(), StoreError> {
+    for op in ops {
+        match op {
+            RelationOp::Put(r) => {
+                exec(
+                    c,
+                    "INSERT INTO relations (from_id, to_id, kind, created_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT DO NOTHING",
+                    &[
+                        &r.from.to_string(),
+                        &r.to.to_string(),
+                        &r.kind.as_str(),
+                        &r.created_at.millis(),
+                    ],
+                )
+                .await?;
+            }
+            RelationOp::Delete { from, to, kind } => {
+                exec(
+                    c,
+                    "DELETE FROM relations WHERE from_id = $1 AND to_id = $2 AND kind = $3",
+                    &[&from.to_string(), &to.to_string(), &kind.as_str()],
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn relations_between(
+    c: &impl GenericClient,
+    a: UserId,
+    b: UserId,
+) -> Result<Vec<Relation>, StoreError> {
+    query(
+        c,
+        "SELECT from_id, to_id, kind, created_at FROM relations
+         WHERE (from_id = $1 AND to_id = $2) OR (from_id = $2 AND to_id = $1)",
+        &[&a.to_string(), &b.to_string()],
+    )
+    .await?
+    .iter()
+    .map(relation_row)
+    .collect()
+}
+
+pub(super) async fn relations_of(
+    c: &impl GenericClient,
+    user: UserId,
+    kind: RelationKind,
+    incoming: bool,
+) -> Result<Vec<Related>, StoreError> {
+    let (mine, other) = if incoming {
+        ("to_id", "from_id")
+    } else {
+        ("from_id", "to_id")
+    };
+    query(
+        c,
+        &format!(
+            "SELECT r.from_id, r.to_id, r.kind, r.created_at, u.username, u.display_name
+             FROM relations r JOIN users u ON u.id = r.{other}
+             WHERE r.{mine} = $1 AND r.kind = $2
+               AND u.id NOT IN (SELECT user_id FROM deleted_users)
+             ORDER BY r.created_at DESC, u.username"
+        ),
+        &[&user.to_string(), &kind.as_str()],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Related {
+            relation: relation_row(r)?,
+            username: col(r, 4)?,
+            display_name: col(r, 5)?,
+        })
+    })
     .collect()
 }

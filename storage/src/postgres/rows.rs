@@ -56,6 +56,8 @@ pub(super) fn user_row(r: &Row) -> Result<User, StoreError> {
         display_name: col(r, 6)?,
         token_epoch: col::<i64>(r, 7)?.max(0) as u64,
         disabled_at: col::<Option<i64>>(r, 8)?.map(Timestamp::from_millis),
+        visibility: crate::reading::Visibility::parse(&col::<String>(r, 9)?)
+            .ok_or_else(|| StoreError::Corrupt("visibility".into()))?,
     })
 }
 
@@ -166,6 +168,7 @@ pub(super) fn shelf_row(r: &Row) -> Result<Shelf, StoreError> {
         deleted_at: col::<Option<i64>>(r, 6)?.map(Timestamp::from_millis),
         change_seq: col::<i64>(r, 7)? as u64,
         library_id: opt_id_col(r, 8)?,
+        public: col(r, 9)?,
     })
 }
 

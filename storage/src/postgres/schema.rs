@@ -339,7 +339,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
         FOR EACH ROW EXECUTE FUNCTION dogear_audit_append_only();
     "#,
-    // 7: readers' own records of books, notes, todos and annotations, stored answers of
+    // 7: readers' own records of books, notes, todos and annotations, follows and blocks,
+    // stored answers of
     // idempotent requests, and account
     // management (display names, token epochs, disabling, deleted accounts' ids), as
     // SQLite's migration 11.
@@ -377,6 +378,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, key)
     );
     CREATE INDEX idempotent_answers_by_expiry ON idempotent_answers(expires_at);
+    ALTER TABLE users ADD COLUMN visibility TEXT NOT NULL DEFAULT 'private';
+    ALTER TABLE shelves ADD COLUMN public BOOLEAN NOT NULL DEFAULT false;
+    CREATE TABLE relations (
+        from_id TEXT COLLATE "C" NOT NULL,
+        to_id TEXT COLLATE "C" NOT NULL,
+        kind TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (from_id, to_id, kind)
+    );
+    CREATE INDEX relations_to ON relations(to_id, kind);
     CREATE TABLE user_docs (
         user_id TEXT COLLATE "C" NOT NULL,
         id TEXT COLLATE "C" NOT NULL,

@@ -16,6 +16,7 @@ fn shelf_row(r: &Row<'_>) -> RowResult<Shelf> {
     let (created, updated, deleted, seq): (i64, i64, Option<i64>, i64) =
         (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?);
     let library: Option<String> = r.get(8)?;
+    let public: bool = r.get(9)?;
     Ok((|| {
         Ok(Shelf {
             id: parse_id(&id)?,
@@ -27,6 +28,7 @@ fn shelf_row(r: &Row<'_>) -> RowResult<Shelf> {
             deleted_at: deleted.map(Timestamp::from_millis),
             change_seq: seq as u64,
             library_id: library.as_deref().map(parse_id).transpose()?,
+            public,
         })
     })())
 }
@@ -37,11 +39,11 @@ pub(super) fn put_shelf(c: &Connection, s: &Shelf) -> Result<Shelf, StoreError> 
     let n = c
         .prepare_cached(
             "INSERT INTO shelves (id, user_id, name, books, created_at, updated_at, deleted_at, change_seq,
-                 library_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10)
+                 library_id, public)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?11)
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, books = excluded.books,
                  updated_at = excluded.updated_at, deleted_at = excluded.deleted_at,
-                 change_seq = excluded.change_seq
+                 change_seq = excluded.change_seq, public = excluded.public
              WHERE shelves.change_seq = ?9",
         )?
         .execute(params![
@@ -54,7 +56,8 @@ pub(super) fn put_shelf(c: &Connection, s: &Shelf) -> Result<Shelf, StoreError> 
         s.deleted_at.map(|t| t.millis()),
         seq as i64,
         s.change_seq as i64,
-        s.library_id.map(|l| l.to_string())
+        s.library_id.map(|l| l.to_string()),
+        s.public
     ])?;
     if n != 1 {
         return Err(StoreError::VersionConflict {

@@ -413,7 +413,7 @@ const MIGRATIONS: &[&str] = &[
     END;
     "#,
     // 11: readers' own records of books (status, rating, review, favourite, loans), notes,
-    // todos and annotations, stored answers of idempotent requests, and account management: display names, the token
+    // todos and annotations, follows and blocks, stored answers of idempotent requests, and account management: display names, the token
     // epoch and disabling (tokens issued before stop working), and the ids of deleted
     // accounts (whose tokens every node refuses).
     r#"
@@ -450,6 +450,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, key)
     ) WITHOUT ROWID;
     CREATE INDEX idempotent_answers_by_expiry ON idempotent_answers(expires_at);
+    ALTER TABLE users ADD COLUMN visibility TEXT NOT NULL DEFAULT 'private';
+    ALTER TABLE shelves ADD COLUMN public INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE relations (
+        from_id TEXT NOT NULL,
+        to_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (from_id, to_id, kind)
+    ) WITHOUT ROWID;
+    CREATE INDEX relations_to ON relations(to_id, kind);
     CREATE TABLE user_docs (
         user_id TEXT NOT NULL,
         id TEXT NOT NULL,

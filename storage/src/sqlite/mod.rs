@@ -25,7 +25,9 @@ pub fn migrate_to(conn: &mut rusqlite::Connection, target: usize) -> Result<usiz
 
 use crate::error::StoreError;
 use crate::ids::*;
-use crate::reading::{DocQuery, IdempotentAnswer, UserBook, UserDoc};
+use crate::reading::{
+    DocQuery, IdempotentAnswer, Related, Relation, RelationKind, RelationOp, UserBook, UserDoc,
+};
 use crate::records::*;
 use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::store::{BatchOutcome, RotateOutcome, Store};
@@ -1254,6 +1256,26 @@ impl Store for SqliteStore {
         // Progress writes logged but not applied yet are applied first, so none lands after.
         self.settle().await?;
         self.write(move |c| reading::delete_user(c, user, now))
+            .await
+    }
+
+    async fn relate(&self, ops: &[RelationOp]) -> Result<(), StoreError> {
+        let ops = ops.to_vec();
+        self.write(move |c| reading::relate(c, &ops)).await
+    }
+
+    async fn relations_between(&self, a: UserId, b: UserId) -> Result<Vec<Relation>, StoreError> {
+        self.read(move |c| reading::relations_between(c, a, b))
+            .await
+    }
+
+    async fn relations_of(
+        &self,
+        user: UserId,
+        kind: RelationKind,
+        incoming: bool,
+    ) -> Result<Vec<Related>, StoreError> {
+        self.read(move |c| reading::relations_of(c, user, kind, incoming))
             .await
     }
 

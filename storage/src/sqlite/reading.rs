@@ -170,7 +170,7 @@ pub(super) fn update_user(c: &Connection, u: &User, now: Timestamp) -> Result<bo
             "UPDATE users SET username = ?2, email = ?3, display_name = ?4, password_hash = ?5,
                tokens_changed_at = CASE WHEN token_epoch <> ?6
                  OR (disabled_at IS NULL) <> (?7 IS NULL) THEN ?8 ELSE tokens_changed_at END,
-               token_epoch = ?6, disabled_at = ?7
+               token_epoch = ?6, disabled_at = ?7, visibility = ?9
              WHERE id = ?1 AND {LIVE_USER}"
         ))?
         .execute(params![
@@ -181,7 +181,8 @@ pub(super) fn update_user(c: &Connection, u: &User, now: Timestamp) -> Result<bo
             u.password_hash,
             u.token_epoch as i64,
             u.disabled_at.map(|t| t.millis()),
-            now.millis()
+            now.millis(),
+            u.visibility.as_str()
         ])
         .map_err(|e| map_unique(e, "username"))?;
     Ok(n > 0)
@@ -294,6 +295,7 @@ pub(super) fn delete_user(
         "DELETE FROM user_books WHERE user_id = ?1",
         "DELETE FROM idempotent_answers WHERE user_id = ?1",
         "DELETE FROM user_docs WHERE user_id = ?1",
+        "DELETE FROM relations WHERE from_id = ?1 OR to_id = ?1",
         "UPDATE import_jobs SET user_id = NULL WHERE user_id = ?1",
     ] {
         c.prepare_cached(sql)?.execute([&u])?;
@@ -428,4 +430,101 @@ pub(super) fn docs(c: &Connection, q: &DocQuery) -> Result<Vec<UserDoc>, StoreEr
         doc_row,
     )?;
     rows.map(|r| r?).collect()
+}
+
+fn relation_of(from: String, to: String, kind: String, at: i64) -> Result<Relation, StoreError> {
+    Ok(Relation {
+        from: parse_id(&from)?,
+        to: parse_id(&to)?,
+        kind: parse_enum(&kind, RelationKind::parse)?,
+        created_at: Timestamp::from_millis(at),
+    })
+}
+
+pub(super) fn relate(c: &Connection, ops: &[RelationOp]) -> Result<(), StoreError> {
+    for op in ops {
+        match op {
+            RelationOp::Put(r) => {
+                c.prepare_cached(
+                    "INSERT INTO relations (from_id, to_id, kind, created_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![
+                    r.from.to_string(),
+                    r.to.to_string(),
+                    r.kind.as_str(),
+                    r.created_at.millis()
+                ])?;
+            }
+            RelationOp::Delete { from, to, kind } => {
+                c.prepare_cached(
+                    "DELETE FROM relations WHERE from_id = ?1 AND to_id = ?2 AND kind = ?3",
+                )?
+                .execute(params![
+                    from.to_string(),
+                    to.to_string(),
+                    kind.as_str()
+                ])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn relations_between(
+    c: &Connection,
+    a: UserId,
+    b: UserId,
+) -> Result<Vec<Relation>, StoreError> {
+    let mut st = c.prepare_cached(
+        "SELECT from_id, to_id, kind, created_at FROM relations
+         WHERE (from_id = ?1 AND to_id = ?2) OR (from_id = ?2 AND to_id = ?1)",
+    )?;
+    let rows = st.query_map(params![a.to_string(), b.to_string()], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })?;
+    rows.map(|r| {
+        let (f, t, k, at) = r?;
+        relation_of(f, t, k, at)
+    })
+    .collect()
+}
+
+pub(super) fn relations_of(
+    c: &Connection,
+    user: UserId,
+    kind: RelationKind,
+    incoming: bool,
+) -> Result<Vec<Related>, StoreError> {
+    let (mine, other) = if incoming {
+        ("to_id", "from_id")
+    } else {
+        ("from_id", "to_id")
+    };
+    let mut st = c.prepare_cached(&format!(
+        "SELECT r.from_id, r.to_id, r.kind, r.created_at, u.username, u.display_name
+         FROM relations r JOIN users u ON u.id = r.{other}
+         WHERE r.{mine} = ?1 AND r.kind = ?2
+           AND u.id NOT IN (SELECT user_id FROM deleted_users)
+         ORDER BY r.created_at DESC, u.username"
+    ))?;
+    let rows = st.query_map(params![user.to_string(), kind.as_str()], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, Option<String>>(5)?,
+        ))
+    })?;
+    rows.map(|r| {
+        let (f, t, k, at, username, display_name) = r?;
+        Ok(Related {
+            relation: relation_of(f, t, k, at)?,
+            username,
+            display_name,
+        })
+    })
+    .collect()
 }

@@ -29,6 +29,7 @@ pub(super) fn user_row(r: &Row<'_>) -> RowResult<User> {
     let (username, email, password_hash, is_admin) = (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
     let (display_name, epoch, disabled): (Option<String>, i64, Option<i64>) =
         (r.get(6)?, r.get(7)?, r.get(8)?);
+    let visibility: String = r.get(9)?;
     Ok((|| {
         Ok(User {
             id: parse_id(&id)?,
@@ -40,6 +41,7 @@ pub(super) fn user_row(r: &Row<'_>) -> RowResult<User> {
             display_name,
             token_epoch: epoch.max(0) as u64,
             disabled_at: disabled.map(Timestamp::from_millis),
+            visibility: parse_enum(&visibility, crate::reading::Visibility::parse)?,
         })
     })())
 }
