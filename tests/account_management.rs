@@ -351,6 +351,9 @@ async fn the_export_holds_everything_about_the_reader() {
             json!({"name": "Tragedies", "book_ids": [me.book]}),
         )
         .await;
+    me.api
+        .post("/v1/notes", json!({"title": "Exported note", "body": "x"}))
+        .await;
     let r = me.http_get_bytes("/v1/users/me/export").await;
     assert_eq!(r.0, 200);
     assert_eq!(r.1, "application/zip");
@@ -375,6 +378,12 @@ async fn the_export_holds_everything_about_the_reader() {
         "kobo_devices.json",
         "koreader_logins.json",
         "opds_tokens.json",
+        "notes.json",
+        "todos.json",
+        "annotations.json",
+        "following.json",
+        "followers.json",
+        "blocks.json",
     ] {
         assert!(
             files.contains_key(name),
@@ -394,6 +403,7 @@ async fn the_export_holds_everything_about_the_reader() {
     assert_eq!(json("my_books.json")[0]["review"], "Words, words, words.");
     assert_eq!(json("shelves.json")[0]["name"], "Tragedies");
     assert_eq!(json("devices.json")[0]["id"], me.device.as_str());
+    assert_eq!(json("notes.json")[0]["title"], "Exported note");
 }
 
 trait BytesGet {

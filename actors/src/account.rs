@@ -210,7 +210,7 @@ impl Dogear {
             json!({
                 "id": u.id, "username": u.username, "email": u.email,
                 "display_name": u.display_name, "is_admin": u.is_admin,
-                "created_at": u.created_at,
+                "visibility": u.visibility, "created_at": u.created_at,
             }),
         ));
         files.push(("devices.json", json!(s.devices(user).await?)));
@@ -290,6 +290,74 @@ impl Dogear {
             }
         }
         files.push(("my_books.json", json!(mine)));
+        for (name, kind) in [
+            ("notes.json", dogear_storage::DocKind::Note),
+            ("todos.json", dogear_storage::DocKind::Todo),
+            ("annotations.json", dogear_storage::DocKind::Annotation),
+        ] {
+            let mut docs = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = s
+                    .docs(&dogear_storage::DocQuery {
+                        user,
+                        kind,
+                        book: None,
+                        after,
+                        deleted: false,
+                        limit: 1000,
+                    })
+                    .await?;
+                after = page.last().map_or(after, |d| d.change_seq);
+                let done = page.len() < 1000;
+                for d in page {
+                    let mut v: serde_json::Map<String, Value> =
+                        serde_json::from_str(&d.body).unwrap_or_default();
+                    v.insert("id".into(), json!(d.id));
+                    v.insert("book_id".into(), json!(d.book_id));
+                    v.insert("created_at".into(), json!(d.created_at));
+                    v.insert("updated_at".into(), json!(d.updated_at));
+                    docs.push(Value::Object(v));
+                }
+                if done {
+                    break;
+                }
+            }
+            files.push((name, json!(docs)));
+        }
+        let people = |list: Vec<dogear_storage::Related>, incoming: bool| -> Value {
+            json!(
+                list.iter()
+                    .map(|r| json!({
+                        "id": if incoming { r.relation.from } else { r.relation.to },
+                        "username": r.username,
+                        "since": r.relation.created_at,
+                    }))
+                    .collect::<Vec<_>>()
+            )
+        };
+        use dogear_storage::RelationKind;
+        files.push((
+            "following.json",
+            people(
+                s.relations_of(user, RelationKind::Follow, false).await?,
+                false,
+            ),
+        ));
+        files.push((
+            "followers.json",
+            people(
+                s.relations_of(user, RelationKind::Follow, true).await?,
+                true,
+            ),
+        ));
+        files.push((
+            "blocks.json",
+            people(
+                s.relations_of(user, RelationKind::Block, false).await?,
+                false,
+            ),
+        ));
         let kobo: Vec<Value> = s
             .kobo_tokens(user)
             .await?
