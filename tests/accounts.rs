@@ -431,3 +431,159 @@ async fn two_tabs_refreshing_at_once_stay_signed_in() {
     .await
     .assert_error(401, "unauthorized");
 }
+
+/// The cookies a response sets, as (name=value, attributes) per `Set-Cookie`.
+fn set_cookies(r: &dogear_e2e::Resp) -> Vec<String> {
+    r.headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_browser_keeps_its_refresh_token_in_an_http_only_cookie() {
+    let server = Server::start();
+    let anon = server.client();
+    let page = anon.with_header("x-dogear-session", "cookie");
+    let r = page
+        .post(
+            "/v1/auth/register",
+            json!({"username": "cookie_reader", "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // The token is in the cookie, not where a page's script could read it.
+    assert!(r.body["refresh_token"].is_null(), "{}", r.body);
+    assert!(r.body["access_token"].is_string());
+    let cookies = set_cookies(&r);
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    let mut paths = Vec::new();
+    for c in &cookies {
+        assert!(c.starts_with("dogear_refresh="), "{c}");
+        for attr in ["HttpOnly", "SameSite=Strict", "Max-Age="] {
+            assert!(c.contains(attr), "{attr} in {c}");
+        }
+        assert!(!c.contains("Secure"), "plain HTTP here: {c}");
+        paths.push(
+            c.split("Path=")
+                .nth(1)
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    paths.sort();
+    assert_eq!(paths, ["/v1/auth/logout", "/v1/auth/refresh"]);
+    let token = cookies[0]
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("dogear_refresh=")
+        .to_string();
+    let cookie = format!("dogear_refresh={token}");
+
+    // A reload: the page refreshes with the cookie and its session header.
+    let with_cookie = |extra: Option<(&'static str, &str)>| {
+        let mut rb = page
+            .http
+            .post(format!("{}/v1/auth/refresh", server.base))
+            .header("cookie", cookie.clone())
+            .header("x-dogear-session", "cookie");
+        if let Some((k, v)) = extra {
+            rb = rb.header(k, v);
+        }
+        rb
+    };
+    let r = dogear_e2e::Resp::of(with_cookie(None).send().await.unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body["refresh_token"].is_null());
+    let next = set_cookies(&r);
+    assert_eq!(next.len(), 2);
+    assert!(!next[0].contains(&token), "rotated");
+    // From another site's page (its Origin), or without the header a cross-site form cannot
+    // send: refused.
+    let r = dogear_e2e::Resp::of(
+        with_cookie(Some(("origin", "https://evil.example")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.assert_error(403, "forbidden");
+    let r = dogear_e2e::Resp::of(
+        anon.http
+            .post(format!("{}/v1/auth/refresh", server.base))
+            .header("cookie", next[0].split(';').next().unwrap())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.assert_error(403, "forbidden");
+    anon.post("/v1/auth/refresh", json!({}))
+        .await
+        .assert_error(400, "bad_request");
+    // The same page's origin is accepted; logout clears the cookies and ends the session.
+    let current = next[0].split(';').next().unwrap().to_string();
+    let r = dogear_e2e::Resp::of(
+        page.http
+            .post(format!("{}/v1/auth/logout", server.base))
+            .header("cookie", current.clone())
+            .header("x-dogear-session", "cookie")
+            .header("origin", server.base.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let cleared = set_cookies(&r);
+    assert!(
+        cleared.iter().all(|c| c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    let r = dogear_e2e::Resp::of(
+        page.http
+            .post(format!("{}/v1/auth/refresh", server.base))
+            .header("cookie", current)
+            .header("x-dogear-session", "cookie")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.assert_error(401, "unauthorized");
+    // Apps keep sending the token in the body, and get it back there.
+    let r = anon
+        .post(
+            "/v1/auth/login",
+            json!({"username": "cookie_reader", "password": "correct horse battery"}),
+        )
+        .await;
+    assert!(r.body["refresh_token"].is_string());
+    assert!(set_cookies(&r).is_empty());
+    // Behind an HTTPS proxy the cookie is Secure.
+    let r = dogear_e2e::Resp::of(
+        page.http
+            .post(format!("{}/v1/auth/login", server.base))
+            .header("x-forwarded-proto", "https")
+            .header("content-type", "application/json")
+            .body(
+                json!({"username": "cookie_reader", "password": "correct horse battery"})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let secure = set_cookies(&r);
+    assert!(
+        secure.len() == 2 && secure.iter().all(|c| c.contains("; Secure")),
+        "{secure:?}"
+    );
+}

@@ -26,22 +26,110 @@ struct Login {
     password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct RefreshBody {
-    refresh_token: String,
+    refresh_token: Option<String>,
 }
 
-fn session(status: StatusCode, s: &Session) -> Response {
-    http::json(
-        status,
-        &json!({
-            "user": wire::user_brief(&s.user_id, &s.username),
-            "access_token": s.access_token,
-            "refresh_token": s.refresh_token,
-            "expires_in": s.expires_in,
-            "token_type": "Bearer",
-        }),
-    )
+/// The cookie that holds a browser's refresh token (`HttpOnly`: page scripts never see it).
+const COOKIE: &str = "dogear_refresh";
+/// The routes the cookie is sent to, and only those: one cookie per path.
+const COOKIE_PATHS: [&str; 2] = ["/v1/auth/refresh", "/v1/auth/logout"];
+/// The header a browser's page sends to ask for (and to use) the cookie. A page on another
+/// site cannot send it without a CORS preflight, which Dogear never grants: with
+/// `SameSite=Strict`, this is the cookie's CSRF protection.
+const SESSION_HEADER: &str = "x-dogear-session";
+
+/// Whether the caller asked for its refresh token in a cookie (a browser's page).
+fn wants_cookie(req: &Req) -> bool {
+    req.headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("cookie"))
+}
+
+/// Served over HTTPS (directly configured, or as a proxy in front says).
+fn https(ctx: &Ctx, req: &Req) -> bool {
+    crate::kobo::public_base(ctx, &req.headers).starts_with("https://")
+}
+
+fn set_cookies(resp: &mut Response, value: &str, max_age: i64, secure: bool) {
+    for path in COOKIE_PATHS {
+        let cookie = format!(
+            "{COOKIE}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{}",
+            if secure { "; Secure" } else { "" }
+        );
+        if let Ok(v) = warp::http::HeaderValue::from_str(&cookie) {
+            resp.headers_mut().append(warp::http::header::SET_COOKIE, v);
+        }
+    }
+}
+
+/// A session as JSON; for a page that asked for the cookie, the refresh token goes in the
+/// cookie instead of the body.
+fn session(ctx: &Ctx, req: &Req, status: StatusCode, s: &Session) -> Response {
+    let cookie = wants_cookie(req);
+    let mut body = json!({
+        "user": wire::user_brief(&s.user_id, &s.username),
+        "access_token": s.access_token,
+        "refresh_token": s.refresh_token,
+        "expires_in": s.expires_in,
+        "token_type": "Bearer",
+    });
+    if cookie {
+        body["refresh_token"] = serde_json::Value::Null;
+    }
+    let mut resp = http::json(status, &body);
+    if cookie {
+        let ttl = ctx.app.accounts().settings().refresh_ttl_secs;
+        set_cookies(&mut resp, &s.refresh_token, ttl, https(ctx, req));
+    }
+    resp
+}
+
+/// The refresh token of a request: in the body (apps), or in the cookie (a page, which must
+/// send the session header and, when its browser says where it comes from, come from here).
+fn refresh_token(ctx: &Ctx, req: &Req) -> Result<String, ApiError> {
+    let body: RefreshBody = if req.body.is_empty() {
+        RefreshBody::default()
+    } else {
+        req.json()?
+    };
+    if let Some(t) = body.refresh_token {
+        return Ok(t);
+    }
+    let from_cookie = req
+        .headers
+        .get_all(warp::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string());
+    let Some(token) = from_cookie else {
+        return Err(ApiError::field(
+            "refresh_token",
+            "missing: send it in the body, or the session cookie with X-Dogear-Session",
+        ));
+    };
+    if !wants_cookie(req) {
+        return Err(ApiError::new(
+            crate::error::Code::Forbidden,
+            "X-Dogear-Session: cookie is required with the session cookie",
+        ));
+    }
+    if let Some(origin) = req.headers.get("origin").and_then(|v| v.to_str().ok()) {
+        let here = crate::kobo::public_base(ctx, &req.headers);
+        if origin.trim_end_matches('/') != here.trim_end_matches('/') {
+            return Err(ApiError::new(
+                crate::error::Code::Forbidden,
+                "Origin: the session cookie is only accepted from this server's pages",
+            ));
+        }
+    }
+    Ok(token)
 }
 
 pub async fn register(ctx: &Ctx, req: Req) -> Result<Response, ApiError> {
@@ -51,7 +139,7 @@ pub async fn register(ctx: &Ctx, req: Req) -> Result<Response, ApiError> {
         .accounts()
         .register(&b.username, &b.password, b.email.as_deref())
         .await?;
-    Ok(session(StatusCode::CREATED, &s))
+    Ok(session(ctx, &req, StatusCode::CREATED, &s))
 }
 
 pub async fn login(ctx: &Ctx, req: Req) -> Result<Response, ApiError> {
@@ -62,19 +150,23 @@ pub async fn login(ctx: &Ctx, req: Req) -> Result<Response, ApiError> {
         .accounts()
         .login(&b.username, &b.password, addr.as_deref())
         .await?;
-    Ok(session(StatusCode::OK, &s))
+    Ok(session(ctx, &req, StatusCode::OK, &s))
 }
 
 pub async fn refresh(ctx: &Ctx, req: Req) -> Result<Response, ApiError> {
-    let b: RefreshBody = req.json()?;
-    let s = ctx.app.accounts().refresh(&b.refresh_token).await?;
-    Ok(session(StatusCode::OK, &s))
+    let token = refresh_token(ctx, &req)?;
+    let s = ctx.app.accounts().refresh(&token).await?;
+    Ok(session(ctx, &req, StatusCode::OK, &s))
 }
 
 pub async fn logout(ctx: &Ctx, req: Req) -> Result<Response, ApiError> {
-    let b: RefreshBody = req.json()?;
-    ctx.app.accounts().logout(&b.refresh_token).await?;
-    Ok(http::empty(StatusCode::NO_CONTENT))
+    let token = refresh_token(ctx, &req)?;
+    ctx.app.accounts().logout(&token).await?;
+    let mut resp = http::empty(StatusCode::NO_CONTENT);
+    if wants_cookie(&req) {
+        set_cookies(&mut resp, "", 0, https(ctx, &req));
+    }
+    Ok(resp)
 }
 
 pub async fn me(ctx: &Ctx, user: UserId) -> Result<Response, ApiError> {
@@ -122,7 +214,7 @@ pub async fn change_password(ctx: &Ctx, user: UserId, req: Req) -> Result<Respon
         .app
         .change_password(user, &b.current_password, &b.new_password, addr.as_deref())
         .await?;
-    Ok(session(StatusCode::OK, &s))
+    Ok(session(ctx, &req, StatusCode::OK, &s))
 }
 
 #[derive(Deserialize)]
