@@ -1407,4 +1407,14 @@ async fn kobo_state_puts_are_checked_and_report_what_they_ignored() {
         "a later rewind still applies: {}",
         r.body
     );
+
+    // The Kobo says the book is finished: the reader's record says so too.
+    let later = dogear_e2e::ts(now_ms - 1_767_225_600_000 + 120_000);
+    let done = json!({"ReadingStates": [{"LastModified": later,
+        "StatusInfo": {"LastModified": later, "Status": "Finished"}}]});
+    let r = kobo.call("PUT", &url, Some(done)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mine = me.api.get(&format!("/v1/books/{book}/mine")).await.body;
+    assert_eq!(mine["status"], "finished", "{mine}");
+    assert_eq!(mine["status_source"], "progress");
 }

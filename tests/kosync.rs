@@ -431,6 +431,16 @@ async fn a_koreader_position_is_the_books_progress_everywhere() {
             .is_none(),
         "no push for writes that change nothing"
     );
+    // The reader's record of the book followed: reading, then finished at KOReader's end.
+    let mine = |me: &Reader| {
+        let (api, path) = (me.api.clone(), format!("/v1/books/{hamlet}/mine"));
+        async move { api.get(&path).await.body }
+    };
+    assert_eq!(mine(&me).await["status"], "reading");
+    assert_eq!(k.push(&digest, xp, 1.0).await.status, 200);
+    let m = mine(&me).await;
+    assert_eq!(m["status"], "finished", "{m}");
+    assert_eq!(m["status_source"], "progress");
     // Another reader's KOReader sees nothing of it.
     let other = Reader::new(&server, "stranger").await;
     let (ko, _) = new_login(&other.api, "Stranger's Kindle").await;
