@@ -168,20 +168,7 @@ impl Dogear {
     }
 
     async fn kobo_span_at(&self, kepub: &dogear_storage::BookFile, p: Percent) -> Option<KoboSpan> {
-        let percent = p.get();
-        let found = match self.kobo_places.get(&kepub.hash, percent) {
-            Some(found) => found,
-            None => {
-                let path = self.importer.objects().local_path(&kepub.location)?;
-                let found =
-                    tokio::task::spawn_blocking(move || super::position::locate(&path, percent))
-                        .await
-                        .ok()
-                        .flatten();
-                self.kobo_places.put(&kepub.hash, percent, found.clone());
-                found
-            }
-        }?;
+        let found = self.kepub_place(kepub, p.get()).await?;
         Some(KoboSpan {
             chapter_filename: found.source.clone(),
             chapter_progress: Some(found.document_percent / 100.0),

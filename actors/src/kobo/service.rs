@@ -109,24 +109,28 @@ impl Dogear {
         let Some(kepub) = book.meta.format(Format::Kepub).cloned() else {
             return;
         };
-        let found = match self.kobo_places.get(&kepub.hash, percent) {
-            Some(found) => found,
-            None => {
-                let Some(path) = self.importer.objects().local_path(&kepub.location) else {
-                    return;
-                };
-                let found =
-                    tokio::task::spawn_blocking(move || super::position::locate(&path, percent))
-                        .await
-                        .ok()
-                        .flatten();
-                self.kobo_places.put(&kepub.hash, percent, found.clone());
-                found
-            }
-        };
-        if let Some(at) = found {
+        if let Some(at) = self.kepub_place(&kepub, percent).await {
             state.place(&at);
         }
+    }
+
+    /// The span at `percent` of a KEPUB in the local object store, found once per KEPUB and
+    /// percentage (a sync may ask for the same book on every device).
+    pub(crate) async fn kepub_place(
+        &self,
+        kepub: &dogear_storage::BookFile,
+        percent: f64,
+    ) -> Option<super::position::Located> {
+        if let Some(found) = self.kobo_places.get(&kepub.hash, percent) {
+            return found;
+        }
+        let path = self.importer.objects().local_path(&kepub.location)?;
+        let found = tokio::task::spawn_blocking(move || super::position::locate(&path, percent))
+            .await
+            .ok()
+            .flatten();
+        self.kobo_places.put(&kepub.hash, percent, found.clone());
+        found
     }
 
     /// A book as a Kobo gets it, if the user may read it and a Kobo can take it.
