@@ -775,9 +775,15 @@ impl UserState {
             let mut changed: Vec<UserBook> = Vec::new();
             for item in &items {
                 let book = item.book_id;
-                if let Err(e) = self.check_book(book).await {
-                    results.push(ItemResult::Refused(e));
-                    continue;
+                match self.check_book(book).await {
+                    Ok(()) => {}
+                    // Not the item's fault: nothing is answered (or stored under the key);
+                    // the client retries the whole batch.
+                    Err(e @ AppError::Unavailable(_)) => return Err(e),
+                    Err(e) => {
+                        results.push(ItemResult::Refused(e));
+                        continue;
+                    }
                 }
                 let current = match changed.iter().find(|r| r.book_id == book) {
                     Some(r) => r.clone(),
