@@ -110,3 +110,50 @@ pub(crate) fn check_chain(
     }
     Ok(!writes.is_empty())
 }
+
+/// The condition on the caller's records of a book list (`BookQuery::mine`), if it has one:
+/// `Err(())` when nothing can match (a filter without its user).
+pub(crate) fn mine_clause(
+    q: &BookQuery,
+    mut bind: impl FnMut(Bound) -> String,
+) -> Result<Option<String>, ()> {
+    let Some(m) = q.mine.as_ref().filter(|m| !m.is_empty()) else {
+        return Ok(None);
+    };
+    let user = m.user.ok_or(())?;
+    let mut conds = vec![
+        "ub.book_id = books.id".to_string(),
+        format!("ub.user_id = {}", bind(Bound::Text(user.to_string()))),
+    ];
+    if let Some(s) = m.status {
+        conds.push(format!(
+            "ub.status = {}",
+            bind(Bound::Text(s.as_str().to_string()))
+        ));
+    }
+    // Literal: SQLite stores it as 0/1, PostgreSQL as a boolean; both read `ub.favourite`.
+    match m.favourite {
+        Some(true) => conds.push("ub.favourite".into()),
+        Some(false) => conds.push("NOT ub.favourite".into()),
+        None => {}
+    }
+    match m.rated {
+        Some(true) => conds.push("ub.rating IS NOT NULL".into()),
+        Some(false) => conds.push("ub.rating IS NULL".into()),
+        None => {}
+    }
+    let exists = format!(
+        "EXISTS (SELECT 1 FROM user_books ub WHERE {})",
+        conds.join(" AND ")
+    );
+    // A book without a record is unrated and not a favourite.
+    let absent_matches = m.status.is_none() && m.favourite != Some(true) && m.rated != Some(true);
+    Ok(Some(if absent_matches {
+        format!(
+            "({exists} OR NOT EXISTS (SELECT 1 FROM user_books ub WHERE ub.book_id = books.id AND ub.user_id = {}))",
+            bind(Bound::Text(user.to_string()))
+        )
+    } else {
+        exists
+    }))
+}

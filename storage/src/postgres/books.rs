@@ -4,7 +4,7 @@ use super::rows::*;
 use super::{exec, json, query, query_opt, unique};
 use crate::error::StoreError;
 use crate::records::*;
-use crate::sql::{Bound, merge_pages, page_clauses};
+use crate::sql::{Bound, merge_pages, mine_clause, page_clauses};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
@@ -344,43 +344,13 @@ async fn list_one(
             bind(Box::new(format!("[{{\"format\":\"{}\"}}]", f.as_str())))
         ));
     }
-    if let Some(m) = q.mine.as_ref().filter(|m| !m.is_empty()) {
-        let Some(user) = m.user else {
-            return Ok(Vec::new());
-        };
-        let mut conds = vec![
-            "ub.book_id = books.id".to_string(),
-            format!("ub.user_id = {}", bind(Box::new(user.to_string()))),
-        ];
-        if let Some(s) = m.status {
-            conds.push(format!(
-                "ub.status = {}",
-                bind(Box::new(s.as_str().to_string()))
-            ));
-        }
-        if let Some(f) = m.favourite {
-            conds.push(format!("ub.favourite = {}", bind(Box::new(f))));
-        }
-        match m.rated {
-            Some(true) => conds.push("ub.rating IS NOT NULL".into()),
-            Some(false) => conds.push("ub.rating IS NULL".into()),
-            None => {}
-        }
-        let exists = format!(
-            "EXISTS (SELECT 1 FROM user_books ub WHERE {})",
-            conds.join(" AND ")
-        );
-        // A book without a record is unrated and not a favourite.
-        let absent_matches =
-            m.status.is_none() && m.favourite != Some(true) && m.rated != Some(true);
-        if absent_matches {
-            filters.push(format!(
-                "({exists} OR NOT EXISTS (SELECT 1 FROM user_books ub WHERE ub.book_id = books.id AND ub.user_id = {}))",
-                bind(Box::new(user.to_string()))
-            ));
-        } else {
-            filters.push(exists);
-        }
+    match mine_clause(q, |v| match v {
+        Bound::Text(t) => bind(Box::new(t)),
+        Bound::Int(i) => bind(Box::new(i)),
+    }) {
+        Ok(Some(c)) => filters.push(c),
+        Ok(None) => {}
+        Err(()) => return Ok(Vec::new()),
     }
     let (after, order) = page_clauses(q, |v| match v {
         Bound::Text(t) => bind(Box::new(t)),
