@@ -587,3 +587,29 @@ async fn a_browser_keeps_its_refresh_token_in_an_http_only_cookie() {
         "{secure:?}"
     );
 }
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let server = Server::start();
+    let anon = server.client();
+    for (path, status) in [
+        ("/health", 200),
+        ("/v1/users/me", 401),
+        ("/no/such/route", 404),
+    ] {
+        let r = anon.get(path).await;
+        assert_eq!(r.status, status, "{path}");
+        for (h, v) in [
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "no-referrer"),
+            ("content-security-policy", "frame-ancestors 'none'"),
+            ("x-frame-options", "DENY"),
+        ] {
+            assert_eq!(
+                r.headers.get(h).map(|x| x.to_str().unwrap()),
+                Some(v),
+                "{h} on {path}"
+            );
+        }
+    }
+}

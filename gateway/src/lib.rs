@@ -211,6 +211,18 @@ where
     if let Ok(v) = HeaderValue::from_str(ctx.app.node_id()) {
         resp.headers_mut().insert("x-dogear-node", v);
     }
+    // Every answer is data: never to be sniffed into another type, framed by another site,
+    // or to leak its URL (which may hold a device token) to the next site. A route serving
+    // pages sets its own, stricter, policy first.
+    let h = resp.headers_mut();
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("content-security-policy", "frame-ancestors 'none'"),
+        ("x-frame-options", "DENY"),
+    ] {
+        h.entry(name).or_insert(HeaderValue::from_static(value));
+    }
     resp
 }
 
