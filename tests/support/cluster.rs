@@ -12,11 +12,37 @@ pub struct Nodes {
     pub admin: Api,
 }
 
+/// A port for a process to listen on later. Chosen below Linux's ephemeral range (32768 and
+/// up), where every server started with `127.0.0.1:0` gets its port, so another test's node
+/// cannot take it between this check and the listener's start; and claimed with a marker
+/// file, so two tests running at once never pick the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    let dir = std::env::temp_dir().join("dogear-test-ports");
+    let _ = std::fs::create_dir_all(&dir);
+    for _ in 0..10_000 {
+        let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+        let marker = dir.join(port.to_string());
+        // A claim older than any test run is left over from an earlier run: free again.
+        let stale = std::fs::metadata(&marker)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        if stale {
+            let _ = std::fs::remove_file(&marker);
+        }
+        let claimed = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&marker);
+        if let Ok(mut f) = claimed {
+            let _ = std::io::Write::write_all(&mut f, std::process::id().to_string().as_bytes());
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
+    panic!("no free port between 20000 and 32000")
 }
 
 /// The environment every node of one cluster shares, and each node's own part.
