@@ -8,7 +8,9 @@
 #   - poppler's pdftoppm (Debian's poppler-utils), which renders PDF covers;
 #   - a PostgreSQL server (Debian's postgresql) in a temporary directory on a free port, for
 #     the PostgreSQL conformance suite and the nodes that run on it;
-#   - a Redis server (Debian's redis-server) on a free port, for the clusters' shared limits.
+#   - a Redis server (Debian's redis-server) on a free port, for the clusters' shared limits;
+#   - Debian's Chromium, driven headless by Playwright (from PyPI), for the web app's browser
+#     tests (tests/web.rs, tests/browser/web.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,6 +61,14 @@ fi
 if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
     echo "installing moto[server] (a throwaway S3-compatible server)" >&2
     python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6' >&2
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "installing chromium (the web app's browser tests run it headless)" >&2
+    apt_install chromium
+fi
+if ! python3 -c 'import playwright.sync_api' >/dev/null 2>&1; then
+    echo "installing playwright (drives Chromium in the web app's browser tests)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check 'playwright>=1.40,<2' >&2
 fi
 if ! python3 -c 'import feedparser' >/dev/null 2>&1; then
     echo "installing feedparser (reads the OPDS 1.2 feeds as a real feed reader does)" >&2

@@ -23,6 +23,7 @@ pub mod messages;
 pub mod mine;
 pub mod placement;
 pub mod progress;
+pub mod reader;
 pub mod shelves;
 pub mod social;
 pub mod spawn;

@@ -8,6 +8,7 @@ pub mod kosync;
 pub mod opds;
 mod ops;
 pub mod rest;
+pub mod web;
 pub mod wire;
 pub mod ws;
 
@@ -127,7 +128,7 @@ where
     let request_id = request_id(&headers);
     let path = path.as_str().to_string();
     // A Kobo's token is its password: it never reaches a log line.
-    let logged = kobo::redact(&path);
+    let logged = web::redact(&kobo::redact(&path));
     let span = tracing::info_span!("http", id = %request_id, method = %method, path = %logged);
     let (route, mut resp) = async {
         if method == Method::POST && path.trim_end_matches('/') == "/v1/books/upload" {
@@ -181,6 +182,9 @@ where
         };
         if opds::is_opds(&req.path) {
             return opds::dispatch(&ctx, req).await;
+        }
+        if web::is_web(&req.path) {
+            return web::dispatch(&ctx, req).await;
         }
         if let Some(call) = kosync::route(&req.method, &req.path) {
             return kosync::dispatch(&ctx, req, call).await;

@@ -613,6 +613,35 @@ impl Accounts {
         Ok(user)
     }
 
+    /// A reader token for one book (see [`JwtKeys::issue_reader`]), valid for
+    /// `ttl_secs`, in the user's current token epoch.
+    pub async fn reader_token(
+        &self,
+        user: UserId,
+        book: dogear_storage::BookId,
+        ttl_secs: i64,
+    ) -> Result<String, AppError> {
+        let epoch = match self.store.user(user).await? {
+            Some(u) => u.token_epoch,
+            None => return Err(AppError::Unauthorized(Cow::Borrowed(SESSION_ENDED))),
+        };
+        self.keys
+            .issue_reader(user, book, epoch, Timestamp::now(), ttl_secs)
+    }
+
+    /// The user and book of a reader token that is still good: unexpired, and of an epoch
+    /// no password change or disabled account has ended.
+    pub fn authenticate_reader(
+        &self,
+        token: &str,
+    ) -> Result<(UserId, dogear_storage::BookId), AppError> {
+        let (user, book, epoch) = self.keys.verify_reader(token)?;
+        if epoch < self.cutoff(user) {
+            return Err(AppError::NotFound(Cow::Borrowed("book")));
+        }
+        Ok((user, book))
+    }
+
     /// The epoch from which the user's access tokens count (0 when none was cut off).
     fn cutoff(&self, user: UserId) -> u64 {
         self.cutoffs

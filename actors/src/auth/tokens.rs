@@ -2,7 +2,7 @@
 
 use crate::error::AppError;
 use base64::Engine;
-use dogear_storage::{Timestamp, UserId};
+use dogear_storage::{BookId, Timestamp, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -19,6 +19,9 @@ struct Claims {
     /// had epochs are epoch 0.
     #[serde(default)]
     ep: u64,
+    /// The one book a reader token opens (typ `reader`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    book: Option<String>,
 }
 
 /// The signing secret, held once. `Debug` never shows it.
@@ -54,13 +57,26 @@ impl JwtKeys {
         now: Timestamp,
         ttl_secs: i64,
     ) -> Result<String, AppError> {
+        self.sign(user, "access", None, epoch, now, ttl_secs)
+    }
+
+    fn sign(
+        &self,
+        user: UserId,
+        typ: &str,
+        book: Option<BookId>,
+        epoch: u64,
+        now: Timestamp,
+        ttl_secs: i64,
+    ) -> Result<String, AppError> {
         let iat = now.millis() / 1000;
         let claims = Claims {
             sub: user.to_string(),
             iat,
             exp: iat + ttl_secs,
-            typ: "access".into(),
+            typ: typ.into(),
             ep: epoch,
+            book: book.map(|b| b.to_string()),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc)
             .map_err(|e| AppError::Unavailable(format!("jwt encode: {e}")))
@@ -82,6 +98,40 @@ impl JwtKeys {
             AppError::Unauthorized(Cow::Borrowed("invalid or expired access token"))
         })?;
         Ok((user, data.claims.ep))
+    }
+}
+
+impl JwtKeys {
+    /// A token that opens one book's parts in the web reader and nothing else: it travels
+    /// in the URL of the reader's frame (a frame cannot send an `Authorization` header), so
+    /// it is not an access token and cannot be used as one.
+    pub fn issue_reader(
+        &self,
+        user: UserId,
+        book: BookId,
+        epoch: u64,
+        now: Timestamp,
+        ttl_secs: i64,
+    ) -> Result<String, AppError> {
+        self.sign(user, "reader", Some(book), epoch, now, ttl_secs)
+    }
+
+    /// The user, book and token epoch of a valid, unexpired reader token.
+    pub fn verify_reader(&self, token: &str) -> Result<(UserId, BookId, u64), AppError> {
+        let refused = || AppError::NotFound(Cow::Borrowed("book"));
+        let data = jsonwebtoken::decode::<Claims>(token, &self.dec, &self.validation)
+            .map_err(|_| refused())?;
+        if data.claims.typ != "reader" {
+            return Err(refused());
+        }
+        let user = data.claims.sub.parse().map_err(|_| refused())?;
+        let book = data
+            .claims
+            .book
+            .as_deref()
+            .and_then(|b| b.parse().ok())
+            .ok_or_else(refused)?;
+        Ok((user, book, data.claims.ep))
     }
 }
 

@@ -586,16 +586,23 @@ impl Parser<'_> {
 /// Renders page 1 to a JPEG with poppler's `pdftoppm` (at most 20 s, output on a pipe, so
 /// nothing is written to disk). `None` when the tool is missing or fails.
 pub fn render_first_page(path: &Path) -> Option<Vec<u8>> {
+    render_page(path, 1, 1200)
+}
+
+/// Renders page `n` (1-based) to a JPEG whose longer side is `size` pixels, under the same
+/// limits as the cover. `None` past the last page, or when the tool is missing or fails.
+pub fn render_page(path: &Path, n: u32, size: u32) -> Option<Vec<u8>> {
+    let (n, size) = (n.to_string(), size.clamp(100, 4000).to_string());
     let mut cmd = Command::new("pdftoppm");
     cmd.args([
         "-f",
-        "1",
+        &n,
         "-l",
-        "1",
+        &n,
         "-singlefile",
         "-jpeg",
         "-scale-to",
-        "1200",
+        &size,
     ])
     .arg(path);
     let out = run_limited(cmd, super::MAX_COVER_BYTES)?;

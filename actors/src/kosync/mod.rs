@@ -12,7 +12,7 @@
 //! document holding the position (`/body/DocFragment[N].0`), or a page number for PDF and
 //! CBZ.
 
-mod pages;
+pub mod pages;
 mod service;
 pub mod xpointer;
 

@@ -125,6 +125,13 @@ pub async fn list(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiErro
             )
         })?),
     };
+    let format = match req.q("format").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(f) => Some(
+            dogear_storage::Format::parse(f)
+                .ok_or_else(|| ApiError::field("format", "must be one of epub, kepub, pdf, cbz"))?,
+        ),
+    };
     let mine = dogear_storage::MineFilter {
         user: Some(user),
         status,
@@ -137,6 +144,12 @@ pub async fn list(ctx: &Ctx, user: UserId, req: Req) -> Result<Response, ApiErro
         author: text("author")?,
         series: text("series")?,
         tag: text("tag")?,
+        format,
+        descending: match req.q("order").unwrap_or("") {
+            "" | "asc" => false,
+            "desc" => sort != BookSort::Id,
+            _ => return Err(ApiError::field("order", "must be asc or desc")),
+        },
         sort,
         after,
         limit,
@@ -196,4 +209,26 @@ pub async fn patch(ctx: &Ctx, user: UserId, id: BookId, req: Req) -> Result<Resp
 pub async fn delete(ctx: &Ctx, user: UserId, id: BookId) -> Result<Response, ApiError> {
     ctx.app.delete_book(user, id).await?;
     Ok(http::empty(StatusCode::NO_CONTENT))
+}
+
+/// `GET /v1/facets/{kind}`: every author, series, tag or language of the caller's books
+/// (or one library's) with how many books have it: what a filter offers.
+pub async fn facets(ctx: &Ctx, user: UserId, kind: &str, req: Req) -> Result<Response, ApiError> {
+    let facet = match kind {
+        "authors" => dogear_storage::BookFacet::Author,
+        "series" => dogear_storage::BookFacet::Series,
+        "tags" => dogear_storage::BookFacet::Tag,
+        "languages" => dogear_storage::BookFacet::Language,
+        _ => return Err(ApiError::not_found("facet")),
+    };
+    let library: Option<LibraryId> = req.opt_id("library_id", "must be a library id")?;
+    let list = ctx.app.book_facets(user, library, facet).await?;
+    let items: Vec<_> = list
+        .iter()
+        .map(|(value, count)| json!({"value": value, "count": count}))
+        .collect();
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": null}),
+    ))
 }

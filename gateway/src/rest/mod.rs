@@ -17,6 +17,7 @@ mod libraries;
 mod mine;
 mod opds_tokens;
 mod progress;
+mod reader;
 mod shelves;
 mod social;
 
@@ -263,6 +264,14 @@ pub static ROUTES: &[Route] = &[
         let user = auth(ctx, &req)?;
         files::cover(ctx, user, p.id(0, "book")?, req).await
     }),
+    route!(GET "/v1/facets/{kind}", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        books::facets(ctx, user, p.text(0), req).await
+    }),
+    route!(GET "/v1/books/{id}/reader", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        reader::open(ctx, user, p.id(0, "book")?).await
+    }),
     route!(GET "/v1/imports", |ctx, p, req| files::jobs(ctx, auth(ctx, &req)?, req).await),
     route!(GET "/v1/imports/{id}", |ctx, p, req| {
         let user = auth(ctx, &req)?;
@@ -413,6 +422,10 @@ pub static ROUTES: &[Route] = &[
     route!(DELETE "/v1/shelves/{id}", |ctx, p, req| {
         let user = auth(ctx, &req)?;
         shelves::delete(ctx, user, p.id(0, "shelf")?).await
+    }),
+    route!(GET "/v1/shelves/{id}/books", |ctx, p, req| {
+        let user = auth(ctx, &req)?;
+        shelves::books(ctx, user, p.id(0, "shelf")?, req).await
     }),
     route!(PUT "/v1/shelves/{id}/books/{book_id}", |ctx, p, req| {
         let user = auth(ctx, &req)?;

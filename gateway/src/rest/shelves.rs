@@ -137,3 +137,28 @@ pub async fn book(
     let s = ctx.app.change_shelf(user, op).await?;
     Ok(http::json(StatusCode::OK, &shelf_json(&s)))
 }
+
+/// `GET /v1/shelves/{id}/books`: the shelf's books in its order, paged (`cursor` is the
+/// position to go on from).
+pub async fn books(ctx: &Ctx, user: UserId, id: ShelfId, req: Req) -> Result<Response, ApiError> {
+    let limit = req.limit()?;
+    let from: usize = match req.q("cursor").filter(|c| !c.is_empty()) {
+        None => 0,
+        Some(c) => c
+            .parse()
+            .map_err(|_| ApiError::field("cursor", "is not a valid cursor for this shelf"))?,
+    };
+    let shelf = ctx.app.shelf(user, id).await?;
+    let start = from.min(shelf.books.len());
+    let end = start.saturating_add(limit).min(shelf.books.len());
+    let books = ctx
+        .app
+        .books_in_order(user, &shelf.books[start..end])
+        .await?;
+    let items: Vec<Value> = books.iter().map(crate::wire::book).collect();
+    let next = (end < shelf.books.len()).then(|| end.to_string());
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": next}),
+    ))
+}

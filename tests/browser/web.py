@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Browser scenarios for Dogear's web app, driven by Playwright in Debian's headless Chromium.
+
+Run by tests/web.rs against a real `dogear` it started (never on its own in CI):
+
+    python3 tests/browser/web.py SCENARIO --base http://127.0.0.1:PORT --args '{...}'
+
+Each scenario prints one JSON object (what the Rust side checks next) on its last line and
+exits 0, or prints what went wrong and exits 1. Controls are found as a person finds them:
+by role and accessible name.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import urllib.request
+
+from playwright.sync_api import expect, sync_playwright
+
+TIMEOUT_MS = 20_000
+
+
+def chromium():
+    for name in ("chromium", "chromium-browser", "chromium-headless-shell"):
+        path = shutil.which(name)
+        if path:
+            return path
+    sys.exit("chromium is not installed: run the suite with scripts/test.sh, which installs it")
+
+
+def rest(base, method, path, token, body=None):
+    req = urllib.request.Request(base + path, method=method)
+    req.add_header("Authorization", "Bearer " + token)
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, data=data, timeout=30) as r:
+        return json.loads(r.read() or b"null")
+
+
+def sign_in(page, base, username, password):
+    page.goto(base + "/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Library")).to_be_visible()
+
+
+def where(page):
+    return page.locator(".where").text_content() or ""
+
+
+def percent_shown(page):
+    return float(where(page).split("%")[0].strip())
+
+
+def wait_sent(page):
+    """Until every position this page wrote is acknowledged by the server."""
+    page.wait_for_function(
+        "() => Object.keys(localStorage).filter(k => k.startsWith('dogear.pending.'))"
+        ".every(k => JSON.parse(localStorage.getItem(k)).length === 0)",
+        timeout=TIMEOUT_MS,
+    )
+
+
+def settled(page):
+    """Until the reader has drawn a page and its debounced write has gone out."""
+    expect(page.locator(".where")).not_to_be_empty()
+    time.sleep(1.2)
+    wait_sent(page)
+
+
+def reading(p, base, a):
+    """Sign in; upload an EPUB and see it; search; read five pages; another device's later
+    position is offered and taken; a reload keeps session and place; dark theme persists."""
+    out = {}
+    browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 1100, "height": 760})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_default_timeout(TIMEOUT_MS)
+    sign_in(page, base, a["username"], a["password"])
+
+    # Upload through the page's own file input, and watch the import finish.
+    page.get_by_label("Upload books").set_input_files(a["epub"])
+    expect(page.locator(".uploads .state")).to_have_text("added", timeout=60_000)
+    title = a["title"]
+    expect(page.get_by_role("link", name=title, exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name=a["other_title"], exact=True)).to_be_visible()
+
+    # Search as you type narrows the grid to the book.
+    page.get_by_label("Search").fill(a["search"])
+    expect(page.get_by_role("link", name=a["other_title"], exact=True)).to_have_count(0)
+    expect(page.get_by_role("link", name=title, exact=True)).to_be_visible()
+    page.screenshot(path=os.path.join(a["shots"], "library.png")) if a.get("shots") else None
+
+    page.get_by_role("link", name=title, exact=True).click()
+    expect(page.get_by_role("heading", name=title)).to_be_visible()
+    out["book_id"] = page.url.rstrip("/").rsplit("/", 1)[1]
+    if a.get("shots"):
+        page.wait_for_timeout(500)
+        page.screenshot(path=os.path.join(a["shots"], "book.png"))
+    page.get_by_role("link", name="Read").click()
+    next_page = page.get_by_role("button", name="Next page")
+    expect(next_page).to_be_visible()
+    expect(page.locator(".where")).to_contain_text("page 1 of")
+    frame = page.frame_locator("iframe[title='Book text']")
+    expect(frame.locator("body")).not_to_be_empty()
+    for _ in range(5):
+        before = where(page)
+        next_page.click()
+        expect(page.locator(".where")).not_to_have_text(before)
+    # The keyboard turns pages too, and back.
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowLeft")
+    settled(page)
+    out["after_five"] = percent_shown(page)
+    out["progress_after_five"] = rest(base, "GET", f"/v1/books/{out['book_id']}/progress", a["token"])
+    out["label_after_five"] = where(page)
+    if a.get("shots"):
+        page.screenshot(path=os.path.join(a["shots"], "reader.png"))
+
+    # Table of contents: named, and it moves the reader.
+    page.get_by_role("button", name="Table of contents").click()
+    expect(page.get_by_role("navigation", name="Contents")).to_be_visible()
+    page.keyboard.press("Escape")
+
+    # Another device writes a later position over REST: the reader offers it.
+    body = {
+        "event_id": a["event_id"],
+        "device_id": a["other_device"],
+        "percent": 63.0,
+        "client_ts": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+    }
+    rest(base, "POST", f"/v1/books/{out['book_id']}/progress", a["token"], body)
+    offer = page.get_by_role("alertdialog")
+    expect(offer).to_contain_text(f"Continue from 63 % ({a['other_device_name']})?")
+    page.get_by_role("button", name="Continue").click()
+    expect(offer).to_be_hidden()
+    page.wait_for_function(
+        "() => parseFloat(document.querySelector('.where').textContent) >= 60"
+    )
+    settled(page)
+    out["after_offer"] = percent_shown(page)
+    label = where(page)
+
+    # A reload keeps the session (no sign-in page) and the place.
+    page.reload()
+    expect(page.locator(".where")).to_have_text(label)
+    assert "/login" not in page.url, page.url
+
+    # Dark theme, chosen in the settings, survives a reload; the book's page follows it.
+    page.get_by_role("button", name="Reading settings").click()
+    page.get_by_role("radio", name="Dark").check()
+    page.keyboard.press("Escape")
+    page.reload()
+    expect(page.locator(".where")).to_have_text(label)
+    theme = page.evaluate("document.documentElement.dataset.theme")
+    assert theme == "dark", theme
+    bg = page.evaluate(
+        "getComputedStyle(document.querySelector('iframe').contentDocument.body).backgroundColor"
+    )
+    out["frame_background"] = bg
+    assert bg == "rgb(18, 18, 18)", bg
+    assert not errors, errors
+    browser.close()
+    return out
+
+
+def hostile(p, base, a):
+    """A book with a script, an onload handler and a remote image: no script runs, nothing
+    is requested from anywhere but the node."""
+    browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 900, "height": 700})
+    page.set_default_timeout(TIMEOUT_MS)
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    sign_in(page, base, a["username"], a["password"])
+    page.goto(f"{base}/reader/{a['book_id']}")
+    expect(page.locator(".where")).to_contain_text("page 1 of")
+    frame = page.frame_locator("iframe[title='Book text']")
+    expect(frame.get_by_text("An ordinary paragraph")).to_be_visible()
+    page.get_by_role("button", name="Next page").click()
+    page.wait_for_timeout(1500)
+    flags = page.evaluate(
+        """() => {
+            const w = document.querySelector('iframe').contentWindow;
+            const d = document.querySelector('iframe').contentDocument;
+            return {
+                top: window.pwned === undefined ? null : window.pwned,
+                frame: w.pwned === undefined ? null : w.pwned,
+                title: d.title,
+                scripts: d.querySelectorAll('script').length,
+                handlers: d.querySelectorAll('[onload],[onerror],[onclick]').length,
+                remote: [...d.querySelectorAll('img')].filter(i => /^(https?:)?\\/\\//.test(i.getAttribute('src') || '')).length,
+            };
+        }"""
+    )
+    outside = [u for u in requests if not (u.startswith(base + "/") or u.startswith("data:") or u.startswith("blob:"))]
+    browser.close()
+    assert flags["top"] is None and flags["frame"] is None, flags
+    assert flags["scripts"] == 0 and flags["handlers"] == 0 and flags["remote"] == 0, flags
+    assert not outside, outside
+    return {"flags": flags, "requests": len(requests)}
+
+
+def paged(p, base, a):
+    """A PDF and a CBZ open page by page; the page is the position."""
+    browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 900, "height": 700})
+    page.set_default_timeout(TIMEOUT_MS)
+    sign_in(page, base, a["username"], a["password"])
+    out = {}
+    for kind in ("pdf", "cbz"):
+        book = a[kind]
+        page.goto(f"{base}/reader/{book['id']}")
+        pages = book["pages"]
+        img = page.get_by_role("img", name=f"Page 1 of {pages}")
+        expect(img).to_be_visible()
+        page.get_by_role("button", name="Next page").click()
+        img = page.get_by_role("img", name=f"Page 2 of {pages}")
+        expect(img).to_be_visible()
+        page.wait_for_function("() => { const i = document.querySelector('.pageimg'); return i.complete && i.naturalWidth > 0; }")
+        width = page.evaluate("document.querySelector('.pageimg').naturalWidth")
+        page.get_by_role("button", name="Next page").click()
+        expect(page.get_by_role("img", name=f"Page 3 of {pages}")).to_be_visible()
+        settled(page)
+        out[kind] = {"width": width, "label": where(page)}
+    browser.close()
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario", choices=["reading", "hostile", "paged"])
+    ap.add_argument("--base", required=True)
+    ap.add_argument("--args", default="{}")
+    opts = ap.parse_args()
+    args = json.loads(opts.args)
+    with sync_playwright() as p:
+        out = {"reading": reading, "hostile": hostile, "paged": paged}[opts.scenario](p, opts.base, args)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
