@@ -438,8 +438,60 @@ async fn reading_in_the_browser_is_live_with_other_devices() {
     assert_eq!(at_five["state"]["device_id"], web, "{out}");
     let p = at_five["state"]["percent"].as_f64().unwrap();
     assert!((p - five).abs() < 1.0, "{p} against the page's {five}");
-    // The Kobo sees the browser's place too.
     assert!(out["after_offer"].as_f64().unwrap() >= 60.0, "{out}");
+
+    // The browser's place reaches the Kobo on a span of the same spine document, and
+    // KOReader as the start of that document.
+    let href = locator["web"]["href"].as_str().unwrap();
+    let spine = locator["web"]["spine"].as_u64().unwrap();
+    // (The Kobo is set up with the very line the devices page showed.)
+    let line = out["kobo_line"].as_str().unwrap();
+    let endpoint = line.strip_prefix("api_endpoint=").unwrap();
+    let kobo = dogear_e2e::kobo::Kobo::new(endpoint);
+    let st = kobo.get(&format!("/v1/library/{book}/state")).await;
+    assert_eq!(st.status, 200, "{}", st.body);
+    let loc = &st.body[0]["CurrentBookmark"]["Location"];
+    assert_eq!(loc["Type"], "KoboSpan", "{}", st.body);
+    assert_eq!(loc["Source"], href, "{}", st.body);
+    assert!(loc["Value"].as_str().unwrap().starts_with("kobo."), "{loc}");
+    let login = ann
+        .api
+        .post(
+            "/v1/koreader/credentials",
+            json!({"device_name": "KOReader"}),
+        )
+        .await;
+    assert_eq!(login.status, 201, "{}", login.body);
+    let digest = dogear_e2e::expected()["good"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["file"] == "books/good/macbeth.epub")
+        .unwrap()["koreader_partial_md5"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key: String =
+        <md5::Md5 as md5::Digest>::digest(login.body["password"].as_str().unwrap().as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+    let got = dogear_e2e::http_client()
+        .get(format!(
+            "{}/syncs/progress/{digest}",
+            login.body["sync_url"].as_str().unwrap()
+        ))
+        .header("x-auth-user", login.body["username"].as_str().unwrap())
+        .header("x-auth-key", key)
+        .send()
+        .await
+        .unwrap();
+    let got: Value = got.json().await.unwrap();
+    assert_eq!(
+        got["progress"],
+        format!("/body/DocFragment[{}].0", spine + 1),
+        "{got}"
+    );
 }
 
 #[tokio::test]
@@ -495,4 +547,55 @@ async fn pdf_and_comic_turn_pages_in_the_browser() {
             "{kind}: {state}"
         );
     }
+}
+
+/// On a cluster: the browser on one node, the other device writing through another; the
+/// reader's token opens the book's parts on any node (the files in the shared S3 store).
+#[tokio::test]
+async fn the_web_app_on_a_cluster() {
+    let (c, _plan) = dogear_e2e::cluster::Nodes::start(2).await;
+    let admin = c.admin_on(0);
+    let other = admin
+        .post(
+            "/v1/books",
+            json!({"title": "Hamlet", "authors": ["William Shakespeare"]}),
+        )
+        .await;
+    assert_eq!(other.status, 201, "{}", other.body);
+    let kobo = admin
+        .post("/v1/devices", json!({"name": "Kobo Libra", "kind": "kobo"}))
+        .await;
+    let kobo = kobo.body["id"].as_str().unwrap().to_string();
+    let out = browser(
+        "reading",
+        &c.nodes[1].base,
+        json!({
+            "username": "root",
+            "password": PASSWORD,
+            "epub": good("macbeth.epub"),
+            "title": "Macbeth",
+            "other_title": "Hamlet",
+            "search": "macb",
+            "token": admin.token.clone().unwrap(),
+            "rest_base": c.nodes[0].base,
+            "other_device": kobo,
+            "other_device_name": "Kobo Libra",
+            "event_id": dogear_e2e::event_id(),
+        }),
+    );
+    let book = out["book_id"].as_str().unwrap();
+    let progress = admin.get(&format!("/v1/books/{book}/progress")).await;
+    assert_eq!(progress.body["state"]["percent"], 63.0, "{}", progress.body);
+    // A token made on node 0 opens the parts on node 1.
+    let opened = admin.get(&format!("/v1/books/{book}/reader")).await;
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    let part = format!(
+        "{}epub/{}",
+        opened.body["base"].as_str().unwrap(),
+        opened.body["spine"][1]["href"].as_str().unwrap()
+    );
+    let (status, h, body) = c.nodes[1].client().get_bytes(&part, &[]).await;
+    assert_eq!(status, 200, "{part}");
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(String::from_utf8_lossy(&body).starts_with("<!DOCTYPE html>"));
 }

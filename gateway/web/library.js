@@ -224,8 +224,11 @@ export async function show(opts) {
     } }, 'Delete shelf'));
   }
 
+  // On a phone the sort and filters fold away until asked for.
   const filters = shelf ? h('div', { class: 'filters' }, shelfTools)
-    : h('div', { class: 'filters' }, sortField, orderField, authorField, seriesField, tagField, formatField, statusField, libraries.length > 1 ? libField : null);
+    : h('details', { class: 'filterbox', open: window.matchMedia('(min-width: 701px)').matches },
+      h('summary', {}, 'Sort and filter'),
+      h('div', { class: 'filters' }, sortField, orderField, authorField, seriesField, tagField, formatField, statusField, libraries.length > 1 ? libField : null));
   m.append(
     h('div', { class: 'library' },
       h('aside', { class: 'side', 'aria-label': 'Shelves' }, h('h2', {}, 'Shelves'), shelfList, shelfForm),

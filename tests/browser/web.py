@@ -13,6 +13,7 @@ by role and accessible name.
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -50,6 +51,24 @@ def sign_in(page, base, username, password):
     expect(page.get_by_role("heading", name="Library")).to_be_visible()
 
 
+UNNAMED = """() => [...document.querySelectorAll('a[href], button, input, select, textarea, iframe, [role=button]')]
+    .filter((el) => el.offsetParent !== null || el.getClientRects().length)
+    .filter((el) => {
+        if (el.type === 'hidden') return false;
+        const label = el.getAttribute('aria-label') || el.getAttribute('title')
+            || (el.labels && [...el.labels].map((l) => l.textContent).join(' '))
+            || (el.tagName !== 'INPUT' && el.tagName !== 'SELECT' ? el.textContent : '');
+        return !(label || '').trim();
+    })
+    .map((el) => el.outerHTML.slice(0, 120))"""
+
+
+def every_control_named(page, where_):
+    """Every visible control has an accessible name (its text, label or aria-label)."""
+    unnamed = page.evaluate(UNNAMED)
+    assert not unnamed, f"{where_}: controls without a name: {unnamed}"
+
+
 def where(page):
     return page.locator(".where").text_content() or ""
 
@@ -85,6 +104,7 @@ def reading(p, base, a):
     page.set_default_timeout(TIMEOUT_MS)
     sign_in(page, base, a["username"], a["password"])
 
+    every_control_named(page, "library")
     # Upload through the page's own file input, and watch the import finish.
     page.get_by_label("Upload books").set_input_files(a["epub"])
     expect(page.locator(".uploads .state")).to_have_text("added", timeout=60_000)
@@ -92,11 +112,13 @@ def reading(p, base, a):
     expect(page.get_by_role("link", name=title, exact=True)).to_be_visible()
     expect(page.get_by_role("link", name=a["other_title"], exact=True)).to_be_visible()
 
+    if a.get("shots"):
+        page.wait_for_timeout(1000)
+        page.screenshot(path=os.path.join(a["shots"], "library.png"))
     # Search as you type narrows the grid to the book.
     page.get_by_label("Search").fill(a["search"])
     expect(page.get_by_role("link", name=a["other_title"], exact=True)).to_have_count(0)
     expect(page.get_by_role("link", name=title, exact=True)).to_be_visible()
-    page.screenshot(path=os.path.join(a["shots"], "library.png")) if a.get("shots") else None
 
     page.get_by_role("link", name=title, exact=True).click()
     expect(page.get_by_role("heading", name=title)).to_be_visible()
@@ -104,6 +126,7 @@ def reading(p, base, a):
     if a.get("shots"):
         page.wait_for_timeout(500)
         page.screenshot(path=os.path.join(a["shots"], "book.png"))
+    every_control_named(page, "book page")
     page.get_by_role("link", name="Read").click()
     next_page = page.get_by_role("button", name="Next page")
     expect(next_page).to_be_visible()
@@ -124,10 +147,13 @@ def reading(p, base, a):
     if a.get("shots"):
         page.screenshot(path=os.path.join(a["shots"], "reader.png"))
 
-    # Table of contents: named, and it moves the reader.
+    every_control_named(page, "reader")
+    # Table of contents and settings: named, reachable, closed with Escape.
     page.get_by_role("button", name="Table of contents").click()
     expect(page.get_by_role("navigation", name="Contents")).to_be_visible()
+    every_control_named(page, "table of contents")
     page.keyboard.press("Escape")
+    expect(page.get_by_role("navigation", name="Contents")).to_be_hidden()
 
     # Another device writes a later position over REST: the reader offers it.
     body = {
@@ -136,7 +162,8 @@ def reading(p, base, a):
         "percent": 63.0,
         "client_ts": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
     }
-    rest(base, "POST", f"/v1/books/{out['book_id']}/progress", a["token"], body)
+    # (Through another node of the cluster when one is given.)
+    rest(a.get("rest_base") or base, "POST", f"/v1/books/{out['book_id']}/progress", a["token"], body)
     offer = page.get_by_role("alertdialog")
     expect(offer).to_contain_text(f"Continue from 63 % ({a['other_device_name']})?")
     page.get_by_role("button", name="Continue").click()
@@ -166,6 +193,13 @@ def reading(p, base, a):
     )
     out["frame_background"] = bg
     assert bg == "rgb(18, 18, 18)", bg
+    # The devices page: a Kobo token and the exact line to paste.
+    page.goto(base + "/devices")
+    page.get_by_role("button", name="Make a Kobo token").click()
+    line = page.get_by_role("textbox", name="Kobo line")
+    expect(line).to_have_value(re.compile(r"^api_endpoint=http://127\.0\.0\.1:\d+/kobo/\S+$"))
+    out["kobo_line"] = line.input_value()
+    every_control_named(page, "devices")
     assert not errors, errors
     browser.close()
     return out
