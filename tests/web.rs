@@ -599,3 +599,31 @@ async fn the_web_app_on_a_cluster() {
     assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(String::from_utf8_lossy(&body).starts_with("<!DOCTYPE html>"));
 }
+
+#[tokio::test]
+async fn registering_and_signing_out_in_the_browser() {
+    let open = Server::start();
+    let out = browser(
+        "register",
+        &open.base,
+        json!({"username": "newcomer", "password": PASSWORD}),
+    );
+    assert_eq!(out["registered"], true);
+    // The account is real: it signs in over the API too.
+    let login = open
+        .client()
+        .post(
+            "/v1/auth/login",
+            json!({"username": "newcomer", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+
+    let closed = Server::start_with(&[("DOGEAR_AUTH__REGISTRATION", "closed")]);
+    let out = browser(
+        "register",
+        &closed.base,
+        json!({"username": "newcomer", "password": PASSWORD, "closed": true}),
+    );
+    assert_eq!(out["registered"], false);
+}

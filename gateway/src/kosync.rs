@@ -42,10 +42,14 @@ impl Call {
 }
 
 /// The kosync call `method` and `path` stand for, whatever prefix the user typed before the
-/// call's own path; never a path of another protocol (`/v1`, `/kobo`, `/opds`).
+/// call's own path; never a path of another protocol (`/v1`, `/kobo`, `/opds`) or of the
+/// web app's files and books (`/assets`, `/read`).
 pub fn route(method: &Method, path: &str) -> Option<Call> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    if matches!(segs.first(), Some(&"v1" | &"kobo" | &"opds")) {
+    if matches!(
+        segs.first(),
+        Some(&"v1" | &"kobo" | &"opds" | &"assets" | &"read")
+    ) {
         return None;
     }
     let call = match (method, segs.as_slice()) {

@@ -183,11 +183,12 @@ where
         if opds::is_opds(&req.path) {
             return opds::dispatch(&ctx, req).await;
         }
-        if web::is_web(&req.path) {
-            return web::dispatch(&ctx, req).await;
-        }
+        // KOReader's calls first: a user may have typed any prefix, `/books` among them.
         if let Some(call) = kosync::route(&req.method, &req.path) {
             return kosync::dispatch(&ctx, req, call).await;
+        }
+        if web::is_web(&req.path) {
+            return web::dispatch(&ctx, req).await;
         }
         if req.path.starts_with("/kobo/") {
             return kobo::dispatch(&ctx, req).await;

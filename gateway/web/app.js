@@ -60,10 +60,13 @@ function showError(e) {
     h('p', {}, h('a', { href: '/library' }, 'Back to the library')));
 }
 
-export function go(path, replace) {
+export async function go(path, replace) {
   if (replace) history.replaceState(null, '', path);
   else history.pushState(null, '', path);
-  return render();
+  await render();
+  // A new page: reading starts at its top, for screen readers and keyboards alike.
+  if (!replace && !document.activeElement?.closest('#main')) document.getElementById('main').focus({ preventScroll: true });
+  window.scrollTo(0, 0);
 }
 
 function signInPage() {

@@ -236,7 +236,7 @@ export async function show(opts) {
         h('div', { class: 'bar' },
           h('h1', {}, shelf ? shelf.name : 'Library'),
           shelf ? null : h('div', { class: 'search' }, field('Search', search)),
-          h('label', { for: 'upload-input', class: 'button' }, 'Upload books'), fileInput),
+          fileInput, h('label', { for: 'upload-input', class: 'button' }, 'Upload books')),
         filters, uploads, count, grid, more, sentinel)),
     drop);
   await load(true);

@@ -268,15 +268,51 @@ def paged(p, base, a):
     return out
 
 
+def register(p, base, a):
+    """Registering from the sign-in page when the server takes new accounts (and the reason
+    when it does not); signing out ends the session, also for a reload."""
+    browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 900, "height": 700})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(base + "/")
+    page.get_by_role("link", name="Create one").click()
+    page.get_by_label("Username").fill(a["username"])
+    page.get_by_label("Password").fill(a["password"])
+    page.get_by_role("button", name="Create account").click()
+    out = {}
+    if a.get("closed"):
+        expect(page.get_by_role("alert")).to_contain_text("does not take new accounts")
+        out["registered"] = False
+    else:
+        expect(page.get_by_role("heading", name="Library")).to_be_visible()
+        expect(page.get_by_text("No books here yet")).to_be_visible()
+        page.reload()
+        expect(page.get_by_role("heading", name="Library")).to_be_visible()
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+        page.reload()
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+        # Straight to a page of the app: the sign-in comes first, then that page.
+        page.goto(base + "/devices")
+        page.get_by_label("Username").fill(a["username"])
+        page.get_by_label("Password").fill(a["password"])
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Devices and apps")).to_be_visible()
+        out["registered"] = True
+    browser.close()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["reading", "hostile", "paged"])
+    ap.add_argument("scenario", choices=["reading", "hostile", "paged", "register"])
     ap.add_argument("--base", required=True)
     ap.add_argument("--args", default="{}")
     opts = ap.parse_args()
     args = json.loads(opts.args)
     with sync_playwright() as p:
-        out = {"reading": reading, "hostile": hostile, "paged": paged}[opts.scenario](p, opts.base, args)
+        scenarios = {"reading": reading, "hostile": hostile, "paged": paged, "register": register}
+        out = scenarios[opts.scenario](p, opts.base, args)
     print(json.dumps(out))
 
 

@@ -113,6 +113,36 @@ fn expand_self_closing(src: &str) -> String {
     out
 }
 
+/// `<svg>` wrappers of one image (how most EPUB covers are drawn) become an `<img>` of that
+/// image: the sanitizer keeps no SVG, and a cover should still show.
+fn svg_images(src: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    let mut from = 0;
+    while let Some(at) = find_ci(src, "<svg", from) {
+        let Some(end) = find_ci(src, "</svg>", at).map(|e| e + "</svg>".len()) else {
+            break;
+        };
+        out.push_str(&src[from..at]);
+        let inner = &src[at..end];
+        let href = find_ci(inner, "<image", 0).and_then(|i| {
+            let close = inner[i..].find('>').map_or(inner.len(), |e| i + e + 1);
+            let tag = &inner[i..close];
+            tag_attr(tag, "xlink:href").or_else(|| tag_attr(tag, "href"))
+        });
+        match href.filter(|h| !h.is_empty() && !is_remote(h)) {
+            Some(h) => {
+                out.push_str("<img src=\"");
+                out.push_str(&escape_attr(&h));
+                out.push_str("\" alt=\"\">");
+            }
+            None => out.push_str(inner),
+        }
+        from = end;
+    }
+    out.push_str(&src[from..]);
+    out
+}
+
 /// The index of `needle` (ASCII, lowercase) in `hay`, ignoring ASCII case.
 fn find_ci(hay: &str, needle: &str, from: usize) -> Option<usize> {
     let h = hay.as_bytes();
@@ -239,7 +269,7 @@ pub fn clean_css(css: &str) -> String {
 /// with only the elements and attributes a book needs. Relative links stay relative, so
 /// they resolve to Dogear's URL of the same book file.
 pub fn document(src: &str) -> String {
-    let src = expand_self_closing(src);
+    let src = svg_images(&expand_self_closing(src));
     let body_open = find_ci(&src, "<body", 0);
     let (head, body) = match body_open {
         Some(b) => {
@@ -365,6 +395,23 @@ mod tests {
         assert!(out.contains(r#"<p style="color: red">"#), "{out}");
         assert!(
             out.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn an_svg_cover_becomes_its_image() {
+        let doc = r#"<html><body><div id="cover-image">
+<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" viewBox="0 0 600 900">
+<image width="600" height="900" xlink:href="../media/cover.jpg" /></svg></div>
+<svg><image href="https://evil.example/x.png"/></svg></body></html>"#;
+        let out = document(doc);
+        assert!(
+            out.contains(r#"<img src="../media/cover.jpg" alt="">"#),
+            "{out}"
+        );
+        assert!(
+            !out.contains("evil.example") && !out.contains("<svg"),
             "{out}"
         );
     }
