@@ -26,7 +26,16 @@ export async function show() {
     h('span', { class: 'hint' }, ` added ${when(d.created_at)}`), ' ',
     h('button', { type: 'button', class: 'danger', 'aria-label': `Remove ${d.name}`, onclick: async () => {
       if (!confirm(`Remove “${d.name}”? It stops syncing until it is connected again.`)) return;
-      try { await api.call('DELETE', `/v1/devices/${d.id}`); toast(`Removed ${d.name}`); show(); } catch (e) { toast(e.message); }
+      try {
+        await api.call('DELETE', `/v1/devices/${d.id}`);
+        toast(`Removed ${d.name}`);
+        if (d.id === sync.device()) {
+          // This browser goes on reading as a new device.
+          sync.stop();
+          sync.start(await api.device());
+        }
+        show();
+      } catch (e) { toast(e.message); }
     } }, 'Remove'))));
 
   const kobo = h('div', { class: 'result' });

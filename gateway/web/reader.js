@@ -94,6 +94,12 @@ export async function show(id) {
   setButton.addEventListener('click', () => toggle(setButton, settings));
 
   const engine = info.format === 'pdf' || info.format === 'cbz' ? pages(info, stage) : epub(info, stage);
+  // A new token for the book's parts when the one in hand is refused.
+  engine.renew = async () => {
+    const fresh = await api.call('GET', `/v1/books/${id}/reader`);
+    info.base = fresh.base;
+    info.token = fresh.token;
+  };
   engine.onmove = () => {
     where.textContent = engine.label();
     save();
@@ -338,12 +344,20 @@ function epub(info, stage) {
 
   /// Loads spine entry `i` and places the page by `target`: {page}, {fraction}, {path},
   /// {fragment} or {end}.
-  function load(i, target) {
+  function load(i, target, retried) {
     return new Promise((resolve) => {
       at = Math.max(0, Math.min(spine.length - 1, i));
       expected = spine[at].href;
-      const done = () => {
+      const done = async () => {
         frame.removeEventListener('load', done);
+        // The reader's token ran out (after hours of reading): a new one, then again.
+        if (!retried && doc() && doc().contentType !== 'text/html' && self.renew) {
+          try {
+            await self.renew();
+            resolve(load(i, target, true));
+            return;
+          } catch { /* show what came */ }
+        }
         settle(target);
         resolve();
       };
@@ -486,6 +500,13 @@ function pages(info, stage) {
     const w = Math.max(100, Math.min(4000, Math.round((stage.clientWidth || 800) * (window.devicePixelRatio || 1))));
     return info.base + 'page/' + k + (info.format === 'pdf' ? '?width=' + w : '');
   };
+  let renewed = false;
+  img.addEventListener('error', async () => {
+    if (renewed || !self.renew) return;
+    renewed = true;
+    try { await self.renew(); img.src = src(n); } catch { /* leave it */ }
+  });
+  img.addEventListener('load', () => { renewed = false; });
   function showPage(k) {
     n = Math.max(1, Math.min(total, k));
     img.src = src(n);
