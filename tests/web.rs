@@ -396,6 +396,8 @@ async fn reading_in_the_browser_is_live_with_other_devices() {
             "password": PASSWORD,
             "epub": good("macbeth.epub"),
             "title": "Macbeth",
+            "dropped": good("sonnets.epub"),
+            "dropped_title": "Shakespeare's Sonnets",
             "other_title": "Hamlet",
             "search": "macb",
             "token": ann.token(),

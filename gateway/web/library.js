@@ -112,6 +112,8 @@ export async function show(opts) {
       return;
     }
     if (gen !== generation) return;
+    // Which query the grid shows (for tests and benchmarks that wait for a result).
+    grid.dataset.query = location.search;
     for (const b of res.items) grid.append(card(b));
     shown += res.items.length;
     cursor = res.next_cursor;

@@ -11,6 +11,7 @@ by role and accessible name.
 """
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -110,6 +111,25 @@ def reading(p, base, a):
     expect(page.locator(".uploads .state")).to_have_text("added", timeout=60_000)
     title = a["title"]
     expect(page.get_by_role("link", name=title, exact=True)).to_be_visible()
+    if a.get("dropped"):
+        # A file dropped on the page uploads the same way.
+        with open(a["dropped"], "rb") as f:
+            data = base64.b64encode(f.read()).decode()
+        page.evaluate(
+            """([name, b64]) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const dt = new DataTransfer();
+                dt.items.add(new File([bytes], name, { type: 'application/epub+zip' }));
+                const main = document.querySelector('main');
+                for (const type of ['dragenter', 'dragover', 'drop']) {
+                    main.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+                }
+            }""",
+            [os.path.basename(a["dropped"]), data],
+        )
+        expect(page.locator(".uploads li")).to_have_count(2)
+        expect(page.locator(".uploads li").nth(1).locator(".state")).to_have_text("added", timeout=60_000)
+        expect(page.get_by_role("link", name=a["dropped_title"], exact=True)).to_be_visible()
     expect(page.get_by_role("link", name=a["other_title"], exact=True)).to_be_visible()
 
     if a.get("shots"):
