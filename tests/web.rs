@@ -408,6 +408,25 @@ async fn reading_in_the_browser_is_live_with_other_devices() {
         }),
     );
     let book = out["book_id"].as_str().unwrap();
+    // The download from the book page is the file, byte for byte in size, named for people.
+    assert_eq!(
+        out["downloaded_bytes"].as_u64().unwrap(),
+        std::fs::metadata(good("macbeth.epub")).unwrap().len(),
+        "{out}"
+    );
+    assert!(
+        out["downloaded_name"].as_str().unwrap().ends_with(".epub"),
+        "{out}"
+    );
+    // The shelf made and filled in the page is real.
+    let shelves = ann.api.get("/v1/shelves").await;
+    let shelf = shelves.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Tragedies")
+        .unwrap_or_else(|| panic!("{}", shelves.body));
+    assert_eq!(shelf["book_ids"], json!([book]));
     let progress = ann.api.get(&format!("/v1/books/{book}/progress")).await;
     assert_eq!(progress.status, 200);
     let state = &progress.body["state"];

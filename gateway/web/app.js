@@ -19,10 +19,12 @@ const pages = [
 ];
 
 let leaving = null;
+let shown = 0;
 
 /// Shows the page of the current URL.
 export async function render() {
   if (leaving) { leaving(); leaving = null; }
+  const mine = ++shown;
   const path = location.pathname;
   document.body.classList.remove('reading');
   if (path === '/login' || path === '/register') {
@@ -43,9 +45,11 @@ export async function render() {
     const m = path.match(re);
     if (m) {
       try {
-        leaving = (await show(m)) || null;
+        const cleanup = (await show(m)) || null;
+        // Left again before it finished drawing: its cleanup is due now.
+        if (mine !== shown) { if (cleanup) cleanup(); } else leaving = cleanup;
       } catch (e) {
-        showError(e);
+        if (mine === shown) showError(e);
       }
       return;
     }

@@ -2,7 +2,7 @@
 // Kobo, KOReader and OPDS catalog apps.
 
 import * as api from './api.js';
-import { h, main, toast, when } from './ui.js';
+import { h, main, toast, when, rerender } from './ui.js';
 import * as sync from './sync.js';
 
 const KINDS = { web: 'Web browser', mobile: 'Phone or tablet', desktop: 'Desktop app', kobo: 'Kobo', koreader: 'KOReader', other: 'Other', opds: 'Catalog app' };
@@ -34,7 +34,7 @@ export async function show() {
           sync.stop();
           sync.start(await api.device());
         }
-        show();
+        rerender();
       } catch (e) { toast(e.message); }
     } }, 'Remove'))));
 

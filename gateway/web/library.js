@@ -2,7 +2,7 @@
 // by cursor (fast however many books there are); uploads by drag and drop; shelves.
 
 import * as api from './api.js';
-import { h, field, main, toast, debounce } from './ui.js';
+import { h, field, main, toast, debounce, rerender } from './ui.js';
 
 const PAGE = 60;
 const STATUS = [['', 'Any status'], ['want_to_read', 'Want to read'], ['reading', 'Reading'], ['finished', 'Finished'], ['abandoned', 'Abandoned']];
@@ -111,7 +111,7 @@ export async function show(opts) {
       if (gen === generation) count.textContent = e.message;
       return;
     }
-    if (gen !== generation) return;
+    if (gen !== generation || !alive) return;
     // Which query the grid shows (for tests and benchmarks that wait for a result).
     grid.dataset.query = location.search;
     for (const b of res.items) grid.append(card(b));
@@ -122,7 +122,10 @@ export async function show(opts) {
       : `${shown}${cursor ? '+' : ''} book${shown === 1 ? '' : 's'}`;
   }
 
+  // Set false when the page is left: a search typed just before must not touch the next one.
+  let alive = true;
   function apply() {
+    if (!alive) return;
     Object.assign(state, {
       q: search.value.trim(), sort: sortSel.value, order: orderSel.value, author: authorSel.value,
       series: seriesSel.value, tag: tagSel.value, format: formatSel.value, status: statusSel.value,
@@ -142,7 +145,8 @@ export async function show(opts) {
   }
   more.addEventListener('click', () => load(false));
   const sentinel = h('div', { class: 'sentinel' });
-  new IntersectionObserver((e) => { if (e[0].isIntersecting && cursor && !more.hidden) load(false); }, { rootMargin: '600px' }).observe(sentinel);
+  const scroller = new IntersectionObserver((e) => { if (e[0].isIntersecting && cursor && !more.hidden) load(false); }, { rootMargin: '600px' });
+  scroller.observe(sentinel);
 
   // Uploads: drop anywhere on the page, or choose files.
   const personal = libraries.find((l) => l.kind === 'personal');
@@ -209,7 +213,7 @@ export async function show(opts) {
     try {
       const s = await api.call('POST', '/v1/shelves', { name: newShelf.value.trim() });
       toast(`Shelf “${s.name}” made`);
-      show(opts);
+      rerender();
     } catch (e) { toast(e.message); }
   } }, field('New shelf', newShelf), h('button', { type: 'submit' }, 'Add shelf'));
 
@@ -218,11 +222,11 @@ export async function show(opts) {
     const name = h('input', { name: 'name', value: shelf.name, required: true, maxlength: 200 });
     shelfTools = h('form', { class: 'inline', onsubmit: async (ev) => {
       ev.preventDefault();
-      try { await api.call('PATCH', `/v1/shelves/${shelf.id}`, { name: name.value.trim() }); show(opts); } catch (e) { toast(e.message); }
+      try { await api.call('PATCH', `/v1/shelves/${shelf.id}`, { name: name.value.trim() }); rerender(); } catch (e) { toast(e.message); }
     } }, field('Shelf name', name), h('button', { type: 'submit' }, 'Rename'),
     h('button', { type: 'button', class: 'danger', onclick: async () => {
       if (!confirm(`Delete the shelf “${shelf.name}”? Its books stay in the library.`)) return;
-      try { await api.call('DELETE', `/v1/shelves/${shelf.id}`); history.pushState(null, '', '/library'); show(); } catch (e) { toast(e.message); }
+      try { await api.call('DELETE', `/v1/shelves/${shelf.id}`); history.pushState(null, '', '/library'); rerender(); } catch (e) { toast(e.message); }
     } }, 'Delete shelf'));
   }
 
@@ -243,6 +247,8 @@ export async function show(opts) {
     drop);
   await load(true);
   return () => {
+    alive = false;
+    scroller.disconnect();
     document.removeEventListener('dragover', onDragOver);
     document.removeEventListener('dragleave', onDragLeave);
     document.removeEventListener('drop', onDrop);

@@ -60,3 +60,8 @@ export function debounce(f, ms) {
     t = setTimeout(() => f(...args), ms);
   };
 }
+
+/// Draws the current page again through the router (which first cleans up the page shown).
+export function rerender() {
+  window.dispatchEvent(new PopStateEvent('popstate'));
+}

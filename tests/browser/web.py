@@ -18,6 +18,7 @@ import re
 import shutil
 import sys
 import time
+import urllib.error
 import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
@@ -40,8 +41,11 @@ def rest(base, method, path, token, body=None):
     if body is not None:
         data = json.dumps(body).encode()
         req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, data=data, timeout=30) as r:
-        return json.loads(r.read() or b"null")
+    try:
+        with urllib.request.urlopen(req, data=data, timeout=30) as r:
+            return json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        raise AssertionError(f"{method} {path}: {e.code} {e.read()[:300]!r}") from None
 
 
 def sign_in(page, base, username, password):
@@ -140,9 +144,29 @@ def reading(p, base, a):
     expect(page.get_by_role("link", name=a["other_title"], exact=True)).to_have_count(0)
     expect(page.get_by_role("link", name=title, exact=True)).to_be_visible()
 
+    # A shelf made in the library.
+    page.get_by_label("Search").fill("")
+    page.get_by_label("New shelf").fill("Tragedies")
+    page.get_by_role("button", name="Add shelf").click()
+    expect(page.get_by_role("link", name="Tragedies (0)")).to_be_visible()
+
+    page.get_by_label("Search").fill(a["search"])
     page.get_by_role("link", name=title, exact=True).click()
     expect(page.get_by_role("heading", name=title)).to_be_visible()
     out["book_id"] = page.url.rstrip("/").rsplit("/", 1)[1]
+    # The book page: its file downloads whole; it goes on the shelf.
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download EPUB").click()
+    out["downloaded_bytes"] = os.path.getsize(dl.value.path())
+    out["downloaded_name"] = dl.value.suggested_filename
+    page.get_by_role("checkbox", name="Tragedies").check()
+    expect(page.get_by_role("status")).to_contain_text("On “Tragedies”")
+    page.get_by_role("link", name="Library").click()
+    page.get_by_role("link", name="Tragedies (1)").click()
+    expect(page.get_by_role("heading", name="Tragedies")).to_be_visible()
+    expect(page.get_by_role("link", name=title, exact=True)).to_be_visible()
+    page.get_by_role("link", name=title, exact=True).click()
+    expect(page.get_by_role("heading", name=title)).to_be_visible()
     if a.get("shots"):
         page.wait_for_timeout(500)
         page.screenshot(path=os.path.join(a["shots"], "book.png"))
