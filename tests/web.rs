@@ -648,3 +648,27 @@ async fn registering_and_signing_out_in_the_browser() {
     );
     assert_eq!(out["registered"], false);
 }
+
+#[tokio::test]
+async fn a_reader_whose_token_ran_out_goes_on() {
+    let server = Server::start_with(&[("DOGEAR_AUTH__READER_TOKEN_SECS", "2")]);
+    let ann = Reader::new(&server, "ann").await;
+    let epub = upload(&ann, &good("hamlet.epub")).await;
+    let pdf = upload(&ann, &good("a-lovers-complaint.pdf")).await;
+    // The short token does run out.
+    let opened = ann.api.get(&format!("/v1/books/{epub}/reader")).await;
+    let part = format!(
+        "{}epub/{}",
+        opened.body["base"].as_str().unwrap(),
+        opened.body["spine"][1]["href"].as_str().unwrap()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let (status, _, _) = server.client().get_bytes(&part, &[]).await;
+    assert_eq!(status, 404, "an expired reader token opens nothing");
+    let out = browser(
+        "renew",
+        &server.base,
+        json!({"username": "ann", "password": PASSWORD, "epub": epub, "pdf": pdf, "wait_ms": 3100}),
+    );
+    assert_ne!(out["first"], out["later"], "{out}");
+}

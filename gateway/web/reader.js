@@ -351,7 +351,8 @@ function epub(info, stage) {
       const done = async () => {
         frame.removeEventListener('load', done);
         // The reader's token ran out (after hours of reading): a new one, then again.
-        if (!retried && doc() && doc().contentType !== 'text/html' && self.renew) {
+        // (A refused part shows as a JSON error, or as no document at all.)
+        if (!retried && (!doc() || doc().contentType !== 'text/html') && self.renew) {
           try {
             await self.renew();
             resolve(load(i, target, true));

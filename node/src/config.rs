@@ -290,6 +290,8 @@ pub struct Auth {
     pub login_window_secs: u64,
     /// A refresh token presented again this soon after its rotation gets the same new pair.
     pub refresh_grace_secs: u64,
+    /// How long a web reader's token opens one book's parts.
+    pub reader_token_secs: i64,
     /// HS256 secret for access tokens. Unset: a random one is kept in `data_dir/jwt.secret`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_secret: Option<String>,
@@ -325,6 +327,7 @@ impl Default for Auth {
             login_max_failures: 5,
             login_window_secs: 15 * 60,
             refresh_grace_secs: 10,
+            reader_token_secs: 12 * 3600,
             jwt_secret: None,
         }
     }
@@ -425,7 +428,7 @@ pub fn load(
 }
 
 fn validate(cfg: &Config) -> Result<(), String> {
-    let checks: [(bool, &str, &str); 18] = [
+    let checks: [(bool, &str, &str); 19] = [
         (
             (60..=31_536_000).contains(&cfg.actors.idempotency_ttl_secs),
             "actors.idempotency_ttl_secs",
@@ -500,6 +503,11 @@ fn validate(cfg: &Config) -> Result<(), String> {
             cfg.auth.refresh_ttl_days > 0,
             "auth.refresh_ttl_days",
             "must be positive",
+        ),
+        (
+            (1..=7 * 24 * 3600).contains(&cfg.auth.reader_token_secs),
+            "auth.reader_token_secs",
+            "must be 1 second to 7 days",
         ),
         (
             cfg.actors.idle_timeout_secs > 0,

@@ -221,6 +221,7 @@ fn auth_settings(cfg: &Config) -> AuthSettings {
         login_max_failures: cfg.auth.login_max_failures,
         login_window_secs: cfg.auth.login_window_secs,
         refresh_grace_secs: cfg.auth.refresh_grace_secs,
+        reader_token_secs: cfg.auth.reader_token_secs,
     }
 }
 

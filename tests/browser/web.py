@@ -347,15 +347,48 @@ def register(p, base, a):
     return out
 
 
+def renew(p, base, a):
+    """A reader whose token has run out (a long sitting) gets a new one and goes on: the next
+    chapter and the next PDF page still load."""
+    browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 900, "height": 700})
+    page.set_default_timeout(TIMEOUT_MS)
+    sign_in(page, base, a["username"], a["password"])
+    page.goto(f"{base}/reader/{a['epub']}")
+    expect(page.locator(".where")).to_contain_text("page 1 of")
+    first = page.evaluate("document.querySelector('iframe').contentDocument.location.pathname")
+    page.wait_for_timeout(a["wait_ms"])
+    page.get_by_role("button", name="Table of contents").click()
+    page.get_by_role("navigation", name="Contents").get_by_role("button").last.click()
+    page.wait_for_function(
+        """(first) => {
+            const d = document.querySelector('iframe').contentDocument;
+            return d && d.location.pathname !== first && d.contentType === 'text/html'
+                && d.getElementById('dogear-look') && d.body.innerText.trim().length > 0;
+        }""",
+        arg=first,
+    )
+    later = page.evaluate("document.querySelector('iframe').contentDocument.location.pathname")
+    page.goto(f"{base}/reader/{a['pdf']}")
+    expect(page.get_by_role("img", name="Page 1 of", exact=False)).to_be_visible()
+    page.wait_for_timeout(a["wait_ms"])
+    page.get_by_role("button", name="Next page").click()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.pageimg'); return i.alt.startsWith('Page 2 of') && i.complete && i.naturalWidth > 0; }"
+    )
+    browser.close()
+    return {"first": first, "later": later}
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["reading", "hostile", "paged", "register"])
+    ap.add_argument("scenario", choices=["reading", "hostile", "paged", "register", "renew"])
     ap.add_argument("--base", required=True)
     ap.add_argument("--args", default="{}")
     opts = ap.parse_args()
     args = json.loads(opts.args)
     with sync_playwright() as p:
-        scenarios = {"reading": reading, "hostile": hostile, "paged": paged, "register": register}
+        scenarios = {"reading": reading, "hostile": hostile, "paged": paged, "register": register, "renew": renew}
         out = scenarios[opts.scenario](p, opts.base, args)
     print(json.dumps(out))
 

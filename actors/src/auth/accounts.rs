@@ -25,6 +25,8 @@ pub struct AuthSettings {
     /// A refresh token presented again within this long of its rotation (two tabs refreshing
     /// at once) gets the same new pair instead of revoking the session.
     pub refresh_grace_secs: u64,
+    /// How long a web reader's token opens one book's parts.
+    pub reader_token_secs: i64,
 }
 
 impl Default for AuthSettings {
@@ -36,6 +38,7 @@ impl Default for AuthSettings {
             login_max_failures: 5,
             login_window_secs: 15 * 60,
             refresh_grace_secs: 10,
+            reader_token_secs: 12 * 3600,
         }
     }
 }
@@ -614,19 +617,23 @@ impl Accounts {
     }
 
     /// A reader token for one book (see [`JwtKeys::issue_reader`]), valid for
-    /// `ttl_secs`, in the user's current token epoch.
+    /// `reader_token_secs`, in the user's current token epoch.
     pub async fn reader_token(
         &self,
         user: UserId,
         book: dogear_storage::BookId,
-        ttl_secs: i64,
     ) -> Result<String, AppError> {
         let epoch = match self.store.user(user).await? {
             Some(u) => u.token_epoch,
             None => return Err(AppError::Unauthorized(Cow::Borrowed(SESSION_ENDED))),
         };
-        self.keys
-            .issue_reader(user, book, epoch, Timestamp::now(), ttl_secs)
+        self.keys.issue_reader(
+            user,
+            book,
+            epoch,
+            Timestamp::now(),
+            self.settings.reader_token_secs,
+        )
     }
 
     /// The user and book of a reader token that is still good: unexpired, and of an epoch

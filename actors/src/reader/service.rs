@@ -11,8 +11,6 @@ use serde::Serialize;
 use std::borrow::Cow;
 use std::path::PathBuf;
 
-/// How long a reader token opens a book's parts: a long sitting, not forever.
-pub const READER_TOKEN_SECS: i64 = 12 * 3600;
 /// Copies of remote (S3) book files kept on this node's disk for the reader.
 const CACHED_COPIES: usize = 32;
 
@@ -22,7 +20,7 @@ pub struct ReaderBook {
     pub book_id: BookId,
     pub title: String,
     pub format: Format,
-    /// Opens this book's parts (`/read/{token}/...`), for [`READER_TOKEN_SECS`].
+    /// Opens this book's parts (`/read/{token}/...`) for `auth.reader_token_secs`.
     pub token: String,
     /// EPUB: the spine's documents with their sizes, in reading order.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -91,10 +89,7 @@ impl Dogear {
         let book = self.book(user, id).await?;
         let file = readable(&book).cloned().ok_or_else(not_readable)?;
         let path = self.reader_local(&file).await?;
-        let token = self
-            .accounts()
-            .reader_token(user, id, READER_TOKEN_SECS)
-            .await?;
+        let token = self.accounts().reader_token(user, id).await?;
         let format = file.format;
         let mut out = ReaderBook {
             book_id: id,

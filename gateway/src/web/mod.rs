@@ -110,7 +110,18 @@ pub async fn dispatch(ctx: &Ctx, req: Req) -> (&'static str, Response) {
     let resp = match route {
         "/assets/{name}" => asset(&req, segs.get(1).copied().unwrap_or("")),
         "/favicon.ico" => asset(&req, "icon.svg"),
-        "/read/{token}/{part}" => read(ctx, &req, &segs).await,
+        "/read/{token}/{part}" => read(ctx, &req, &segs).await.or_else(|e| {
+            // A refused part is still shown in the reader's frame, so the reader sees why
+            // (and asks for a new token): framed by this server's pages only, as parts are.
+            let mut r = http::error(&e);
+            let h = r.headers_mut();
+            h.insert(
+                "content-security-policy",
+                HeaderValue::from_static(PART_CSP),
+            );
+            h.insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
+            Ok(r)
+        }),
         _ => page(&req),
     };
     (route, resp.unwrap_or_else(|e| http::error(&e)))
