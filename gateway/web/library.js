@@ -22,11 +22,11 @@ const covers = new IntersectionObserver((entries) => {
   }
 }, { rootMargin: '400px' });
 
-export function card(b) {
+export function card(b, label) {
   const cover = b.has_cover
     ? h('img', { alt: '', dataset: { src: `/v1/books/${b.id}/cover?size=thumb` }, width: 200, height: 300 })
     : h('span', { class: 'nocover', 'aria-hidden': 'true' }, (b.title || '?').slice(0, 1));
-  const a = h('a', { href: `/books/${b.id}`, class: 'book', 'aria-label': b.title },
+  const a = h('a', { href: `/books/${b.id}`, class: 'book', 'aria-label': label || b.title },
     h('span', { class: 'cover' }, cover),
     h('span', { class: 'title' }, b.title),
     h('span', { class: 'authors' }, (b.authors || []).join(', ')));
@@ -245,6 +245,21 @@ export async function show(opts) {
           fileInput, h('label', { for: 'upload-input', class: 'button' }, 'Upload books')),
         filters, uploads, count, grid, more, sentinel)),
     drop);
+  // What the reader is in the middle of, above everything else (the plain library only).
+  const plain = !shelf && !state.q && !state.author && !state.series && !state.tag && !state.format && !state.status;
+  if (plain) {
+    api.call('GET', '/v1/books' + api.qs({ status: 'reading', limit: 12, library_id: state.library_id })).then((r) => {
+      if (!alive || r.items.length === 0) return;
+      const row = h('section', { class: 'ondeck', 'aria-labelledby': 'ondeck-h' },
+        h('h2', { id: 'ondeck-h' }, 'Continue reading'),
+        h('ul', { class: 'grid row' }, r.items.map((b) => {
+          const li = card(b, `Continue ${b.title}`);
+          li.querySelector('a').href = `/reader/${b.id}`;
+          return li;
+        })));
+      filters.before(row);
+    }).catch(() => {});
+  }
   await load(true);
   return () => {
     alive = false;

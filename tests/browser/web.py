@@ -237,6 +237,10 @@ def reading(p, base, a):
     )
     out["frame_background"] = bg
     assert bg == "rgb(18, 18, 18)", bg
+    # The library leads with what is being read, straight back to the place.
+    page.goto(base + "/library")
+    page.get_by_role("link", name=f"Continue {title}").click()
+    expect(page.locator(".where")).to_have_text(label)
     # The devices page: a Kobo token and the exact line to paste.
     page.goto(base + "/devices")
     page.get_by_role("button", name="Make a Kobo token").click()
