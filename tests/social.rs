@@ -88,6 +88,9 @@ async fn a_private_profile_shows_its_data_to_approved_followers_only() {
     // Following is a request; still hidden until approved.
     let r = fan.api.post("/v1/users/soc_owner/follow", json!({})).await;
     assert_eq!(r.body["state"], "requested", "{}", r.body);
+    // Requests are listed newest first, by their time in milliseconds: the second one is
+    // made in a later millisecond, so the order below is the order they were made in.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let r = stranger
         .api
         .post("/v1/users/soc_owner/follow", json!({}))
