@@ -17,6 +17,9 @@ use std::path::Path;
 
 /// Most bytes of one book part served to a browser.
 pub const MAX_PART: u64 = 32 << 20;
+/// Most bytes of a document or stylesheet put through the sanitizer (parsing costs many
+/// times its size in memory).
+const MAX_DOCUMENT: u64 = 16 << 20;
 /// Most entries of a table of contents.
 const MAX_TOC: usize = 5000;
 /// Deepest table-of-contents level read.
@@ -232,7 +235,8 @@ pub fn epub_part(path: &Path, name: &str) -> Result<Option<Part>, ImportError> {
     let Some(kind) = kind_of(name, media_type.as_deref()) else {
         return Ok(None);
     };
-    let bytes = ar.read(name, MAX_PART)?;
+    let cleaned = kind == "html" || kind == "text/css; charset=utf-8";
+    let bytes = ar.read(name, if cleaned { MAX_DOCUMENT } else { MAX_PART })?;
     Ok(Some(match kind {
         "html" => Part {
             content_type: "text/html; charset=utf-8",

@@ -13,6 +13,9 @@ use std::path::PathBuf;
 
 /// Copies of remote (S3) book files kept on this node's disk for the reader.
 const CACHED_COPIES: usize = 32;
+/// PDF pages rendered at once on this node: each is a poppler process of up to a few
+/// hundred MB, and a client asking for a hundred pages at once must not start a hundred.
+static PDF_RENDERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// A book as the web reader opens it.
 #[derive(Clone, Debug, Serialize)]
@@ -163,6 +166,10 @@ impl Dogear {
             (Format::Pdf, Some(("page", n))) => {
                 let n: u32 = n.parse().ok().filter(|n| *n >= 1).ok_or_else(missing)?;
                 let width = width.unwrap_or(1400);
+                let _turn = PDF_RENDERS
+                    .acquire()
+                    .await
+                    .map_err(|e| AppError::Unavailable(format!("reader: {e}")))?;
                 tokio::task::spawn_blocking(move || super::pdf_page(&path, n, width))
                     .await
                     .map_err(|e| AppError::Unavailable(format!("reader: {e}")))?
