@@ -421,6 +421,14 @@ impl BookMeta {
     pub fn format(&self, f: Format) -> Option<&BookFile> {
         self.formats.iter().find(|x| x.format == f)
     }
+
+    /// The file a reader opens the book in: the EPUB first (a KEPUB's spans are only for
+    /// Kobos), then the KEPUB, the PDF, the comic.
+    pub fn readable(&self) -> Option<&BookFile> {
+        [Format::Epub, Format::Kepub, Format::Pdf, Format::Cbz]
+            .iter()
+            .find_map(|f| self.format(*f))
+    }
 }
 
 /// The orders `GET /v1/books` offers.

@@ -431,11 +431,7 @@ impl Dogear {
         state: &ProgressState,
         mark: Option<&KoreaderMark>,
     ) -> String {
-        let file = file.cloned().or_else(|| {
-            [Format::Epub, Format::Kepub, Format::Pdf, Format::Cbz]
-                .iter()
-                .find_map(|f| book.meta.format(*f).cloned())
-        });
+        let file = file.cloned().or_else(|| book.meta.readable().cloned());
         let percent = state.percent.get();
         let Some(file) = file else {
             return xpointer::fragment_start(1);

@@ -6,7 +6,7 @@
 use super::{EpubLayout, Part, TocEntry};
 use crate::app::Dogear;
 use crate::error::AppError;
-use dogear_storage::{Book, BookFile, BookId, Format, UserId};
+use dogear_storage::{BookFile, BookId, Format, UserId};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -33,14 +33,6 @@ pub struct ReaderBook {
     /// PDF and CBZ: the number of pages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pages: Option<u32>,
-}
-
-/// The file the reader opens: EPUB first (KEPUB's spans are noise in a browser), then the
-/// paged formats.
-fn readable(book: &Book) -> Option<&BookFile> {
-    [Format::Epub, Format::Kepub, Format::Pdf, Format::Cbz]
-        .iter()
-        .find_map(|f| book.meta.format(*f))
 }
 
 fn not_readable() -> AppError {
@@ -90,7 +82,7 @@ impl Dogear {
     /// The book as the reader opens it.
     pub async fn reader(&self, user: UserId, id: BookId) -> Result<ReaderBook, AppError> {
         let book = self.book(user, id).await?;
-        let file = readable(&book).cloned().ok_or_else(not_readable)?;
+        let file = book.meta.readable().cloned().ok_or_else(not_readable)?;
         let path = self.reader_local(&file).await?;
         let token = self.accounts().reader_token(user, id).await?;
         let format = file.format;
@@ -145,7 +137,7 @@ impl Dogear {
     ) -> Result<Part, AppError> {
         let (user, id) = self.accounts().authenticate_reader(token)?;
         let book = self.book(user, id).await?;
-        let file = readable(&book).cloned().ok_or_else(not_readable)?;
+        let file = book.meta.readable().cloned().ok_or_else(not_readable)?;
         let missing = || AppError::NotFound(Cow::Borrowed("part"));
         let path = self.reader_local(&file).await?;
         let found = match (file.format, part.split_once('/')) {
