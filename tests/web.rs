@@ -552,7 +552,22 @@ async fn pdf_and_comic_turn_pages_in_the_browser() {
         let opened = ann.api.get(&format!("/v1/books/{id}/reader")).await;
         args[kind] = json!({"id": id, "pages": opened.body["pages"]});
     }
+    args["new_title"] = json!("A Lover's Complaint (1609 quarto)");
     let out = browser("paged", &server.base, args.clone());
+    let pdf = ann
+        .api
+        .get(&format!(
+            "/v1/books/{}",
+            args["pdf"]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(pdf.body["title"], "A Lover's Complaint (1609 quarto)");
+    assert_eq!(
+        pdf.body["tags"],
+        json!(["Poetry", "Quartos"]),
+        "{}",
+        pdf.body
+    );
     for kind in ["pdf", "cbz"] {
         assert!(out[kind]["width"].as_u64().unwrap() > 100, "{out}");
         let id = args[kind]["id"].as_str().unwrap();

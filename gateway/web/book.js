@@ -2,7 +2,7 @@
 // reader's own record (status, rating, favourite) and shelves.
 
 import * as api from './api.js';
-import { h, field, main, toast, percent, size, when } from './ui.js';
+import { h, field, main, toast, percent, size, when, rerender } from './ui.js';
 
 const STATUS = [['', 'No status'], ['want_to_read', 'Want to read'], ['reading', 'Reading'], ['finished', 'Finished'], ['abandoned', 'Abandoned']];
 
@@ -17,14 +17,68 @@ async function download(b, f) {
   } catch (e) { toast(e.message); }
 }
 
+/// The metadata form for owners and editors of the book's library: only what changed is
+/// sent, stamped with this browser's device and time so shared edits merge field by field.
+function editor(b, onSaved) {
+  const text = (name, value, attrs) => h('input', { name, value: value ?? '', ...(attrs || {}) });
+  const f = {
+    title: text('title', b.title, { required: true, maxlength: 1024 }),
+    authors: text('authors', (b.authors || []).join(', ')),
+    series: text('series', b.series),
+    series_index: text('series_index', b.series_index, { type: 'number', step: 'any', min: 0 }),
+    publisher: text('publisher', b.publisher),
+    published: text('published', b.published, { placeholder: 'YYYY or YYYY-MM-DD' }),
+    language: text('language', b.language, { placeholder: 'en' }),
+    tags: text('tags', (b.tags || []).join(', ')),
+    description: h('textarea', { name: 'description', rows: 6 }, b.description || ''),
+  };
+  const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
+  const error = h('p', { class: 'error', role: 'alert' });
+  const form = h('form', { class: 'card', hidden: true, onsubmit: async (ev) => {
+    ev.preventDefault();
+    error.textContent = '';
+    const next = {
+      title: f.title.value.trim(), authors: list(f.authors.value), series: f.series.value.trim() || null,
+      series_index: f.series_index.value === '' ? null : Number(f.series_index.value),
+      publisher: f.publisher.value.trim() || null, published: f.published.value.trim() || null,
+      language: f.language.value.trim() || null, tags: list(f.tags.value),
+      description: f.description.value.trim() || null,
+    };
+    const was = { ...b, series: b.series ?? null, series_index: b.series_index ?? null, publisher: b.publisher ?? null,
+      published: b.published ?? null, language: b.language ?? null, description: b.description ?? null };
+    const body = {};
+    for (const [k, v] of Object.entries(next)) {
+      if (JSON.stringify(v) !== JSON.stringify(was[k])) body[k] = v;
+    }
+    if (Object.keys(body).length === 0) { form.hidden = true; return; }
+    body.client_ts = new Date().toISOString();
+    try {
+      await api.call('PATCH', `/v1/books/${b.id}`, body);
+      toast('Saved');
+      onSaved();
+    } catch (e) { error.textContent = e.message; }
+  } },
+  h('h2', {}, 'Edit details'),
+  field('Title', f.title), field('Authors (comma between names)', f.authors),
+  h('div', { class: 'row2' }, field('Series', f.series), field('Number in series', f.series_index)),
+  h('div', { class: 'row2' }, field('Publisher', f.publisher), field('Published', f.published), field('Language', f.language)),
+  field('Tags (comma between tags)', f.tags), field('Description', f.description), error,
+  h('button', { type: 'submit', class: 'primary' }, 'Save details'), ' ',
+  h('button', { type: 'button', onclick: () => { form.hidden = true; } }, 'Cancel'));
+  return form;
+}
+
 export async function show(id) {
-  const [b, progress, devices, shelves, mine] = await Promise.all([
+  const [b, progress, devices, shelves, mine, libraries] = await Promise.all([
     api.call('GET', `/v1/books/${id}`),
     api.call('GET', `/v1/books/${id}/progress`),
     api.call('GET', '/v1/devices').then((r) => r.items),
     api.call('GET', '/v1/shelves').then((r) => r.items),
     api.call('GET', `/v1/books/${id}/mine`).catch(() => null),
+    api.call('GET', '/v1/libraries').then((r) => r.items),
   ]);
+  const role = (libraries.find((l) => l.id === b.library_id) || {}).role;
+  const form = ['owner', 'editor'].includes(role) ? editor(b, () => rerender()) : null;
   const names = new Map(devices.map((d) => [d.id, d.name]));
   const m = main();
   document.title = `${b.title} · Dogear`;
@@ -91,7 +145,10 @@ export async function show(id) {
     h('div', { class: 'about' },
       h('h1', {}, b.title), b.subtitle ? h('p', { class: 'subtitle' }, b.subtitle) : null,
       h('p', { class: 'actions' },
-        readable ? h('a', { class: 'button primary', href: `/reader/${b.id}` }, state ? `Continue reading (${percent(state.percent)})` : 'Read') : null),
+        readable ? h('a', { class: 'button primary', href: `/reader/${b.id}` }, state ? `Continue reading (${percent(state.percent)})` : 'Read') : null,
+        form ? ' ' : null,
+        form ? h('button', { type: 'button', onclick: () => { form.hidden = false; form.querySelector('input').focus(); } }, 'Edit details') : null),
+      form,
       facts,
       b.description ? h('div', { class: 'description' }, h('h2', {}, 'Description'), h('p', {}, textOf(b.description))) : null,
       h('h2', {}, 'Files'), files,

@@ -7,7 +7,7 @@
 
 import * as api from './api.js';
 import * as sync from './sync.js';
-import { h, main, toast, percent as pct, debounce } from './ui.js';
+import { h, main, percent as pct, debounce } from './ui.js';
 
 const THEMES = {
   light: { bg: '#fdfdfb', fg: '#1d1d1b', link: '#1f5f8b' },

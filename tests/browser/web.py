@@ -297,6 +297,15 @@ def paged(p, base, a):
     page.set_default_timeout(TIMEOUT_MS)
     sign_in(page, base, a["username"], a["password"])
     out = {}
+    # The owner edits a book's details on its page.
+    page.goto(f"{base}/books/{a['pdf']['id']}")
+    page.get_by_role("button", name="Edit details").click()
+    page.get_by_label("Title").fill(a["new_title"])
+    page.get_by_label("Tags (comma between tags)").fill("Poetry, Quartos")
+    page.get_by_role("button", name="Save details").click()
+    expect(page.get_by_role("heading", name=a["new_title"])).to_be_visible()
+    expect(page.get_by_role("link", name="Quartos")).to_be_visible()
+    every_control_named(page, "book page with its editor")
     for kind in ("pdf", "cbz"):
         book = a[kind]
         page.goto(f"{base}/reader/{book['id']}")
