@@ -23,7 +23,7 @@
 //! is what makes an acknowledged write survive SIGKILL and power loss.
 
 use super::writer::Command;
-use super::{EventRow, head, record_one};
+use super::{BookRows, EventRow, head, insert_event};
 use crate::error::StoreError;
 use crate::ids::{BookId, EventId, UserId};
 use crate::records::{ProgressEvent, ProgressWrite};
@@ -615,15 +615,18 @@ fn applier(
 
 fn apply(conn: &mut Connection, epoch: u64, batches: &[Waiting]) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut books = BookRows::default();
     for w in batches {
         let Some(first) = w.writes.first() else {
             continue;
         };
         let user = first.user_id.to_string();
         for (write, row) in w.writes.iter().zip(&w.rows) {
-            record_one(&tx, &user, write, row)?;
+            insert_event(&tx, &user, write, row)?;
+            books.add(write, row);
         }
     }
+    books.write(&tx)?;
     set_applied(&tx, epoch)?;
     tx.commit()?;
     Ok(())
@@ -684,24 +687,31 @@ pub(crate) fn replay(
         .max(applied_gen);
     let mut applied = 0;
     let tx = conn.transaction()?;
-    let todo = legacy.iter().chain(
-        batches
-            .iter()
-            .filter(|(g, _)| *g > applied_gen)
-            .map(|(_, b)| b),
-    );
-    for b in todo {
+    let rows: Vec<Vec<EventRow>> = legacy
+        .iter()
+        .chain(batches.iter().map(|(_, b)| b))
+        .map(|b| b.iter().map(EventRow::of).collect())
+        .collect::<Result<_, _>>()?;
+    let mut books = BookRows::default();
+    let todo = legacy
+        .iter()
+        .map(|b| (None, b))
+        .chain(batches.iter().map(|(g, b)| (Some(*g), b)))
+        .zip(&rows)
+        .filter(|((g, _), _)| g.is_none_or(|g| g > applied_gen));
+    for ((_, b), rows) in todo {
         let Some(first) = b.first() else { continue };
         if head(&tx, first.user_id)? >= first.event.seq {
             continue; // in SQLite already
         }
         let user = first.user_id.to_string();
-        for w in b {
-            let row = EventRow::of(w)?;
-            record_one(&tx, &user, w, &row)?;
+        for (w, row) in b.iter().zip(rows) {
+            insert_event(&tx, &user, w, row)?;
+            books.add(w, row);
             applied += 1;
         }
     }
+    books.write(&tx)?;
     set_applied(&tx, last)?;
     tx.commit()?;
     Ok((applied, last + 1))
@@ -854,6 +864,85 @@ mod tests {
             "only stale records follow"
         );
         assert_eq!(std::fs::metadata(&path).unwrap().len(), GROW);
+    }
+
+    /// Two devices' writes to one book, some not applied, in one generation: the book's row
+    /// ends as the writes one at a time would leave it (the last applied state, each
+    /// device's last position), whether applied by the applier or replayed at open.
+    #[tokio::test]
+    async fn a_generation_leaves_each_book_as_its_writes_one_at_a_time() {
+        let (user, book) = (UserId::generate(), BookId::generate());
+        let mut writes = batch(user, book, 1, 5);
+        let (a, b) = (writes[0].position.device_id, DeviceId::generate());
+        // Seqs 3 and 5 come from device b, behind: not applied, state unchanged.
+        for i in [2usize, 4] {
+            let w = &mut writes[i];
+            w.event.device_id = b;
+            w.position.device_id = b;
+            w.position.percent = Percent::new(0.5 + i as f64).unwrap();
+            w.event.applied = false;
+            w.event.reason = Some(crate::records::Reason::Behind);
+        }
+        // Applied versions: 1, 2, (same), 3, (same).
+        let mut version = 0;
+        for w in writes.iter_mut() {
+            if w.event.applied {
+                version += 1;
+            }
+            w.event.state.version = version;
+            w.event.state.device_id = a;
+        }
+        writes[2].event.state = writes[1].event.state.clone();
+        writes[4].event.state = writes[3].event.state.clone();
+        let expect_state = writes[3].event.state.clone();
+        let check = |positions: Vec<DevicePosition>, state: Option<ProgressState>| {
+            assert_eq!(state.as_ref(), Some(&expect_state));
+            let of = |d: DeviceId| positions.iter().find(|p| p.device_id == d).cloned();
+            assert_eq!(of(a), Some(writes[3].position.clone()), "a's last position");
+            assert_eq!(of(b), Some(writes[4].position.clone()), "b's last position");
+            assert_eq!(positions.len(), 2);
+        };
+
+        // Through the store: one batch a write, one generation, applied by a read.
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("dogear.db");
+        let store = SqliteStore::open(&db, SqliteOptions::default()).unwrap();
+        for w in &writes {
+            let one = std::slice::from_ref(w);
+            assert_eq!(
+                store.record_progress_batch(user, one).await.unwrap(),
+                BatchOutcome::Recorded
+            );
+        }
+        check(
+            store.device_positions(user, book).await.unwrap(),
+            store.progress_state(user, book).await.unwrap(),
+        );
+        assert_eq!(store.progress_head(user).await.unwrap(), 5);
+        store.close().await.unwrap();
+
+        // Replayed from the log at open, as after a power loss.
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("dogear.db");
+        SqliteStore::open(&db, SqliteOptions::default())
+            .unwrap()
+            .close()
+            .await
+            .unwrap();
+        let (mut log, _) = Log::open(&db, true).unwrap();
+        log.start(1);
+        for w in &writes {
+            log.push(&encode(std::slice::from_ref(w)).unwrap()).unwrap();
+        }
+        log.flush().unwrap();
+        drop(log);
+        let store = SqliteStore::open(&db, SqliteOptions::default()).unwrap();
+        check(
+            store.device_positions(user, book).await.unwrap(),
+            store.progress_state(user, book).await.unwrap(),
+        );
+        assert_eq!(store.progress_head(user).await.unwrap(), 5);
+        store.close().await.unwrap();
     }
 
     /// Written and acknowledged batches wait in the log, are seen by reads, and are checked

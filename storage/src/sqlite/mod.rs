@@ -1323,8 +1323,9 @@ impl EventRow {
     }
 }
 
-/// Appends one event of a batch and moves its book's row; any refusal fails the batch.
-fn record_one(
+/// Appends one event of a batch; its book's row moves with [`BookRows`]. A refusal (another
+/// owner took the seq) fails the batch.
+fn insert_event(
     c: &Connection,
     user: &str,
     w: &ProgressWrite,
@@ -1358,40 +1359,123 @@ fn record_one(
             found: head(c, w.user_id)?,
         });
     }
-    let path = format!("$.\"{}\"", r.device);
-    if e.applied {
-        let n = c
-            .prepare_cached(
-                "INSERT INTO progress_books (user_id, book_id, version, state, positions)
-                 VALUES (?1, ?2, ?3, ?4, json_object(?5, json(?6)))
-                 ON CONFLICT (user_id, book_id) DO UPDATE SET
-                     version = excluded.version,
-                     state = excluded.state,
-                     positions = json_set(progress_books.positions, ?7, json(?6))
-                 WHERE progress_books.version = excluded.version - 1",
-            )?
-            .execute(params![
-                user,
-                r.book,
-                e.state.version as i64,
-                r.state,
-                r.device,
-                r.position,
-                path
-            ])?;
-        if n != 1 {
-            return Err(StoreError::VersionConflict {
-                expected: e.state.version.saturating_sub(1),
-                found: 0,
+    Ok(())
+}
+
+/// What a run of events leaves in `progress_books`, written once per book at the end: the
+/// state after the book's last applied write and each device's last position.
+///
+/// Why: a reader writing twenty times between two applies used to move the book's row (and
+/// parse and rewrite its JSON of positions) twenty times; only the last of each is read.
+/// Written once, the result is the same: the version check spans the run (the row must be
+/// at the version before the run's first applied write), and a write that was not applied
+/// always follows a state (its book has a row, or gets one from an earlier write of the run).
+#[derive(Default)]
+struct BookRows<'a> {
+    books: Vec<BookRun<'a>>,
+    at: std::collections::HashMap<(UserId, BookId), usize>,
+}
+
+struct BookRun<'a> {
+    user: String,
+    book: &'a str,
+    /// The version the row must have before the run's first applied write.
+    before: Option<u64>,
+    /// The last applied write: its state and version.
+    last: Option<(&'a ProgressWrite, &'a EventRow)>,
+    /// Each device's last position, in the order devices first appear.
+    positions: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> BookRows<'a> {
+    fn add(&mut self, w: &'a ProgressWrite, r: &'a EventRow) {
+        let key = (w.user_id, w.event.book_id);
+        let i = *self.at.entry(key).or_insert_with(|| {
+            self.books.push(BookRun {
+                user: w.user_id.to_string(),
+                book: &r.book,
+                before: None,
+                last: None,
+                positions: Vec::new(),
             });
+            self.books.len() - 1
+        });
+        let run = &mut self.books[i];
+        if w.event.applied {
+            run.before
+                .get_or_insert(w.event.state.version.saturating_sub(1));
+            run.last = Some((w, r));
         }
-    } else {
-        // Not applied: the state stays, the device's own position is still recorded.
-        c.prepare_cached(
-            "UPDATE progress_books SET positions = json_set(positions, ?3, json(?4))
-             WHERE user_id = ?1 AND book_id = ?2",
-        )?
-        .execute(params![user, r.book, path, r.position])?;
+        match run.positions.iter_mut().find(|(d, _)| *d == r.device) {
+            Some(slot) => slot.1 = &r.position,
+            None => run.positions.push((&r.device, &r.position)),
+        }
     }
+
+    fn write(&self, c: &Connection) -> Result<(), StoreError> {
+        for run in &self.books {
+            if let (Some((w, r)), Some(before)) = (run.last, run.before) {
+                // Written with the state: the position of the last applied write's device
+                // (every applied write has one).
+                let (device, position) = run
+                    .positions
+                    .iter()
+                    .find(|(d, _)| *d == r.device)
+                    .copied()
+                    .unwrap_or((&r.device, &r.position));
+                let n = c
+                    .prepare_cached(
+                        "INSERT INTO progress_books (user_id, book_id, version, state, positions)
+                         VALUES (?1, ?2, ?3, ?4, json_object(?5, json(?6)))
+                         ON CONFLICT (user_id, book_id) DO UPDATE SET
+                             version = excluded.version,
+                             state = excluded.state,
+                             positions = json_set(progress_books.positions, ?7, json(?6))
+                         WHERE progress_books.version = ?8",
+                    )?
+                    .execute(params![
+                        run.user,
+                        run.book,
+                        w.event.state.version as i64,
+                        r.state,
+                        device,
+                        position,
+                        format!("$.\"{device}\""),
+                        before as i64,
+                    ])?;
+                if n != 1 {
+                    return Err(StoreError::VersionConflict {
+                        expected: before,
+                        found: 0,
+                    });
+                }
+                for (d, p) in &run.positions {
+                    if *d != device {
+                        set_position(c, &run.user, run.book, d, p)?;
+                    }
+                }
+            } else {
+                // Not applied: the state stays, each device's own position is still recorded.
+                for (d, p) in &run.positions {
+                    set_position(c, &run.user, run.book, d, p)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn set_position(
+    c: &Connection,
+    user: &str,
+    book: &str,
+    device: &str,
+    position: &str,
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "UPDATE progress_books SET positions = json_set(positions, ?3, json(?4))
+         WHERE user_id = ?1 AND book_id = ?2",
+    )?
+    .execute(params![user, book, format!("$.\"{device}\""), position])?;
     Ok(())
 }
