@@ -18,8 +18,8 @@ use crate::placement::{Placement, device_key};
 use crate::progress::ProgressWrite;
 use crate::progress::batch::{self, Pending, Plan, Recent, Verdict};
 use dogear_storage::{
-    BatchOutcome, BookId, Device, DeviceId, DeviceKind, IdempotentAnswer, LibraryId, ProgressState,
-    Store, StoreError, Timestamp, UserBook, UserId,
+    BatchDone, BatchOutcome, BookId, Device, DeviceId, DeviceKind, IdempotentAnswer, LibraryId,
+    ProgressState, Store, StoreError, Timestamp, UserBook, UserId,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::borrow::Cow;
@@ -64,7 +64,8 @@ impl Queued {
     }
 }
 
-/// Tells the owner its batch is done when the task storing it ends, also by a panic.
+/// Tells the owner its batch is done when the store's answer is given, or when the store
+/// drops it by a panic (the answer's channel then closes).
 struct TellPersisted(ActorRef<UserMsg>, u64);
 
 impl Drop for TellPersisted {
@@ -78,7 +79,9 @@ struct Inflight {
     number: u64,
     plan: Plan,
     entries: Vec<Queued>,
-    task: tokio::task::JoinHandle<Result<BatchOutcome, StoreError>>,
+    /// The store's outcome, sent just before the owner is told (`UserMsg::Persisted`);
+    /// closed if the store panicked.
+    outcome: tokio::sync::oneshot::Receiver<Result<BatchOutcome, StoreError>>,
 }
 
 pub struct UserArgs {
@@ -562,17 +565,20 @@ impl UserState {
             metrics::histogram!("dogear_progress_batch_size").record(plan.records.len() as f64);
             self.batches += 1;
             let number = self.batches;
-            let (store, user, me) = (self.store.clone(), self.user, self.myself.clone());
-            let records = plan.records.clone();
-            let task = tokio::spawn(async move {
-                let _tell = TellPersisted(me, number);
-                store.record_progress_batch(user, &records).await
+            let (tx, outcome) = tokio::sync::oneshot::channel();
+            let tell = TellPersisted(self.myself.clone(), number);
+            let done = BatchDone::new(move |r| {
+                let _ = tx.send(r);
+                drop(tell);
             });
+            self.store
+                .clone()
+                .submit_progress_batch(self.user, plan.records.clone(), done);
             self.inflight = Some(Inflight {
                 number,
                 plan,
                 entries,
-                task,
+                outcome,
             });
         }
     }
@@ -600,12 +606,10 @@ impl UserState {
         let Some(f) = self.inflight.take() else {
             return;
         };
-        let result = match f.task.await {
-            Ok(r) => r,
+        let Ok(result) = f.outcome.await else {
             // A panic in the store is the owner's: it stops, its callers get no answer, and
             // its supervisor starts it again on what the store holds.
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(StoreError::Unavailable(format!("progress batch task: {e}"))),
+            panic!("the store panicked storing progress batch {}", f.number);
         };
         match result {
             Ok(BatchOutcome::Recorded) => {

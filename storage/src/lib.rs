@@ -34,5 +34,5 @@ pub use records::*;
 pub use sharing::{
     AuditAction, AuditDraft, AuditEntry, ChainBreak, Invite, SharingOp, check_chain,
 };
-pub use store::{BatchOutcome, RecordOutcome, RotateOutcome, Store};
+pub use store::{BatchDone, BatchOutcome, RecordOutcome, RotateOutcome, Store};
 pub use time::Timestamp;

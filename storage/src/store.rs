@@ -10,6 +10,7 @@ use crate::records::*;
 use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
 use crate::time::Timestamp;
 use async_trait::async_trait;
+use std::sync::Arc;
 
 /// What happened to a progress write at the store.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +30,45 @@ pub enum BatchOutcome {
     /// written. These are the events first logged under those ids, so the owner can decide
     /// the batch again knowing them.
     Duplicates(Vec<ProgressEvent>),
+}
+
+/// Takes a submitted progress batch's outcome ([`Store::submit_progress_batch`]) once.
+/// Dropped without one (a writer that stopped with the batch in its queue), it reports the
+/// store unavailable, so the submitter never waits for an answer that cannot come. Dropped
+/// by a panic, it is dropped uncalled: what the closure holds is dropped (a channel then
+/// closes), so the submitter learns that the store panicked rather than that it refused.
+pub struct BatchDone(Option<TakeOutcome>);
+
+type TakeOutcome = Box<dyn FnOnce(Result<BatchOutcome, StoreError>) + Send>;
+
+impl BatchDone {
+    pub fn new(f: impl FnOnce(Result<BatchOutcome, StoreError>) + Send + 'static) -> BatchDone {
+        BatchDone(Some(Box::new(f)))
+    }
+
+    pub fn call(mut self, outcome: Result<BatchOutcome, StoreError>) {
+        if let Some(f) = self.0.take() {
+            f(outcome);
+        }
+    }
+
+    /// Drops it uncalled, as a panic does: the store panicked storing the batch.
+    pub fn abandon(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for BatchDone {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        if let Some(f) = self.0.take() {
+            f(Err(StoreError::Unavailable(
+                "the progress batch was dropped unanswered".into(),
+            )));
+        }
+    }
 }
 
 /// What happened when a refresh token was presented for rotation.
@@ -179,6 +219,30 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         writes: &[ProgressWrite],
     ) -> Result<BatchOutcome, StoreError>;
+    /// [`Store::record_progress_batch`] without waiting for it: `done` takes the outcome
+    /// once the batch is durable or refused, on whichever thread ends it. Why: a user's
+    /// owner stores batch after batch while taking new writes, and a task per batch only to
+    /// wait for the store cost a spawn and two more wake-ups on every batch.
+    fn submit_progress_batch(
+        self: Arc<Self>,
+        user: UserId,
+        writes: Vec<ProgressWrite>,
+        done: BatchDone,
+    ) {
+        tokio::spawn(async move {
+            use futures_util::FutureExt;
+            let stored = std::panic::AssertUnwindSafe(self.record_progress_batch(user, &writes))
+                .catch_unwind()
+                .await;
+            match stored {
+                Ok(r) => done.call(r),
+                Err(panic) => {
+                    done.abandon();
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        });
+    }
 
     /// One write on its own: a batch of one.
     async fn record_progress(&self, write: &ProgressWrite) -> Result<RecordOutcome, StoreError> {

@@ -27,7 +27,7 @@ use super::{BookRows, EventRow, head, insert_event};
 use crate::error::StoreError;
 use crate::ids::{BookId, EventId, UserId};
 use crate::records::{ProgressEvent, ProgressWrite};
-use crate::store::BatchOutcome;
+use crate::store::{BatchDone, BatchOutcome};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -645,7 +645,25 @@ pub(crate) struct ProgressJob {
     /// The batch as its log record's body.
     pub body: Vec<u8>,
     pub result: Option<Result<BatchOutcome, StoreError>>,
-    pub reply: oneshot::Sender<Result<BatchOutcome, StoreError>>,
+    pub reply: Reply,
+}
+
+/// Where a progress batch's outcome goes: a caller waiting on a channel, or a submitter's
+/// [`BatchDone`].
+pub(crate) enum Reply {
+    Channel(oneshot::Sender<Result<BatchOutcome, StoreError>>),
+    Done(BatchDone),
+}
+
+impl Reply {
+    pub(crate) fn send(self, outcome: Result<BatchOutcome, StoreError>) {
+        match self {
+            Reply::Channel(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Reply::Done(done) => done.call(outcome),
+        }
+    }
 }
 
 impl ProgressJob {
@@ -661,7 +679,7 @@ impl ProgressJob {
             (_, Some(r)) => r,
             (_, None) => Err(StoreError::Unavailable("progress batch was not run".into())),
         };
-        let _ = self.reply.send(answer);
+        self.reply.send(answer);
     }
 }
 
@@ -943,6 +961,56 @@ mod tests {
         );
         assert_eq!(store.progress_head(user).await.unwrap(), 5);
         store.close().await.unwrap();
+    }
+
+    /// A submitted batch is answered through its `BatchDone`: stored, refused, and by a
+    /// closed store (which drops it unanswered) with an error rather than never; only a
+    /// panic leaves it uncalled.
+    #[tokio::test]
+    async fn a_submitted_batch_is_always_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("dogear.db");
+        let store = Arc::new(SqliteStore::open(&db, SqliteOptions::default()).unwrap());
+        let (user, book) = (UserId::generate(), BookId::generate());
+        let submit = |writes: Vec<ProgressWrite>| {
+            let (tx, rx) = oneshot::channel();
+            store.clone().submit_progress_batch(
+                user,
+                writes,
+                BatchDone::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            );
+            rx
+        };
+        let first = batch(user, book, 1, 3);
+        assert_eq!(
+            submit(first.clone()).await.unwrap().unwrap(),
+            BatchOutcome::Recorded
+        );
+        assert!(matches!(
+            submit(batch(user, book, 2, 1)).await.unwrap(),
+            Err(StoreError::VersionConflict { .. })
+        ));
+        assert_eq!(store.progress_head(user).await.unwrap(), 3);
+        store.close().await.unwrap();
+        assert!(matches!(
+            submit(batch(user, book, 4, 1)).await.unwrap(),
+            Err(StoreError::Unavailable(_))
+        ));
+        // Dropped without an outcome: still answered.
+        let (tx, rx) = oneshot::channel();
+        drop(BatchDone::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        assert!(matches!(rx.await.unwrap(), Err(StoreError::Unavailable(_))));
+        // Abandoned (what a panic does): uncalled, its channel closes.
+        let (tx, rx) = oneshot::channel::<Result<BatchOutcome, StoreError>>();
+        BatchDone::new(move |r| {
+            let _ = tx.send(r);
+        })
+        .abandon();
+        assert!(rx.await.is_err());
     }
 
     /// Written and acknowledged batches wait in the log, are seen by reads, and are checked

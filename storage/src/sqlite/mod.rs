@@ -30,7 +30,7 @@ use crate::reading::{
 };
 use crate::records::*;
 use crate::sharing::{AuditDraft, AuditEntry, Invite, SharingOp};
-use crate::store::{BatchOutcome, RotateOutcome, Store};
+use crate::store::{BatchDone, BatchOutcome, RotateOutcome, Store};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use books::*;
@@ -791,30 +791,40 @@ impl Store for SqliteStore {
         user: UserId,
         writes: &[ProgressWrite],
     ) -> Result<BatchOutcome, StoreError> {
-        if !crate::sql::check_chain(user, writes)? {
-            return Ok(BatchOutcome::Recorded);
-        }
-        // Encoded before the writer thread takes the batch: it is the one serial resource.
-        let rows = writes
-            .iter()
-            .map(EventRow::of)
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let body = deferred::encode(writes)?;
         let (reply, rx) = oneshot::channel();
-        let job = deferred::ProgressJob {
-            user,
-            writes: writes.to_vec(),
-            rows,
-            body,
-            result: None,
-            reply,
-        };
-        self.writer
-            .send(Command::Progress(Box::new(job)))
-            .await
-            .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
+        if let Some(job) = progress_job(user, writes.to_vec(), deferred::Reply::Channel(reply)) {
+            self.writer
+                .send(Command::Progress(Box::new(job)))
+                .await
+                .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
+        }
         rx.await
             .map_err(|_| StoreError::Unavailable("writer stopped".into()))?
+    }
+
+    fn submit_progress_batch(
+        self: Arc<Self>,
+        user: UserId,
+        writes: Vec<ProgressWrite>,
+        done: BatchDone,
+    ) {
+        let Some(job) = progress_job(user, writes, deferred::Reply::Done(done)) else {
+            return; // answered already
+        };
+        let job = Box::new(job);
+        match self.writer.try_send(Command::Progress(job)) {
+            Ok(()) => {}
+            // The writer's queue is full: wait for room without holding the owner.
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                let writer = self.writer.clone();
+                tokio::spawn(async move {
+                    // Closed meanwhile: the job is dropped, and its `done` says so.
+                    let _ = writer.send(cmd).await;
+                });
+            }
+            // The store is closed: dropped with the command, the job's `done` says so.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
     }
 
     async fn progress_state(
@@ -1299,6 +1309,46 @@ fn head(c: &Connection, user: UserId) -> Result<u64, StoreError> {
         .prepare_cached("SELECT MAX(seq) FROM progress_events WHERE user_id = ?1")?
         .query_row([user.to_string()], |r| r.get(0))?;
     Ok(seq.unwrap_or(0) as u64)
+}
+
+/// A batch ready for the writer thread, or `None` when it is answered already: nothing to
+/// store (`Recorded`), or a batch that cannot be encoded (the error).
+fn progress_job(
+    user: UserId,
+    writes: Vec<ProgressWrite>,
+    reply: deferred::Reply,
+) -> Option<deferred::ProgressJob> {
+    type Prepared = Option<(Vec<EventRow>, Vec<u8>)>;
+    let prepared = (|| -> Result<Prepared, StoreError> {
+        if !crate::sql::check_chain(user, &writes)? {
+            return Ok(None);
+        }
+        // Encoded before the writer thread takes the batch: it is the one serial resource.
+        let rows = writes
+            .iter()
+            .map(EventRow::of)
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let body = deferred::encode(&writes)?;
+        Ok(Some((rows, body)))
+    })();
+    match prepared {
+        Ok(Some((rows, body))) => Some(deferred::ProgressJob {
+            user,
+            writes,
+            rows,
+            body,
+            result: None,
+            reply,
+        }),
+        Ok(None) => {
+            reply.send(Ok(BatchOutcome::Recorded));
+            None
+        }
+        Err(e) => {
+            reply.send(Err(e));
+            None
+        }
+    }
 }
 
 /// A progress write's columns in their stored text form.
