@@ -705,26 +705,35 @@ pub(crate) fn replay(
         .max(applied_gen);
     let mut applied = 0;
     let tx = conn.transaction()?;
-    let rows: Vec<Vec<EventRow>> = legacy
-        .iter()
-        .chain(batches.iter().map(|(_, b)| b))
-        .map(|b| b.iter().map(EventRow::of).collect())
-        .collect::<Result<_, _>>()?;
-    let mut books = BookRows::default();
-    let todo = legacy
-        .iter()
-        .map(|b| (None, b))
-        .chain(batches.iter().map(|(g, b)| (Some(*g), b)))
-        .zip(&rows)
-        .filter(|((g, _), _)| g.is_none_or(|g| g > applied_gen));
-    for ((_, b), rows) in todo {
-        let Some(first) = b.first() else { continue };
-        if head(&tx, first.user_id)? >= first.event.seq {
+    // The batches SQLite lacks, in log order: each reader's head moves with those taken.
+    let mut heads: HashMap<UserId, u64> = HashMap::new();
+    let mut todo = Vec::new();
+    let logged = legacy.iter().chain(
+        batches
+            .iter()
+            .filter(|(g, _)| *g > applied_gen)
+            .map(|(_, b)| b),
+    );
+    for b in logged {
+        let (Some(first), Some(last)) = (b.first(), b.last()) else {
+            continue;
+        };
+        let h = match heads.get(&first.user_id) {
+            Some(h) => *h,
+            None => head(&tx, first.user_id)?,
+        };
+        if h >= first.event.seq {
+            heads.insert(first.user_id, h);
             continue; // in SQLite already
         }
-        let user = first.user_id.to_string();
+        heads.insert(first.user_id, last.event.seq);
+        let rows = b.iter().map(EventRow::of).collect::<Result<Vec<_>, _>>()?;
+        todo.push((first.user_id.to_string(), b, rows));
+    }
+    let mut books = BookRows::default();
+    for (user, b, rows) in &todo {
         for (w, row) in b.iter().zip(rows) {
-            insert_event(&tx, &user, w, row)?;
+            insert_event(&tx, user, w, row)?;
             books.add(w, row);
             applied += 1;
         }
