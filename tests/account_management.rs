@@ -137,8 +137,12 @@ async fn profile_and_password_changes() {
 fn rows(db: &std::path::Path, table: &str, column: &str, value: &str) -> i64 {
     let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("open the database file");
+    // Ids are text in most tables and their 16 bytes in `progress_events`: both are counted.
     c.query_row(
-        &format!("SELECT count(*) FROM {table} WHERE {column} = ?1"),
+        &format!(
+            "SELECT count(*) FROM {table}
+             WHERE {column} = ?1 OR {column} = unhex(replace(?1, '-', ''))"
+        ),
         [value],
         |r| r.get(0),
     )

@@ -3,7 +3,8 @@
 # server each run, 256 readers, wrk on `GET /health`, then wrk on the readers' durable
 # progress writes. One line per run, with the CPU a write costs in each of the server's
 # threads, which varies far less from run to run than requests per second on a shared
-# machine (this one's speed drifts by a quarter between runs).
+# machine (this one's speed drifts by a quarter between runs), the bytes the device took a
+# write, and what a write left in the database files once the server stopped.
 #
 #   loadtest/scripts/progress_ab.sh BINARY_A BINARY_B [ROUNDS]
 #
@@ -36,12 +37,14 @@ one() { # binary
         done | awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
     }
     health=$(wrk -t1 -c256 -d"${duration}s" "$url/health" | awk '/Requests\/sec/ {print $2}')
-    local t0 t1 d0 d1
-    t0=$(threads); d0=$(disk)
+    local t0 t1 d0 d1 f0 f1
+    files() { stat -c %s "$dir/data/dogear.db"; } # the WAL is checkpointed at a clean stop
+    t0=$(threads); d0=$(disk); f0=$(files)
     writes=$(ACCOUNTS="$dir/accounts.txt" wrk -t1 -c256 -d"${duration}s" --latency \
         -s loadtest/wrk/progress.lua "$url")
     t1=$(threads); d1=$(disk)
     kill "$pid"; wait "$pid" 2>/dev/null || true
+    f1=$(files)
     rm -rf "$dir"
     n=$(awk '/requests in/ {print $1}' <<<"$writes")
     local rps p99 per
@@ -53,13 +56,13 @@ one() { # binary
         $1 == "dogear-sqlite-a" {p = ($3 - $2) * 10000 / n}
         {all += ($3 - $2) * 10000 / n}
         END {printf "%.1f | %.1f | %.1f | %.1f", h, w, p, all}')
-    printf '| %-24s | %9s | %9s | %5.1f %% | %8s | %5d | %s |\n' "$(basename "$bin")" \
+    printf '| %-24s | %9s | %9s | %5.1f %% | %8s | %5d | %5d | %s |\n' "$(basename "$bin")" \
         "$health" "$rps" "$(awk -v w="$rps" -v h="$health" 'BEGIN {print 100 * w / h}')" \
-        "$p99" "$(( (d1 - d0) / n ))" "$per"
+        "$p99" "$(( (d1 - d0) / n ))" "$(( (f1 - f0) / n ))" "$per"
 }
 
-echo "| build | /health req/s | writes/s | ratio | p99 | disk bytes a write | µs a write: HTTP+actors | writer | applier | all |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| build | /health req/s | writes/s | ratio | p99 | disk bytes a write | file bytes a write | µs a write: HTTP+actors | writer | applier | all |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for _ in $(seq 1 "$rounds"); do
     one "$a"
     one "$b"

@@ -388,15 +388,15 @@ impl Deferred {
         {
             let mut find = c.prepare_cached(&format!(
                 "SELECT {} FROM progress_events WHERE user_id = ?1 AND event_id = ?2",
-                crate::sql::EVENT_COLS
+                super::events::COLUMNS
             ))?;
             for w in &job.writes {
                 if let Some(e) = self.event_of(user, w.event.event_id) {
                     duplicates.push(e.clone());
                 } else if let Some(e) = find
                     .query_row(
-                        params![user.to_string(), w.event.event_id.to_string()],
-                        super::rows::event_row,
+                        params![user.0.as_bytes(), w.event.event_id.0.as_bytes()],
+                        super::events::event_row,
                     )
                     .optional()?
                 {
@@ -617,12 +617,8 @@ fn apply(conn: &mut Connection, epoch: u64, batches: &[Waiting]) -> Result<(), S
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut books = BookRows::default();
     for w in batches {
-        let Some(first) = w.writes.first() else {
-            continue;
-        };
-        let user = first.user_id.to_string();
         for (write, row) in w.writes.iter().zip(&w.rows) {
-            insert_event(&tx, &user, write, row)?;
+            insert_event(&tx, write, row)?;
             books.add(write, row);
         }
     }
@@ -728,12 +724,12 @@ pub(crate) fn replay(
         }
         heads.insert(first.user_id, last.event.seq);
         let rows = b.iter().map(EventRow::of).collect::<Result<Vec<_>, _>>()?;
-        todo.push((first.user_id.to_string(), b, rows));
+        todo.push((b, rows));
     }
     let mut books = BookRows::default();
-    for (user, b, rows) in &todo {
+    for (b, rows) in &todo {
         for (w, row) in b.iter().zip(rows) {
-            insert_event(&tx, user, w, row)?;
+            insert_event(&tx, w, row)?;
             books.add(w, row);
             applied += 1;
         }

@@ -478,6 +478,35 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX user_docs_by_book ON user_docs(user_id, book_id, change_seq)
         WHERE book_id IS NOT NULL;
     "#,
+    // 12: progress events stored compactly, since every write adds one: ids as their 16
+    // bytes, the body's fingerprint as its 32 bytes (any other body stays text), the state
+    // as a binary record (`state_record`; events stored before keep their JSON text and are
+    // read as such), without the constant `kind`. About 300 bytes a write instead of 700.
+    r#"
+    CREATE TABLE progress_events_compact (
+        user_id BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        event_id BLOB NOT NULL,
+        book_id BLOB NOT NULL,
+        device_id BLOB NOT NULL,
+        body BLOB NOT NULL,
+        applied INTEGER NOT NULL,
+        reason TEXT,
+        state BLOB NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (user_id, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO progress_events_compact
+        SELECT unhex(replace(user_id, '-', '')), seq, unhex(replace(event_id, '-', '')),
+               unhex(replace(book_id, '-', '')), unhex(replace(device_id, '-', '')),
+               CASE WHEN length(body) = 64 AND lower(body) = body AND unhex(body) IS NOT NULL
+                    THEN unhex(body) ELSE body END,
+               applied, reason, state, received_at
+        FROM progress_events;
+    DROP TABLE progress_events;
+    ALTER TABLE progress_events_compact RENAME TO progress_events;
+    CREATE UNIQUE INDEX progress_events_by_event_id ON progress_events(user_id, event_id);
+    "#,
 ];
 
 /// Registers the SQL functions the schema's triggers call, on a connection that writes.

@@ -3,6 +3,7 @@
 
 mod books;
 mod deferred;
+mod events;
 mod kobo;
 mod koreader;
 mod migrations;
@@ -896,15 +897,13 @@ impl Store for SqliteStore {
                 "SELECT seq, state FROM progress_events
                  WHERE user_id = ?1 AND seq > ?2 AND applied = 1 ORDER BY seq LIMIT ?3",
             )?;
-            let rows = st.query_map(
-                params![user.to_string(), after_seq as i64, limit as i64],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-            )?;
-            rows.map(|r| {
-                let (seq, s) = r?;
-                Ok((seq as u64, from_json(&s)?))
-            })
-            .collect()
+            let mut rows = st.query(params![user.0.as_bytes(), after_seq as i64, limit as i64])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                let seq: i64 = r.get(0)?;
+                out.push((seq as u64, events::state_of(r.get_ref(1)?)?));
+            }
+            Ok(out)
         })
         .await
     }
@@ -1307,7 +1306,7 @@ impl Store for SqliteStore {
 fn head(c: &Connection, user: UserId) -> Result<u64, StoreError> {
     let seq: Option<i64> = c
         .prepare_cached("SELECT MAX(seq) FROM progress_events WHERE user_id = ?1")?
-        .query_row([user.to_string()], |r| r.get(0))?;
+        .query_row([user.0.as_bytes()], |r| r.get(0))?;
     Ok(seq.unwrap_or(0) as u64)
 }
 
@@ -1351,23 +1350,23 @@ fn progress_job(
     }
 }
 
-/// A progress write's columns in their stored text form.
+/// A progress write's columns in their stored form, made before the writer thread takes
+/// the batch (see [`events`] for the event's).
 #[derive(Clone)]
 struct EventRow {
-    event_id: String,
+    /// The book and device as text, for `progress_books` (its positions are keyed by device).
     book: String,
     device: String,
-    state: String,
+    state: Vec<u8>,
     position: String,
 }
 
 impl EventRow {
     fn of(w: &ProgressWrite) -> Result<EventRow, StoreError> {
         Ok(EventRow {
-            event_id: w.event.event_id.to_string(),
             book: w.event.book_id.to_string(),
             device: w.position.device_id.to_string(),
-            state: json(&w.event.state)?,
+            state: events::state_record(&w.event.state)?,
             position: json(&w.position)?,
         })
     }
@@ -1375,29 +1374,24 @@ impl EventRow {
 
 /// Appends one event of a batch; its book's row moves with [`BookRows`]. A refusal (another
 /// owner took the seq) fails the batch.
-fn insert_event(
-    c: &Connection,
-    user: &str,
-    w: &ProgressWrite,
-    r: &EventRow,
-) -> Result<(), StoreError> {
+fn insert_event(c: &Connection, w: &ProgressWrite, r: &EventRow) -> Result<(), StoreError> {
     let e = &w.event;
     // Seqs are gapless, so the primary key (user_id, seq) refuses a stale owner (the
     // event ids were checked just before, in the same transaction).
     let inserted = c
         .prepare_cached(
-            "INSERT INTO progress_events (user_id, seq, kind, event_id, book_id, device_id, body,
+            "INSERT INTO progress_events (user_id, seq, event_id, book_id, device_id, body,
                                           applied, reason, state, received_at)
-             VALUES (?1, ?2, 'progress_updated', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT DO NOTHING",
         )?
         .execute(params![
-            user,
+            w.user_id.0.as_bytes(),
             e.seq as i64,
-            r.event_id,
-            r.book,
-            e.device_id.to_string(),
-            e.body,
+            e.event_id.0.as_bytes(),
+            e.book_id.0.as_bytes(),
+            e.device_id.0.as_bytes(),
+            events::body_value(&e.body),
             e.applied,
             e.reason.map(|r| r.as_str()),
             r.state,
@@ -1487,7 +1481,7 @@ impl<'a> BookRows<'a> {
                         run.user,
                         run.book,
                         w.event.state.version as i64,
-                        r.state,
+                        json(&w.event.state)?,
                         device,
                         position,
                         format!("$.\"{device}\""),

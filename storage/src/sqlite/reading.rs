@@ -288,7 +288,6 @@ pub(super) fn delete_user(
         "DELETE FROM memberships WHERE user_id = ?1",
         "DELETE FROM refresh_tokens WHERE user_id = ?1",
         "DELETE FROM devices WHERE user_id = ?1",
-        "DELETE FROM progress_events WHERE user_id = ?1",
         "DELETE FROM progress_books WHERE user_id = ?1",
         "DELETE FROM koreader_positions WHERE user_id = ?1",
         "DELETE FROM shelves WHERE user_id = ?1 AND library_id IS NULL",
@@ -300,6 +299,8 @@ pub(super) fn delete_user(
     ] {
         c.prepare_cached(sql)?.execute([&u])?;
     }
+    c.prepare_cached("DELETE FROM progress_events WHERE user_id = ?1")?
+        .execute([user.0.as_bytes()])?;
     // The row stays as the id alone: shared records name it (a library's shelves it made,
     // a deleted library it owned, audit entries), and its tokens must be known as dead.
     c.prepare_cached(

@@ -2,14 +2,13 @@
 //! SQLite could read but we cannot decode is reported as corrupt, not as a SQL error.
 
 use crate::error::StoreError;
-use crate::ids::*;
 use crate::records::*;
 pub(crate) use crate::sql::*;
 use crate::time::Timestamp;
 use rusqlite::Row;
 use std::str::FromStr;
 
-type RowResult<T> = rusqlite::Result<Result<T, StoreError>>;
+pub(super) type RowResult<T> = rusqlite::Result<Result<T, StoreError>>;
 
 pub(super) fn parse_id<T: FromStr>(s: &str) -> Result<T, StoreError> {
     T::from_str(s).map_err(|_| StoreError::Corrupt(format!("bad id {s:?}")))
@@ -176,31 +175,6 @@ pub(super) fn source_row(r: &Row<'_>) -> RowResult<SourceFile> {
             size: size as u64,
             mtime,
             book_id: book.as_deref().map(parse_id).transpose()?,
-        })
-    })())
-}
-
-pub(super) fn event_row(r: &Row<'_>) -> RowResult<ProgressEvent> {
-    let seq: i64 = r.get(0)?;
-    let event_id: String = r.get(1)?;
-    let book: String = r.get(2)?;
-    let device: String = r.get(3)?;
-    let body: String = r.get(4)?;
-    let applied: bool = r.get(5)?;
-    let reason: Option<String> = r.get(6)?;
-    let state: String = r.get(7)?;
-    let received: i64 = r.get(8)?;
-    Ok((|| {
-        Ok(ProgressEvent {
-            seq: seq as u64,
-            event_id: parse_id::<EventId>(&event_id)?,
-            book_id: parse_id(&book)?,
-            device_id: parse_id(&device)?,
-            body,
-            applied,
-            reason: reason.map(|r| parse_enum(&r, Reason::parse)).transpose()?,
-            state: from_json(&state)?,
-            received_at: Timestamp::from_millis(received),
         })
     })())
 }
