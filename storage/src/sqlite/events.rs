@@ -5,7 +5,8 @@
 
 use super::rows::{RowResult, parse_enum};
 use crate::error::StoreError;
-use crate::records::{ProgressEvent, ProgressState, Reason};
+use crate::ids::{BookId, DeviceId};
+use crate::records::{Locator, Percent, ProgressEvent, ProgressState, ReadStatus, Reason};
 use crate::time::Timestamp;
 use rusqlite::Row;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
@@ -14,22 +15,89 @@ use uuid::Uuid;
 /// The first byte of a binary state record: its format, so that a later one can be told
 /// from it.
 const STATE_V1: u8 = 1;
+/// Flags of the second byte: the state's book or device is another than the event's row
+/// names, and follows as 16 bytes. (Almost always both are the row's: the state of a book
+/// is in that book's events, and the state an applied write leaves is its device's.)
+const OTHER_BOOK: u8 = 1;
+const OTHER_DEVICE: u8 = 2;
 
-/// The stored form of a state.
-pub(super) fn state_record(s: &ProgressState) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![STATE_V1];
-    postcard::to_io(s, &mut out)
+/// What follows the ids, in postcard.
+type Rest = (
+    Percent,
+    Option<Locator>,
+    ReadStatus,
+    Timestamp,
+    Timestamp,
+    u64,
+);
+
+/// The stored form of the state of an event of `book` from `device`.
+pub(super) fn state_record(
+    s: &ProgressState,
+    book: BookId,
+    device: DeviceId,
+) -> Result<Vec<u8>, StoreError> {
+    let mut flags = 0;
+    let mut out = vec![STATE_V1, 0];
+    if s.book_id != book {
+        flags |= OTHER_BOOK;
+        out.extend_from_slice(s.book_id.0.as_bytes());
+    }
+    if s.device_id != device {
+        flags |= OTHER_DEVICE;
+        out.extend_from_slice(s.device_id.0.as_bytes());
+    }
+    out[1] = flags;
+    let rest = (
+        &s.percent,
+        &s.locator,
+        &s.status,
+        &s.client_ts,
+        &s.updated_at,
+        s.version,
+    );
+    postcard::to_io(&rest, &mut out)
         .map_err(|e| StoreError::Corrupt(format!("progress state: {e}")))?;
     Ok(out)
 }
 
-/// A state as stored: a binary record, or the JSON text of events older than schema 12.
-pub(super) fn state_of(v: ValueRef<'_>) -> Result<ProgressState, StoreError> {
+/// A state as stored in an event of `book` from `device`: a binary record, or the JSON text
+/// of events older than schema 12.
+pub(super) fn state_of(
+    v: ValueRef<'_>,
+    book: BookId,
+    device: DeviceId,
+) -> Result<ProgressState, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("progress state: {e}"));
     match v {
-        ValueRef::Blob([STATE_V1, rest @ ..]) => postcard::from_bytes(rest)
-            .map_err(|e| StoreError::Corrupt(format!("progress state: {e}"))),
-        ValueRef::Text(t) => serde_json::from_slice(t)
-            .map_err(|e| StoreError::Corrupt(format!("progress state: {e}"))),
+        ValueRef::Blob([STATE_V1, flags, tail @ ..]) => {
+            let (flags, mut rest): (u8, &[u8]) = (*flags, tail);
+            let mut id = |other: bool, default: uuid::Uuid| -> Result<uuid::Uuid, StoreError> {
+                if !other {
+                    return Ok(default);
+                }
+                let (bytes, tail) = rest
+                    .split_first_chunk::<16>()
+                    .ok_or_else(|| corrupt(&"cut short"))?;
+                rest = tail;
+                Ok(uuid::Uuid::from_bytes(*bytes))
+            };
+            let book_id = BookId(id(flags & OTHER_BOOK != 0, book.0)?);
+            let device_id = DeviceId(id(flags & OTHER_DEVICE != 0, device.0)?);
+            let (percent, locator, status, client_ts, updated_at, version): Rest =
+                postcard::from_bytes(rest).map_err(|e| corrupt(&e))?;
+            Ok(ProgressState {
+                book_id,
+                percent,
+                locator,
+                status,
+                device_id,
+                client_ts,
+                updated_at,
+                version,
+            })
+        }
+        ValueRef::Text(t) => serde_json::from_slice(t).map_err(|e| corrupt(&e)),
         _ => Err(StoreError::Corrupt("progress state of unknown form".into())),
     }
 }
@@ -90,15 +158,16 @@ pub(super) fn event_row(r: &Row<'_>) -> RowResult<ProgressEvent> {
         r.get_ref(7)?,
     );
     Ok((|| {
+        let (book_id, device_id) = (BookId(uuid_of(book)?), DeviceId(uuid_of(device)?));
         Ok(ProgressEvent {
             seq: seq as u64,
             event_id: crate::ids::EventId(uuid_of(event)?),
-            book_id: crate::ids::BookId(uuid_of(book)?),
-            device_id: crate::ids::DeviceId(uuid_of(device)?),
+            book_id,
+            device_id,
             body: body_of(body)?,
             applied,
             reason: reason.map(|r| parse_enum(&r, Reason::parse)).transpose()?,
-            state: state_of(state)?,
+            state: state_of(state, book_id, device_id)?,
             received_at: Timestamp::from_millis(received),
         })
     })())
@@ -107,8 +176,6 @@ pub(super) fn event_row(r: &Row<'_>) -> RowResult<ProgressEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{BookId, DeviceId};
-    use crate::records::{Locator, Percent, ReadStatus};
 
     fn state() -> ProgressState {
         ProgressState {
@@ -126,13 +193,32 @@ mod tests {
     #[test]
     fn a_state_reads_back_from_its_record_and_from_older_json() {
         let s = state();
-        let record = state_record(&s).expect("encode");
-        assert!(record.len() < 100, "{} bytes", record.len());
-        assert_eq!(state_of(ValueRef::Blob(&record)).expect("record"), s);
+        let (book, device) = (s.book_id, s.device_id);
+        let (other_book, other_device) = (BookId::generate(), DeviceId::generate());
+        // The row's own ids are left out; another id is kept, whichever it is.
+        for (b, d, ids) in [
+            (book, device, 0),
+            (other_book, device, 1),
+            (book, other_device, 1),
+            (other_book, other_device, 2),
+        ] {
+            let record = state_record(&s, b, d).expect("encode");
+            // flags, ids, percent, locator (some, length, text), status, two times, version
+            assert_eq!(
+                record.len(),
+                2 + 16 * ids + 8 + (1 + 1 + 22) + 1 + 6 + 6 + 1
+            );
+            assert_eq!(state_of(ValueRef::Blob(&record), b, d).expect("record"), s);
+            assert!(state_of(ValueRef::Blob(&record[..record.len() - 1]), b, d).is_err());
+            if ids > 0 {
+                assert!(state_of(ValueRef::Blob(&record[..20]), b, d).is_err());
+            }
+        }
         let json = serde_json::to_string(&s).expect("json");
-        assert_eq!(state_of(ValueRef::Text(json.as_bytes())).expect("json"), s);
-        assert!(state_of(ValueRef::Blob(&[9, 1, 2])).is_err());
-        assert!(state_of(ValueRef::Integer(3)).is_err());
+        let text = ValueRef::Text(json.as_bytes());
+        assert_eq!(state_of(text, other_book, device).expect("json"), s);
+        assert!(state_of(ValueRef::Blob(&[9, 1, 2]), book, device).is_err());
+        assert!(state_of(ValueRef::Integer(3), book, device).is_err());
     }
 
     #[test]

@@ -894,14 +894,16 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(u64, ProgressState)>, StoreError> {
         self.read_progress(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT seq, state FROM progress_events
+                "SELECT seq, state, book_id, device_id FROM progress_events
                  WHERE user_id = ?1 AND seq > ?2 AND applied = 1 ORDER BY seq LIMIT ?3",
             )?;
             let mut rows = st.query(params![user.0.as_bytes(), after_seq as i64, limit as i64])?;
             let mut out = Vec::new();
             while let Some(r) = rows.next()? {
                 let seq: i64 = r.get(0)?;
-                out.push((seq as u64, events::state_of(r.get_ref(1)?)?));
+                let book = BookId(events::uuid_of(r.get_ref(2)?)?);
+                let device = DeviceId(events::uuid_of(r.get_ref(3)?)?);
+                out.push((seq as u64, events::state_of(r.get_ref(1)?, book, device)?));
             }
             Ok(out)
         })
@@ -1366,7 +1368,7 @@ impl EventRow {
         Ok(EventRow {
             book: w.event.book_id.to_string(),
             device: w.position.device_id.to_string(),
-            state: events::state_record(&w.event.state)?,
+            state: events::state_record(&w.event.state, w.event.book_id, w.event.device_id)?,
             position: json(&w.position)?,
         })
     }
