@@ -197,7 +197,12 @@ impl Actor for UserActor {
                 },
                 reply,
             ) => {
-                st.drain().await;
+                // A Kobo's state is merged onto the book's current one, so writes to this
+                // book still queued or being stored land first. Writes to other books need
+                // not: they go on being batched with this one.
+                if st.pending_for(book) {
+                    st.drain().await;
+                }
                 match st.kobo_write(*reading, book, device).await {
                     Ok((write, parts)) => st.enqueue(write, None, Some(reply), Some(parts)).await,
                     Err(e) => {
@@ -895,6 +900,14 @@ impl UserState {
             };
             q.answer(outcome);
         }
+    }
+
+    /// Whether a write to `book` is queued or being stored.
+    fn pending_for(&self, book: BookId) -> bool {
+        let inflight = self.inflight.iter().flat_map(|f| &f.entries);
+        inflight
+            .chain(&self.queue)
+            .any(|q| q.pending.write.book_id == book)
     }
 
     /// Waits until no write is queued or being stored, so that what follows sees only

@@ -168,3 +168,80 @@ fn write_outcome(
         other => Err(dogear_actors::AppError::Unavailable(format!("{other:?}"))),
     }
 }
+
+/// A Kobo's state is merged onto its book's current one, so it waits for writes to that book
+/// being stored; writes to other books do not hold it up. Here a web write is held in the
+/// store while the reader's Kobo reports two other books, then the web write's book: the
+/// two are stored together in the next batch, the third after them, once it could see them
+/// (waiting each time would make four store calls, never waiting two).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kobo_states_of_other_books_are_batched_behind_a_write_being_stored() {
+    use dogear_actors::kobo::KoboReading;
+    use dogear_actors::kobo::state::Bookmark;
+    use dogear_actors::progress::parts::{DeviceTime, Stamped};
+    let dir = tempfile::tempdir().unwrap();
+    let (faulty, store, seeded) = faulty_store(dir.path(), "kobo_batches").await;
+    let mut others = Vec::new();
+    for title in ["Macbeth", "Othello"] {
+        let b = conformance::books::book(seeded.library.id, title, "William Shakespeare");
+        store.create_book(&b).await.unwrap();
+        others.push(b.id);
+    }
+    let placement = Placement::start(store, ActorSettings::default(), None)
+        .await
+        .unwrap();
+    let actor = placement.user(seeded.user.id).await.unwrap();
+    let kobo = |pct: u32| {
+        let at = DeviceTime::parse(&format!("2026-12-01T10:00:{pct:02}Z")).unwrap();
+        Box::new(KoboReading {
+            at: Some(at.clone()),
+            bookmark: Some(Stamped {
+                at,
+                value: Bookmark {
+                    percent: Some(pct.into()),
+                    source_percent: None,
+                    location: None,
+                },
+            }),
+            statistics: None,
+            status: None,
+        })
+    };
+    let before = faulty.calls("record_progress");
+    faulty.hold("record_progress");
+    let (web_tx, web) = tokio::sync::oneshot::channel();
+    let web_write = UserOp::Write {
+        write: progress_write(&seeded, 10.0, 1),
+        origin: None,
+    };
+    actor
+        .send_message(UserMsg::Op(web_write, web_tx.into()))
+        .unwrap();
+    let mut answers = Vec::new();
+    for (i, book) in others.iter().chain([&seeded.book.id]).enumerate() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let op = UserOp::KoboWrite {
+            reading: kobo(20 + i as u32),
+            book: *book,
+            device: seeded.device.id,
+        };
+        actor.send_message(UserMsg::Op(op, tx.into())).unwrap();
+        answers.push(rx);
+    }
+    faulty.release();
+    assert!(matches!(web.await.unwrap(), Ok(UserReply::Write(ref o)) if o.applied));
+    for (rx, pct) in answers.into_iter().zip([20.0, 21.0, 22.0]) {
+        match rx.await.unwrap() {
+            Ok(UserReply::Kobo(k)) => {
+                assert!(k.write.applied);
+                assert_eq!(k.write.state.percent.get(), pct);
+            }
+            other => panic!("a Kobo write answers with its outcome, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        faulty.calls("record_progress") - before,
+        3,
+        "the held web write, both Kobo writes to other books in one batch, then the last"
+    );
+}

@@ -67,13 +67,18 @@ summary() { # name output
     printf '| %-16s | %10s req/s | p50 %8s | p99 %8s | non-2xx %s |\n' "$1" "$rps" "$p50" "$p99" "${errs:-0}"
 }
 hot=$(ACCOUNTS="$dir/accounts.hot.txt" wrk -t1 -c64 -d"${duration}s" --latency -s loadtest/wrk/progress.lua "$url")
+kobo=$(ACCOUNTS="$dir/accounts.txt" wrk -t1 -c256 -d"${duration}s" --latency -s loadtest/wrk/kobo.lua "$url")
 summary "GET /health" "$health"
 summary "POST progress" "$writes"
 summary "hot reader (64)" "$hot"
+summary "Kobo PUT state" "$kobo"
 echo "hot reader: $(grep 'applied writes' <<<"$hot")"
 awk -v w="$(awk '/Requests\/sec/ {print $2}' <<<"$writes")" \
     -v h="$(awk '/Requests\/sec/ {print $2}' <<<"$health")" \
     'BEGIN {printf "wrk: POST progress / GET /health throughput: %.1f%%\n", 100 * w / h}'
+awk -v k="$(awk '/Requests\/sec/ {print $2}' <<<"$kobo")" \
+    -v w="$(awk '/Requests\/sec/ {print $2}' <<<"$writes")" \
+    'BEGIN {printf "wrk: Kobo PUT state / POST progress throughput: %.1f%%\n", 100 * k / w}'
 echo "256 readers' writes: $(( (d1 - d0) / n )) bytes written to the disk a write; server CPU $(awk -v c=$((c1 - c0)) -v d="$duration" 'BEGIN {printf "%.2f", c / 100 / d}') cores"
 echo "server at the end: VmRSS $(awk '/VmRSS/ {print $2, $3}' /proc/$pid/status)"
 echo "256 readers' writes, CPU a write by thread:"

@@ -62,8 +62,9 @@ struct Args {
     /// Writers of the `hot` phase: one reader's concurrent clients, over 20 of its books.
     #[arg(long, default_value_t = 64)]
     hot_writers: usize,
-    /// After registering, write one line per account (`base token device book`) to this
-    /// file, for a light load generator such as wrk (`loadtest/wrk/progress.lua`).
+    /// After registering, write one line per account (`base token device book kobo`, the
+    /// last its Kobo `api_endpoint`) to this file, for a light load generator such as wrk
+    /// (`loadtest/wrk/progress.lua`, `loadtest/wrk/kobo.lua`).
     #[arg(long, value_name = "FILE")]
     accounts_out: Option<std::path::PathBuf>,
 }
@@ -664,7 +665,12 @@ async fn main() -> Result<(), String> {
     if let Some(path) = &args.accounts_out {
         let lines: String = accounts
             .iter()
-            .map(|a| format!("{} {} {} {}\n", a.base, a.token, a.device, a.book))
+            .map(|a| {
+                format!(
+                    "{} {} {} {} {}\n",
+                    a.base, a.token, a.device, a.book, a.kobo
+                )
+            })
             .collect();
         std::fs::write(path, lines).map_err(|e| format!("{}: {e}", path.display()))?;
         println!("wrote {} accounts to {}", accounts.len(), path.display());

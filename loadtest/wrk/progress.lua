@@ -20,7 +20,7 @@ local seed = 0
 function init(args)
   local path = os.getenv("ACCOUNTS") or "/tmp/accounts.txt"
   for line in io.lines(path) do
-    local base, token, device, book = line:match("^(%S+) (%S+) (%S+) (%S+)$")
+    local base, token, device, book = line:match("^(%S+) (%S+) (%S+) (%S+)")
     if base then
       accounts[#accounts + 1] = { token = token, device = device, book = book }
     end

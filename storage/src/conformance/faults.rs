@@ -29,11 +29,17 @@ pub enum Fault {
     Fail,
 }
 
-/// A store whose calls can be made to fail, one at a time.
+/// A store whose calls can be made to fail, one at a time, or wait.
 pub struct Faulty<S> {
     pub inner: S,
     /// Armed faults: the method's name, what it does, and how many more calls it hits.
     armed: Mutex<Vec<(&'static str, Fault, usize)>>,
+    /// Methods whose calls wait until [`Faulty::release`] (only those that can: see
+    /// [`Faulty::hold`]), and whether they are released.
+    held: Mutex<Vec<&'static str>>,
+    open: tokio::sync::watch::Sender<bool>,
+    /// How many times each method was called.
+    calls: Mutex<std::collections::HashMap<&'static str, usize>>,
 }
 
 impl<S: Store> Faulty<S> {
@@ -41,6 +47,42 @@ impl<S: Store> Faulty<S> {
         Faulty {
             inner,
             armed: Mutex::new(Vec::new()),
+            held: Mutex::new(Vec::new()),
+            open: tokio::sync::watch::Sender::new(true),
+            calls: Mutex::new(Default::default()),
+        }
+    }
+
+    /// Calls of `method` wait until [`Faulty::release`], as behind a slow disk. Only
+    /// `record_progress` waits so far.
+    pub fn hold(&self, method: &'static str) {
+        if let Ok(mut h) = self.held.lock() {
+            h.push(method);
+        }
+        self.open.send_replace(false);
+    }
+
+    /// Lets every held call go on, and the calls after them.
+    pub fn release(&self) {
+        if let Ok(mut h) = self.held.lock() {
+            h.clear();
+        }
+        self.open.send_replace(true);
+    }
+
+    /// How many times `method` was called so far.
+    pub fn calls(&self, method: &'static str) -> usize {
+        self.calls
+            .lock()
+            .map(|c| c.get(method).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    async fn wait_if_held(&self, method: &'static str) {
+        let held = self.held.lock().is_ok_and(|h| h.contains(&method));
+        if held {
+            // Subscribed after the check: a release in between is seen as `true` at once.
+            let _ = self.open.subscribe().wait_for(|open| *open).await;
         }
     }
 
@@ -62,6 +104,9 @@ impl<S: Store> Faulty<S> {
     }
 
     fn fault(&self, method: &'static str) -> Result<(), StoreError> {
+        if let Ok(mut c) = self.calls.lock() {
+            *c.entry(method).or_default() += 1;
+        }
         let hit = {
             let Ok(mut armed) = self.armed.lock() else {
                 return Ok(());
@@ -255,6 +300,7 @@ impl<S: Store> Store for Faulty<S> {
         w: &[crate::ProgressWrite],
     ) -> Result<crate::BatchOutcome, StoreError> {
         self.fault("record_progress")?;
+        self.wait_if_held("record_progress").await;
         self.inner.record_progress_batch(u, w).await
     }
     async fn progress_state(

@@ -1,0 +1,72 @@
+-- wrk script: Kobo reading-state PUTs from many readers' Kobos, measured against REST
+-- progress writes (progress.lua) on the same server (issue 11: at least 90 % of REST).
+--
+--   target/release/dogear-loadtest --url http://127.0.0.1:8080 --concurrency 256 \
+--       --phases health --duration 1 --accounts-out /tmp/accounts.txt
+--   ACCOUNTS=/tmp/accounts.txt wrk -t1 -c256 -d10s -s loadtest/wrk/kobo.lua http://127.0.0.1:8080
+--
+-- Each request is the next account's Kobo reporting its next place in its book (round robin
+-- over every account): a bookmark, statistics and status, each a little later than the
+-- last, as a device sends them while its reader turns pages. Bookmarks start at 20 %, ahead
+-- of what progress.lua's runs reach (under 1 %), so that they move the books forward.
+
+local threads = {}
+function setup(thread)
+  threads[#threads + 1] = thread
+end
+
+local accounts = {}
+local step = 0
+local start = 0
+
+function init(args)
+  local path = os.getenv("ACCOUNTS") or "/tmp/accounts.txt"
+  for line in io.lines(path) do
+    local book, kobo = line:match("^%S+ %S+ %S+ (%S+) (%S+)$")
+    if kobo then
+      accounts[#accounts + 1] = { book = book, path = kobo:match("^https?://[^/]+(/.*)$") }
+    end
+  end
+  if #accounts == 0 then
+    error("no account with a Kobo endpoint in " .. path)
+  end
+  -- Later runs against the same server must still move forward.
+  start = os.time()
+end
+
+function request()
+  step = step + 1
+  local a = accounts[(step % #accounts) + 1]
+  local n = math.floor(step / #accounts)
+  -- A millisecond later each round: the server clamps device times far ahead of its clock.
+  local at = os.date("!%Y-%m-%dT%H:%M:%S", start + math.floor(n / 1000)) ..
+    string.format(".%03dZ", n % 1000)
+  local body = string.format(
+    '{"ReadingStates":[{"EntitlementId":"%s","LastModified":"%s","PriorityTimestamp":"%s",' ..
+    '"StatusInfo":{"LastModified":"%s","Status":"Reading"},' ..
+    '"Statistics":{"LastModified":"%s","SpentReadingMinutes":%d,"RemainingTimeMinutes":60},' ..
+    '"CurrentBookmark":{"LastModified":"%s","ProgressPercent":%.4f,' ..
+    '"ContentSourceProgressPercent":%d,"Location":{"Value":"kobo.%d.1","Type":"KoboSpan",' ..
+    '"Source":"OEBPS/Text/chapter05.xhtml"}}}]}',
+    a.book, at, at, at, at, n % 600, at, 20 + (n % 800000) / 10000, n % 100, n % 500)
+  return wrk.format("PUT", a.path .. "/v1/library/" .. a.book .. "/state",
+    { ["Content-Type"] = "application/json" }, body)
+end
+
+errors = 0
+success = 0
+function response(status, headers, body)
+  if status == 200 and body:find('"CurrentBookmarkResult":{"Result":"Success"}', 1, true) then
+    success = success + 1
+  end
+  if status ~= 200 then
+    errors = errors + 1
+    if errors <= 3 then io.stderr:write("status " .. status .. ": " .. body .. "\n") end
+  end
+end
+
+function done(summary, latency, requests)
+  local n = 0
+  for _, t in ipairs(threads) do n = n + (t:get("success") or 0) end
+  io.write(string.format("bookmarks taken: %d (%.0f/s)\n", n, n / (summary.duration / 1e6)))
+end
