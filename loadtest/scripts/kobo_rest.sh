@@ -11,15 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${1:-target/release/dogear} rounds=${2:-2}
-lt=${LOADTEST:-target/release/dogear-loadtest}
 duration=${DURATION:-8}
 command -v wrk >/dev/null || { echo "needs wrk (Debian package wrk)" >&2; exit 1; }
+. loadtest/scripts/lib.sh
 
-threads() {
-    for t in /proc/"$pid"/task/*; do
-        echo "$(cat "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"
-    done | awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
-}
 rest=0
 run() { # name script
     local t0 t1 out n rps p99 per ratio moved
@@ -32,26 +27,13 @@ run() { # name script
     moved=$(awk '/applied writes:|bookmarks taken:/ {print $3}' <<<"$out")
     if [ "$1" = REST ]; then rest=$rps; fi
     ratio=$(awk -v a="$rps" -v b="$rest" 'BEGIN {printf "%.1f %%", 100 * a / b}')
-    per=$(join <(echo "$t0") <(echo "$t1") | awk -v n="$n" '
-        $1 == "tokio-rt-worker" {h = ($3 - $2) * 10000 / n}
-        $1 == "dogear-sqlite-w" {w = ($3 - $2) * 10000 / n}
-        $1 == "dogear-sqlite-a" {p = ($3 - $2) * 10000 / n}
-        {all += ($3 - $2) * 10000 / n}
-        END {printf "%.1f | %.1f | %.1f | %.1f", h, w, p, all}')
+    per=$(per_request "$t0" "$t1" "$n")
     printf '| %-4s | %9s | %7s | %8s | %5.1f %% | %s |\n' "$1" "$rps" "$ratio" "$p99" \
         "$(awk -v m="$moved" -v n="$n" 'BEGIN {print 100 * m / n}')" "$per"
     grep -E "status [0-9]+:" <<<"$out" | head -3 || true
 }
 one() { # a fresh server, a REST run, a Kobo run
-    dir=$(mktemp -d)
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    DOGEAR_STORAGE__DURABILITY=full "$bin" --data "$dir/data" serve --listen "127.0.0.1:$port" \
-        >"$dir/out" 2>"$dir/log" &
-    pid=$!
-    for _ in $(seq 1 300); do grep -q "listening on" "$dir/out" && break; sleep 0.1; done
-    url="http://127.0.0.1:$port"
-    "$lt" --url "$url" --concurrency 256 --duration 1 --pid "$pid" --phases health \
-        --accounts-out "$dir/accounts.txt" >/dev/null
+    start_server "$bin"
     run REST loadtest/wrk/progress.lua
     run Kobo loadtest/wrk/kobo.lua
     kill "$pid"; wait "$pid" 2>/dev/null || true

@@ -13,29 +13,16 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -ge 2 ] || { echo "usage: $0 BINARY_A BINARY_B [ROUNDS]" >&2; exit 2; }
 a=$1 b=$2 rounds=${3:-2}
-lt=${LOADTEST:-target/release/dogear-loadtest}
 duration=${DURATION:-8}
 command -v wrk >/dev/null || { echo "needs wrk (Debian package wrk)" >&2; exit 1; }
+. loadtest/scripts/lib.sh
 
 one() { # binary
-    local bin=$1 dir port pid url
-    dir=$(mktemp -d)
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    DOGEAR_STORAGE__DURABILITY=full "$bin" --data "$dir/data" serve --listen "127.0.0.1:$port" \
-        >"$dir/out" 2>"$dir/log" &
-    pid=$!
-    for _ in $(seq 1 300); do grep -q "listening on" "$dir/out" && break; sleep 0.1; done
-    url="http://127.0.0.1:$port"
-    "$lt" --url "$url" --concurrency 256 --duration 1 --pid "$pid" --phases health \
-        --accounts-out "$dir/accounts.txt" >/dev/null
+    local bin=$1
+    start_server "$bin"
     local dev health writes n
     dev=$(df --output=source "$dir" | tail -1 | sed 's|/dev/||')
     disk() { awk -v d="$dev" '$3==d {printf "%.0f\n", $10*512}' /proc/diskstats; }
-    threads() {
-        for t in /proc/"$pid"/task/*; do
-            echo "$(cat "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"
-        done | awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
-    }
     health=$(wrk -t1 -c256 -d"${duration}s" "$url/health" | awk '/Requests\/sec/ {print $2}')
     local t0 t1 d0 d1 f0 f1
     files() { stat -c %s "$dir/data/dogear.db"; } # the WAL is checkpointed at a clean stop
@@ -50,12 +37,7 @@ one() { # binary
     local rps p99 per
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$writes")
     p99=$(awk '$1=="99%" {print $2}' <<<"$writes")
-    per=$(join <(echo "$t0") <(echo "$t1") | awk -v n="$n" '
-        $1 == "tokio-rt-worker" {h = ($3 - $2) * 10000 / n}
-        $1 == "dogear-sqlite-w" {w = ($3 - $2) * 10000 / n}
-        $1 == "dogear-sqlite-a" {p = ($3 - $2) * 10000 / n}
-        {all += ($3 - $2) * 10000 / n}
-        END {printf "%.1f | %.1f | %.1f | %.1f", h, w, p, all}')
+    per=$(per_request "$t0" "$t1" "$n")
     printf '| %-24s | %9s | %9s | %5.1f %% | %8s | %5d | %5d | %s |\n' "$(basename "$bin")" \
         "$health" "$rps" "$(awk -v w="$rps" -v h="$health" 'BEGIN {print 100 * w / h}')" \
         "$p99" "$(( (d1 - d0) / n ))" "$(( (f1 - f0) / n ))" "$per"
