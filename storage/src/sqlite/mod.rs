@@ -74,7 +74,7 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<Command>,
-    readers: Arc<Mutex<Vec<Connection>>>,
+    readers: Readers,
     max_readers: usize,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -102,6 +102,16 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError
          PRAGMA temp_store=MEMORY;"
     ))?;
     Ok(())
+}
+
+/// The reading connections not in use.
+type Readers = Arc<Mutex<Vec<Connection>>>;
+
+/// Frees what a connection's page cache holds (it fills again as pages are read).
+fn shrink_memory(conn: &Connection) {
+    if let Err(e) = conn.execute_batch("PRAGMA shrink_memory;") {
+        tracing::debug!(error = %e, "sqlite shrink_memory failed");
+    }
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
@@ -140,21 +150,23 @@ impl SqliteStore {
         let applier = Connection::open(path)?;
         configure(&applier, opts.durability)?;
         migrations::register_functions(&applier)?;
-        let deferred = deferred::Deferred::new(log, next_gen, applier, tx.downgrade())?;
+        let mut idle = Vec::new();
+        for _ in 0..opts.readers.max(1) {
+            idle.push(open_reader(path)?);
+        }
+        let readers: Readers = Arc::new(Mutex::new(idle));
+        let deferred =
+            deferred::Deferred::new(log, next_gen, applier, tx.downgrade(), readers.clone())?;
         let max_batch = opts.max_batch.max(1);
         let handle = std::thread::Builder::new()
             .name("dogear-sqlite-writer".into())
             .spawn(move || writer::run(conn, rx, max_batch, deferred))
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let mut readers = Vec::new();
-        for _ in 0..opts.readers.max(1) {
-            readers.push(open_reader(path)?);
-        }
 
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: tx,
-            readers: Arc::new(Mutex::new(readers)),
+            readers,
             max_readers: opts.readers.max(1),
             writer_thread: Mutex::new(Some(handle)),
         })

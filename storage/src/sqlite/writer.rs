@@ -56,6 +56,8 @@ pub(crate) enum Command {
     Settle(oneshot::Sender<()>),
     /// The applier finished a generation: take its answer.
     Wake,
+    /// No progress was written for a while: give the page cache's memory back.
+    Shrink,
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -65,6 +67,7 @@ struct Group {
     jobs: Vec<Box<dyn Job>>,
     progress: Vec<ProgressJob>,
     settles: Vec<oneshot::Sender<()>>,
+    shrink: bool,
 }
 
 impl Group {
@@ -74,6 +77,7 @@ impl Group {
             Command::Progress(job) => self.progress.push(*job),
             Command::Settle(ack) => self.settles.push(ack),
             Command::Wake => {}
+            Command::Shrink => self.shrink = true,
             Command::Shutdown(ack) => return Some(ack),
         }
         None
@@ -122,6 +126,9 @@ pub(crate) fn run(
             }
         }
         busy = group.progress.len() > 1;
+        if std::mem::take(&mut group.shrink) {
+            super::shrink_memory(&conn);
+        }
         commit_group(&mut conn, &mut group, &mut deferred);
         deferred.advance();
         if let Some(ack) = shutdown {
