@@ -8,7 +8,8 @@
 #
 # WRITES (10000000), READERS (256), IDLE (actors' idle timeout in seconds, 30, so that the
 # memory after the readers stop is seen within a minute), DATA (a directory to keep the data
-# in; by default a fresh one under target/, on the disk being measured, removed at the end).
+# in; by default a fresh one under target/, on the disk being measured, removed at the end),
+# IDS (`random` for random event ids instead of ids that count up; see progress.lua).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${1:-target/release/dogear}

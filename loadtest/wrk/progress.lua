@@ -6,7 +6,8 @@
 --   ACCOUNTS=/tmp/accounts.txt wrk -t1 -c256 -d10s -s loadtest/wrk/progress.lua http://127.0.0.1:8080
 --
 -- Each request is the next account's next position (round robin over every account), with
--- a fresh event id, so each reader moves forward on its book.
+-- a fresh event id, so each reader moves forward on its book. Event ids count up within a
+-- run, as time-ordered ids (UUIDv7) do; IDS=random makes them random, as UUIDv4 clients do.
 
 local threads = {}
 function setup(thread)
@@ -16,6 +17,7 @@ end
 local accounts = {}
 local step = 0
 local seed = 0
+local random_ids = false
 
 function init(args)
   local path = os.getenv("ACCOUNTS") or "/tmp/accounts.txt"
@@ -27,16 +29,23 @@ function init(args)
   end
   math.randomseed(os.time() + (tonumber(tostring({}):match("0x(%x+)"), 16) or 0))
   seed = math.random(0, 0x7fffffff)
+  random_ids = os.getenv("IDS") == "random"
 end
 
 function request()
   step = step + 1
   local a = accounts[(step % #accounts) + 1]
   local n = math.floor(step / #accounts)
+  local id = string.format("%08x-0000-4000-8000-%012x", seed, step)
+  if random_ids then
+    id = string.format("%08x-%04x-4%03x-8%03x-%06x%06x", math.random(0, 0x7fffffff),
+      math.random(0, 0xffff), math.random(0, 0xfff), math.random(0, 0xfff),
+      math.random(0, 0xffffff), step % 0x1000000)
+  end
   local body = string.format(
-    '{"event_id":"%08x-0000-4000-8000-%012x","device_id":"%s","percent":%.4f,' ..
+    '{"event_id":"%s","device_id":"%s","percent":%.4f,' ..
     '"locator":"epubcfi(/6/4!/4/2/%d)","client_ts":"2026-11-23T07:28:28.123Z"}',
-    seed, step, a.device, (n % 1000000) / 10000, n)
+    id, a.device, (n % 1000000) / 10000, n)
   return wrk.format("POST", "/v1/books/" .. a.book .. "/progress",
     { ["Authorization"] = "Bearer " .. a.token, ["Content-Type"] = "application/json" }, body)
 end

@@ -439,12 +439,15 @@ pub fn to_write(
         client_ts,
         rewind,
     };
-    // The same state sent twice (two PUTs racing on wake-up) is the same event.
+    // The same state sent twice (two PUTs racing on wake-up) is the same event. The id is
+    // time-ordered (a UUIDv7 of the device's time, the rest from the state's digest), so a
+    // device's successive events sit together in the store's event-id index.
     let digest = crate::auth::sha256_hex(&format!("kobo|{}", w.fingerprint()));
-    let bytes: [u8; 16] = std::array::from_fn(|i| {
+    let bytes: [u8; 10] = std::array::from_fn(|i| {
         u8::from_str_radix(digest.get(i * 2..i * 2 + 2).unwrap_or("00"), 16).unwrap_or(0)
     });
-    w.event_id = EventId(uuid::Builder::from_random_bytes(bytes).into_uuid());
+    let ms = u64::try_from(client_ts.millis()).unwrap_or(0);
+    w.event_id = EventId(uuid::Builder::from_unix_timestamp_millis(ms, &bytes).into_uuid());
     Ok(KoboWrite {
         write: w,
         parts,
@@ -721,6 +724,12 @@ mod tests {
                 .write
                 .event_id
         );
+        // Ids follow the device's time, whatever the digest: a later state sorts after.
+        assert_eq!(w.event_id.0.get_version_num(), 7);
+        let mut later = put();
+        later.at = Some(t("2025-11-21T00:00:01Z"));
+        let next = to_write(&later, book, dev, None, now).unwrap().write;
+        assert!(next.event_id > w.event_id && next.client_ts > w.client_ts);
         let st = applied(w, dev, now);
         let mine = reading_state(book, now, Some(&st), dev);
         assert_eq!(mine.last_modified, AT);
