@@ -10,10 +10,8 @@
 -- last, as a device sends them while its reader turns pages. Bookmarks start at 20 %, ahead
 -- of what progress.lua's runs reach (under 1 %), so that they move the books forward.
 
-local threads = {}
-function setup(thread)
-  threads[#threads + 1] = thread
-end
+dofile("loadtest/wrk/count.lua")
+count_answers('"CurrentBookmarkResult":{"Result":"Success"}', "bookmarks taken")
 
 local accounts = {}
 local step = 0
@@ -51,22 +49,4 @@ function request()
     a.book, at, at, at, at, n % 600, at, 20 + (n % 800000) / 10000, n % 100, n % 500)
   return wrk.format("PUT", a.path .. "/v1/library/" .. a.book .. "/state",
     { ["Content-Type"] = "application/json" }, body)
-end
-
-errors = 0
-success = 0
-function response(status, headers, body)
-  if status == 200 and body:find('"CurrentBookmarkResult":{"Result":"Success"}', 1, true) then
-    success = success + 1
-  end
-  if status ~= 200 then
-    errors = errors + 1
-    if errors <= 3 then io.stderr:write("status " .. status .. ": " .. body .. "\n") end
-  end
-end
-
-function done(summary, latency, requests)
-  local n = 0
-  for _, t in ipairs(threads) do n = n + (t:get("success") or 0) end
-  io.write(string.format("bookmarks taken: %d (%.0f/s)\n", n, n / (summary.duration / 1e6)))
 end

@@ -9,10 +9,8 @@
 -- a fresh event id, so each reader moves forward on its book. Event ids count up within a
 -- run, as time-ordered ids (UUIDv7) do; IDS=random makes them random, as UUIDv4 clients do.
 
-local threads = {}
-function setup(thread)
-  threads[#threads + 1] = thread
-end
+dofile("loadtest/wrk/count.lua")
+count_answers('"applied":true', "applied writes")
 
 local accounts = {}
 local step = 0
@@ -48,22 +46,4 @@ function request()
     id, a.device, (n % 1000000) / 10000, n)
   return wrk.format("POST", "/v1/books/" .. a.book .. "/progress",
     { ["Authorization"] = "Bearer " .. a.token, ["Content-Type"] = "application/json" }, body)
-end
-
-errors = 0
-applied = 0
-function response(status, headers, body)
-  if status == 200 and body:find('"applied":true', 1, true) then
-    applied = applied + 1
-  end
-  if status ~= 200 then
-    errors = errors + 1
-    if errors <= 3 then io.stderr:write("status " .. status .. ": " .. body .. "\n") end
-  end
-end
-
-function done(summary, latency, requests)
-  local n = 0
-  for _, t in ipairs(threads) do n = n + (t:get("applied") or 0) end
-  io.write(string.format("applied writes: %d (%.0f/s)\n", n, n / (summary.duration / 1e6)))
 end
