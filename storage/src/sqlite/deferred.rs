@@ -389,7 +389,7 @@ impl Deferred {
         {
             let mut find = c.prepare_cached(&format!(
                 "SELECT {} FROM progress_events WHERE user_id = ?1 AND event_id = ?2",
-                super::events::COLUMNS
+                crate::sql::EVENT_COLS
             ))?;
             for w in &job.writes {
                 if let Some(e) = self.event_of(user, w.event.event_id) {

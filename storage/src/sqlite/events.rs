@@ -141,10 +141,7 @@ fn body_of(v: ValueRef<'_>) -> Result<String, StoreError> {
     }
 }
 
-/// The columns [`event_row`] reads, in its order.
-pub(super) const COLUMNS: &str =
-    "seq, event_id, book_id, device_id, body, applied, reason, state, received_at";
-
+/// An event from a row of [`crate::sql::EVENT_COLS`], the columns every backend reads.
 pub(super) fn event_row(r: &Row<'_>) -> RowResult<ProgressEvent> {
     let seq: i64 = r.get(0)?;
     let applied: bool = r.get(5)?;
