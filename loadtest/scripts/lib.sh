@@ -16,20 +16,23 @@ start_server() {
         --pid "$pid" --phases health --accounts-out "$dir/accounts.txt" >/dev/null
 }
 
-# threads: CPU ticks so far of the server's threads, summed by thread name.
+# threads: CPU ticks so far of each of the server's threads, as "tid name ticks" lines.
+# Threads are told apart by id: tokio's blocking threads (argon2 of the registrations) share
+# the workers' name and exit after ten idle seconds, which must not look like negative CPU.
 threads() {
     for t in /proc/"$pid"/task/*; do
-        echo "$(cat "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"
-    done | awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
+        echo "${t##*/} $(cat "$t/comm" 2>/dev/null) $(awk '{print $14 + $15}' "$t/stat" 2>/dev/null)"
+    done | awk 'NF == 3'
 }
 
 # per_request BEFORE AFTER N: microseconds of CPU a request between two `threads`, as
-# "HTTP+actors | log writer | applier | all".
+# "HTTP+actors | log writer | applier | all". A thread started in between counts from zero;
+# one that ended in between is left out.
 per_request() {
-    join <(echo "$1") <(echo "$2") | awk -v n="$3" '
-        $1 == "tokio-rt-worker" {h = ($3 - $2) * 10000 / n}
-        $1 == "dogear-sqlite-w" {w = ($3 - $2) * 10000 / n}
-        $1 == "dogear-sqlite-a" {p = ($3 - $2) * 10000 / n}
-        {all += ($3 - $2) * 10000 / n}
-        END {printf "%.1f | %.1f | %.1f | %.1f", h, w, p, all}'
+    awk -v n="$3" '
+        FNR == NR {before[$1] = $3; next}
+        {d = $3 - before[$1]; by[$2] += d; all += d}
+        END {printf "%.1f | %.1f | %.1f | %.1f", by["tokio-rt-worker"] * 10000 / n,
+            by["dogear-sqlite-w"] * 10000 / n, by["dogear-sqlite-a"] * 10000 / n, all * 10000 / n}
+    ' <(echo "$1") <(echo "$2")
 }

@@ -14,6 +14,7 @@ bin=${1:-target/release/dogear}
 lt=${LOADTEST:-target/release/dogear-loadtest}
 duration=${DURATION:-10}
 command -v wrk >/dev/null || { echo "needs wrk (Debian package wrk)" >&2; exit 1; }
+. loadtest/scripts/lib.sh # threads, per_request
 
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -45,13 +46,6 @@ disk() {
     awk -v d="$dev" '$3==d {printf "%.0f\n", $10*512}' /proc/diskstats
 }
 cpu() { awk '{print $14 + $15}' /proc/"$pid"/stat; }
-# CPU ticks by thread name: the HTTP and actor path (tokio-rt-worker), the progress log's
-# writer (dogear-sqlite-w) and its applier to SQLite (dogear-sqlite-a).
-threads() {
-    for t in /proc/"$pid"/task/*; do
-        echo "$(cat "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"
-    done | awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
-}
 t0=$(threads)
 d0=$(disk); c0=$(cpu)
 writes=$(ACCOUNTS="$dir/accounts.txt" wrk -t1 -c256 -d"${duration}s" --latency -s loadtest/wrk/progress.lua "$url")
@@ -82,4 +76,4 @@ awk -v k="$(awk '/Requests\/sec/ {print $2}' <<<"$kobo")" \
 echo "256 readers' writes: $(( (d1 - d0) / n )) bytes written to the disk a write; server CPU $(awk -v c=$((c1 - c0)) -v d="$duration" 'BEGIN {printf "%.2f", c / 100 / d}') cores"
 echo "server at the end: VmRSS $(awk '/VmRSS/ {print $2, $3}' /proc/$pid/status)"
 echo "256 readers' writes, CPU a write by thread:"
-join <(echo "$t0") <(echo "$t1") | awk -v n="$n" '$3 > $2 {printf "  %-16s %6.1f us\n", $1, ($3 - $2) * 10000 / n}'
+echo "  HTTP+actors | log writer | applier | all (µs): $(per_request "$t0" "$t1" "$n")"

@@ -7,8 +7,9 @@
 --
 -- Each request is the next account's Kobo reporting its next place in its book (round robin
 -- over every account): a bookmark, statistics and status, each a little later than the
--- last, as a device sends them while its reader turns pages. Bookmarks start at 20 %, ahead
--- of what progress.lua's runs reach (under 1 %), so that they move the books forward.
+-- last, as a device sends them while its reader turns pages. Bookmarks start at FROM
+-- percent (20), ahead of what progress.lua's runs reach from 0 (under 1 %), so that they move
+-- the books forward.
 
 dofile("loadtest/wrk/count.lua")
 count_answers('"CurrentBookmarkResult":{"Result":"Success"}', "bookmarks taken")
@@ -16,6 +17,7 @@ count_answers('"CurrentBookmarkResult":{"Result":"Success"}', "bookmarks taken")
 local accounts = {}
 local step = 0
 local start = 0
+local from = tonumber(os.getenv("FROM") or "20") or 20
 
 function init(args)
   local path = os.getenv("ACCOUNTS") or "/tmp/accounts.txt"
@@ -46,7 +48,8 @@ function request()
     '"CurrentBookmark":{"LastModified":"%s","ProgressPercent":%.4f,' ..
     '"ContentSourceProgressPercent":%d,"Location":{"Value":"kobo.%d.1","Type":"KoboSpan",' ..
     '"Source":"OEBPS/Text/chapter05.xhtml"}}}]}',
-    a.book, at, at, at, at, n % 600, at, 20 + (n % 800000) / 10000, n % 100, n % 500)
+    a.book, at, at, at, at, n % 600, at, math.min(from + (n % 800000) / 10000, 100), n % 100,
+    n % 500)
   return wrk.format("PUT", a.path .. "/v1/library/" .. a.book .. "/state",
     { ["Content-Type"] = "application/json" }, body)
 end

@@ -8,6 +8,7 @@
 -- Each request is the next account's next position (round robin over every account), with
 -- a fresh event id, so each reader moves forward on its book. Event ids count up within a
 -- run, as time-ordered ids (UUIDv7) do; IDS=random makes them random, as UUIDv4 clients do.
+-- Positions start at FROM percent (0).
 
 dofile("loadtest/wrk/count.lua")
 count_answers('"applied":true', "applied writes")
@@ -16,6 +17,8 @@ local accounts = {}
 local step = 0
 local seed = 0
 local random_ids = false
+-- FROM: the percentage a run starts at, so that a run after others still moves forward.
+local from = tonumber(os.getenv("FROM") or "0") or 0
 
 function init(args)
   local path = os.getenv("ACCOUNTS") or "/tmp/accounts.txt"
@@ -43,7 +46,7 @@ function request()
   local body = string.format(
     '{"event_id":"%s","device_id":"%s","percent":%.4f,' ..
     '"locator":"epubcfi(/6/4!/4/2/%d)","client_ts":"2026-11-23T07:28:28.123Z"}',
-    id, a.device, (n % 1000000) / 10000, n)
+    id, a.device, math.min(from + (n % 1000000) / 10000, 100), n)
   return wrk.format("POST", "/v1/books/" .. a.book .. "/progress",
     { ["Authorization"] = "Bearer " .. a.token, ["Content-Type"] = "application/json" }, body)
 end
