@@ -184,10 +184,10 @@ impl Actor for UserActor {
         }
         match msg {
             UserMsg::Op(UserOp::Write { write, origin }, reply) => {
-                st.enqueue(write, origin, Some(reply), None).await;
+                st.enqueue(write, None, origin, Some(reply), None).await;
             }
             UserMsg::Tell(UserOp::Write { write, origin }) => {
-                st.enqueue(write, origin, None, None).await;
+                st.enqueue(write, None, origin, None, None).await;
             }
             UserMsg::Op(
                 UserOp::KoboWrite {
@@ -204,7 +204,11 @@ impl Actor for UserActor {
                     st.drain().await;
                 }
                 match st.kobo_write(*reading, book, device).await {
-                    Ok((write, parts)) => st.enqueue(write, None, Some(reply), Some(parts)).await,
+                    Ok(k) => {
+                        let kobo = Some((k.parts, k.at));
+                        st.enqueue(k.write, Some(k.body), None, Some(reply), kobo)
+                            .await;
+                    }
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }
@@ -477,19 +481,18 @@ impl UserState {
     }
 
     /// A Kobo's reading state as a progress write, decided on the durable state (the owner
-    /// has drained its batches first).
+    /// has stored the book's queued writes first).
     async fn kobo_write(
         &mut self,
         mut reading: crate::kobo::KoboReading,
         book: BookId,
         device: DeviceId,
-    ) -> Result<(ProgressWrite, (crate::kobo::state::PartOutcomes, String)), AppError> {
+    ) -> Result<crate::kobo::state::KoboWrite, AppError> {
         self.check_book(book).await?;
         let now = Timestamp::now();
         reading.clamp_times(now, self.max_skew_secs());
         let current = self.current(book).await?;
-        let k = crate::kobo::state::to_write(&reading, book, device, current.as_ref(), now)?;
-        Ok((k.write, (k.parts, k.at)))
+        crate::kobo::state::to_write(&reading, book, device, current.as_ref(), now)
     }
 
     fn max_skew_secs(&self) -> i64 {
@@ -504,10 +507,12 @@ impl UserState {
         })
     }
 
-    /// Checks a write and queues it; starts a batch if none is being stored.
+    /// Checks a write and queues it; starts a batch if none is being stored. `body` is the
+    /// write's fingerprint when the caller has it already.
     async fn enqueue(
         &mut self,
         mut w: ProgressWrite,
+        body: Option<String>,
         origin: Option<SocketId>,
         reply: Option<Port>,
         kobo: Option<(crate::kobo::state::PartOutcomes, String)>,
@@ -524,7 +529,7 @@ impl UserState {
             return;
         }
         // The body as sent identifies a retry, so it is fingerprinted before the clamp.
-        let body = w.fingerprint();
+        let body = body.unwrap_or_else(|| w.fingerprint());
         let received = Timestamp::now();
         let clamped = (w.client_ts > received.plus_secs(self.max_skew_secs()))
             .then(|| (std::mem::replace(&mut w.client_ts, received), received));

@@ -3,7 +3,6 @@
 use crate::error::ApiError;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use warp::Reply;
@@ -100,7 +99,13 @@ pub fn parse_query(raw: &str) -> Result<HashMap<String, String>, ApiError> {
 /// Parses one JSON document as `T`. Errors name the offending field (`percent: must be
 /// between 0 and 100`), or `root` when the problem is the document as a whole; shared by
 /// REST bodies and WebSocket frames so both speak the same error language.
+///
+/// Every write goes through here, so a body is parsed without tracking where it is first;
+/// only a refused one is parsed again, with the path kept, to name the field.
 pub fn parse_json<T: DeserializeOwned>(input: &[u8], root: &str) -> Result<T, ApiError> {
+    if let Ok(value) = serde_json::from_slice(input) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(input);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -121,7 +126,7 @@ fn clean(e: &serde_json::Error) -> String {
     }
 }
 
-pub fn json(status: StatusCode, v: &Value) -> Response {
+pub fn json<T: serde::Serialize + ?Sized>(status: StatusCode, v: &T) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
     let mut r = body.into_response();
     *r.status_mut() = status;

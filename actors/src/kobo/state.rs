@@ -142,6 +142,9 @@ pub struct PartOutcomes {
 #[derive(Clone, Debug, PartialEq)]
 pub struct KoboWrite {
     pub write: ProgressWrite,
+    /// The fingerprint that tells a retry from a reused id: that of the state before its id
+    /// was derived from it, so that the same state always has the same id and fingerprint.
+    pub body: String,
     pub parts: PartOutcomes,
     /// The state's time as stored and answered (the device's own, unless it was clamped).
     pub at: String,
@@ -185,7 +188,7 @@ pub struct KoboMark {
 
 const KOBO_SPAN: &str = "KoboSpan";
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct MarkLocator {
     kobo: KoboMark,
 }
@@ -228,7 +231,11 @@ impl KoboMark {
     }
 
     fn to_locator(&self) -> Option<Locator> {
-        let s = serde_json::to_string(&MarkLocator { kobo: self.clone() }).ok()?;
+        #[derive(Serialize)]
+        struct Wrapped<'a> {
+            kobo: &'a KoboMark,
+        }
+        let s = serde_json::to_string(&Wrapped { kobo: self }).ok()?;
         Locator::new(s)
     }
 }
@@ -441,15 +448,17 @@ pub fn to_write(
     };
     // The same state sent twice (two PUTs racing on wake-up) is the same event. The id is
     // time-ordered (a UUIDv7 of the device's time, the rest from the state's digest), so a
-    // device's successive events sit together in the store's event-id index.
-    let digest = crate::auth::sha256_hex(&format!("kobo|{}", w.fingerprint()));
+    // device's successive events sit together in the store's event-id index. The digest is
+    // also the event's body fingerprint: one hash a PUT instead of two.
+    let body = w.fingerprint();
     let bytes: [u8; 10] = std::array::from_fn(|i| {
-        u8::from_str_radix(digest.get(i * 2..i * 2 + 2).unwrap_or("00"), 16).unwrap_or(0)
+        u8::from_str_radix(body.get(i * 2..i * 2 + 2).unwrap_or("00"), 16).unwrap_or(0)
     });
     let ms = u64::try_from(client_ts.millis()).unwrap_or(0);
     w.event_id = EventId(uuid::Builder::from_unix_timestamp_millis(ms, &bytes).into_uuid());
     Ok(KoboWrite {
         write: w,
+        body,
         parts,
         at: lm.raw,
     })

@@ -17,7 +17,7 @@ use dogear_actors::AppError;
 use dogear_actors::kobo::{KoboFormat, PartOutcome};
 use dogear_actors::shelves::ShelfOp;
 use dogear_storage::{BookId, KoboToken, ShelfId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use state::KoboStateIn;
 use warp::http::header::{CONTENT_TYPE, HeaderValue, LOCATION};
@@ -82,7 +82,7 @@ pub fn redact(path: &str) -> String {
     }
 }
 
-fn kobo_json(status: StatusCode, v: &Value) -> Response {
+fn kobo_json<T: serde::Serialize + ?Sized>(status: StatusCode, v: &T) -> Response {
     let mut r = http::json(status, v);
     r.headers_mut().insert(
         CONTENT_TYPE,
@@ -513,8 +513,9 @@ async fn put_state(ctx: &Ctx, dev: &KoboToken, id: &str, req: &Req) -> Result<Re
         ));
     };
     let reading = state::parse(input)?;
+    let sent_at = reading.at.as_ref().map(|t| t.raw.clone());
     let outcome = match book_id(id) {
-        Some(book) => ctx.app.kobo_put_state(dev, book, reading.clone()).await?,
+        Some(book) => ctx.app.kobo_put_state(dev, book, reading).await?,
         None => None,
     };
     // Each part the device sent gets "Success" when it is what Dogear now holds, and
@@ -530,34 +531,64 @@ async fn put_state(ctx: &Ctx, dev: &KoboToken, id: &str, req: &Req) -> Result<Re
         }
         None => {
             tracing::debug!("kobo reading state for a book Dogear does not have; ignored");
-            let at = reading.at.map(|t| t.raw).unwrap_or_else(|| {
+            let at = sent_at.unwrap_or_else(|| {
                 dogear_actors::kobo::state::kobo_time(dogear_storage::Timestamp::now())
             });
             (at, None)
         }
     };
-    let result_of = |part: Option<PartOutcome>| {
-        let ok = matches!((part, taken), (Some(PartOutcome::Applied), Some((_, true))));
-        json!({"Result": if ok { "Success" } else { "Ignored" }})
-    };
     let parts = taken.map(|(p, _)| p).unwrap_or_default();
-    let mut result = json!({
-        "EntitlementId": id,
-        "LastModified": at,
-        "PriorityTimestamp": at,
-    });
-    if input.current_bookmark.is_some() {
-        result["CurrentBookmarkResult"] = result_of(parts.bookmark);
-    }
-    if input.statistics.is_some() {
-        result["StatisticsResult"] = result_of(parts.statistics);
-    }
-    if input.status_info.is_some() {
-        result["StatusInfoResult"] = result_of(parts.status);
-    }
-    Ok(ok(
-        json!({"RequestResult": "Success", "UpdateResults": [result]}),
+    // A part's result, for each part the device sent.
+    let result_of = |sent: bool, part: Option<PartOutcome>| {
+        let ok = matches!((part, taken), (Some(PartOutcome::Applied), Some((_, true))));
+        sent.then_some(PartResult {
+            result: if ok { "Success" } else { "Ignored" },
+        })
+    };
+    let result = UpdateResult {
+        current_bookmark_result: result_of(input.current_bookmark.is_some(), parts.bookmark),
+        entitlement_id: id,
+        last_modified: &at,
+        priority_timestamp: &at,
+        statistics_result: result_of(input.statistics.is_some(), parts.statistics),
+        status_info_result: result_of(input.status_info.is_some(), parts.status),
+    };
+    Ok(kobo_json(
+        StatusCode::OK,
+        &PutAnswer {
+            request_result: "Success",
+            update_results: [result],
+        },
     ))
+}
+
+/// The answer to `PUT .../state`, written straight from these structs: every page turn on
+/// a Kobo sends one. Fields in the order they have always gone out (alphabetical).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutAnswer<'a> {
+    request_result: &'static str,
+    update_results: [UpdateResult<'a>; 1],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateResult<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_bookmark_result: Option<PartResult>,
+    entitlement_id: &'a str,
+    last_modified: &'a str,
+    priority_timestamp: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    statistics_result: Option<PartResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_info_result: Option<PartResult>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PartResult {
+    result: &'static str,
 }
 
 #[derive(Deserialize)]

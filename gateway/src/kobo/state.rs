@@ -66,7 +66,13 @@ pub struct StatusInfoIn {
     pub last_time_finished: Option<String>,
 }
 
-const AT: &str = "ReadingStates[0]";
+/// A field of the state, named as the device sent it; the names are built at compile time,
+/// as every request goes through them and only a refused one needs them.
+macro_rules! field {
+    ($path:literal) => {
+        concat!("ReadingStates[0].", $path)
+    };
+}
 
 fn time(field: &str, s: &Option<String>) -> Result<Option<DeviceTime>, ApiError> {
     match s {
@@ -132,31 +138,46 @@ fn part_time(
 /// Reads and checks a `PUT` body's state. Nothing is half-taken: any bad field refuses the
 /// whole state with a `400` naming it.
 pub fn parse(input: &KoboStateIn) -> Result<KoboReading, ApiError> {
-    let at = match time(&format!("{AT}.LastModified"), &input.last_modified)? {
+    let at = match time(field!("LastModified"), &input.last_modified)? {
         Some(t) => Some(t),
-        None => time(
-            &format!("{AT}.PriorityTimestamp"),
-            &input.priority_timestamp,
-        )?,
+        None => time(field!("PriorityTimestamp"), &input.priority_timestamp)?,
     };
     let bookmark = match &input.current_bookmark {
         None => None,
         Some(b) => {
-            let f = |name: &str| format!("{AT}.CurrentBookmark.{name}");
             let location = match &b.location {
                 None => None,
                 Some(l) => Some(KoboLocation {
-                    value: bounded(&f("Location.Value"), &l.value, MAX_LOCATION_VALUE)?,
-                    kind: bounded(&f("Location.Type"), &l.kind, MAX_LOCATION_TYPE)?,
-                    source: bounded(&f("Location.Source"), &l.source, MAX_LOCATION_SOURCE)?,
+                    value: bounded(
+                        field!("CurrentBookmark.Location.Value"),
+                        &l.value,
+                        MAX_LOCATION_VALUE,
+                    )?,
+                    kind: bounded(
+                        field!("CurrentBookmark.Location.Type"),
+                        &l.kind,
+                        MAX_LOCATION_TYPE,
+                    )?,
+                    source: bounded(
+                        field!("CurrentBookmark.Location.Source"),
+                        &l.source,
+                        MAX_LOCATION_SOURCE,
+                    )?,
                 }),
             };
             Some(Stamped {
-                at: part_time(&f("LastModified"), &b.last_modified, &at)?,
+                at: part_time(
+                    field!("CurrentBookmark.LastModified"),
+                    &b.last_modified,
+                    &at,
+                )?,
                 value: Bookmark {
-                    percent: percent(&f("ProgressPercent"), &b.progress_percent)?,
+                    percent: percent(
+                        field!("CurrentBookmark.ProgressPercent"),
+                        &b.progress_percent,
+                    )?,
                     source_percent: percent(
-                        &f("ContentSourceProgressPercent"),
+                        field!("CurrentBookmark.ContentSourceProgressPercent"),
                         &b.content_source_progress_percent,
                     )?,
                     location,
@@ -166,45 +187,44 @@ pub fn parse(input: &KoboStateIn) -> Result<KoboReading, ApiError> {
     };
     let statistics = match &input.statistics {
         None => None,
-        Some(s) => {
-            let f = |name: &str| format!("{AT}.Statistics.{name}");
-            Some(Stamped {
-                at: part_time(&f("LastModified"), &s.last_modified, &at)?,
-                value: Statistics {
-                    spent_minutes: count(
-                        &f("SpentReadingMinutes"),
-                        s.spent_reading_minutes,
-                        100_000_000,
-                    )?,
-                    remaining_minutes: count(
-                        &f("RemainingTimeMinutes"),
-                        s.remaining_time_minutes,
-                        100_000_000,
-                    )?,
-                },
-            })
-        }
+        Some(s) => Some(Stamped {
+            at: part_time(field!("Statistics.LastModified"), &s.last_modified, &at)?,
+            value: Statistics {
+                spent_minutes: count(
+                    field!("Statistics.SpentReadingMinutes"),
+                    s.spent_reading_minutes,
+                    100_000_000,
+                )?,
+                remaining_minutes: count(
+                    field!("Statistics.RemainingTimeMinutes"),
+                    s.remaining_time_minutes,
+                    100_000_000,
+                )?,
+            },
+        }),
     };
     let status = match &input.status_info {
         None => None,
         Some(s) => {
-            let f = |name: &str| format!("{AT}.StatusInfo.{name}");
             let status = match s.status.as_deref() {
                 None => None,
                 Some(v) => Some(KoboStatus::parse(v).ok_or_else(|| {
-                    ApiError::field(&f("Status"), "must be ReadyToRead, Reading or Finished")
+                    ApiError::field(
+                        field!("StatusInfo.Status"),
+                        "must be ReadyToRead, Reading or Finished",
+                    )
                 })?),
             };
             // Echoed, never compared, but they must be times all the same.
             let last_started = &s.last_time_started_reading;
-            time(&f("LastTimeStartedReading"), last_started)?;
-            time(&f("LastTimeFinished"), &s.last_time_finished)?;
+            time(field!("StatusInfo.LastTimeStartedReading"), last_started)?;
+            time(field!("StatusInfo.LastTimeFinished"), &s.last_time_finished)?;
             Some(Stamped {
-                at: part_time(&f("LastModified"), &s.last_modified, &at)?,
+                at: part_time(field!("StatusInfo.LastModified"), &s.last_modified, &at)?,
                 value: StatusInfo {
                     status,
                     times_started: count(
-                        &f("TimesStartedReading"),
+                        field!("StatusInfo.TimesStartedReading"),
                         s.times_started_reading,
                         1_000_000,
                     )?,
