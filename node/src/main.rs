@@ -125,16 +125,18 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 const MI_OPTION_DISALLOW_ARENA_ALLOC: libmimalloc_sys::mi_option_t = 26;
 
 /// By default mimalloc keeps freed memory in its arenas and gives it back to the system
-/// only long after (its arena purge delay is ten seconds, and pages of exited threads stay
-/// with the arena): after a burst of writes and logins the process held 90 MiB more than
+/// only after a delay, and pages of exited threads stay with the arena: after a burst of writes and logins the process held 90 MiB more than
 /// idle for good. Without arenas and with immediate purging it returns to about 60 MiB
-/// above idle within seconds, at no measurable cost in throughput (BENCHMARKS.md, issue 11).
+/// above idle within seconds (BENCHMARKS.md, issue 11). These are defaults: mimalloc's own
+/// environment variables (`MIMALLOC_DISALLOW_ARENA_ALLOC=0`, `MIMALLOC_PURGE_DELAY=1000`)
+/// still win, for an operator who prefers the CPU that the arenas save to the memory they
+/// keep (docs/configuration.md).
 fn tune_allocator() {
-    // SAFETY: mi_option_set stores an integer option; it is called before any other thread
-    // exists, with option numbers of the vendored mimalloc's own enum.
+    // SAFETY: mi_option_set_default stores an integer option; it is called before any other
+    // thread exists, with option numbers of the vendored mimalloc's own enum.
     unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_DISALLOW_ARENA_ALLOC, 1);
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        libmimalloc_sys::mi_option_set_default(MI_OPTION_DISALLOW_ARENA_ALLOC, 1);
+        libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, 0);
     }
 }
 
